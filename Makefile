@@ -1,0 +1,38 @@
+# `make run`: set up .venv and train the quickstart. `make test`: set up and run the tests.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST ?= -q
+
+.PHONY: run test test-fast slurm-up slurm-down lint clean
+
+run: $(STAMP)
+	$(VENV)/bin/reslab train configs/quickstart.yaml
+
+test: $(STAMP) slurm-up
+	$(PY) -m pytest $(PYTEST)
+
+# Everything but the real-SLURM tests (no root or apt needed).
+test-fast: $(STAMP)
+	$(PY) -m pytest $(PYTEST) -m "not slurm"
+
+# constraints.txt pins the versions tested together; pyproject keeps open ranges for users.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+# The local two-node SLURM cluster the `slurm` tests use (needs root and apt).
+slurm-up:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash slurm/local-cluster.sh up; \
+	else echo "not root or no apt: the slurm tests will report the cluster missing"; fi
+
+slurm-down:
+	bash slurm/local-cluster.sh down
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check platform tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

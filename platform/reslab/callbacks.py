@@ -1,0 +1,52 @@
+"""Small Lightning callbacks the training path always uses."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class RNGState(Callback):
+    """Puts every RNG state into the checkpoint (Lightning does not), as plain values, so a
+    resumed run continues the exact random streams of the uninterrupted one."""
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class EpochLine(Callback):
+    """One line per epoch when stdout is not a terminal (SLURM logs, CI): a tqdm bar there
+    would write thousands of carriage returns."""
+
+    KEYS = ("train/loss", "train/err", "val/err", "val/err_best")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        m = trainer.callback_metrics
+        parts = [f"{k}={m[k].item():.4f}" for k in self.KEYS if k in m]
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} "
+              f"step {trainer.global_step} {' '.join(parts)} "
+              f"({time.perf_counter() - self._t0:.1f}s)", file=sys.stdout, flush=True)

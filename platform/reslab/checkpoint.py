@@ -1,0 +1,71 @@
+"""Checkpoint files: written atomically, read weights-only, refused with a sentence when broken.
+
+A checkpoint holds plain types only (tensors, numbers, strings, lists, dicts), so
+`torch.load(weights_only=True)` reads it and a crafted pickle cannot run code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from reslab.errors import UserError
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, truncated, corrupted or carries code."""
+
+
+def load(path: str | Path, map_location: Any = "cpu") -> dict:
+    """`torch.load(weights_only=True)`, with every failure turned into one sentence naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = "it holds objects other than tensors and plain values (refused: loading it " \
+                 "could run code)" if "weights_only" in str(e) or "Unsupported" in str(e) \
+                 else "it is corrupted"
+        raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"cannot load checkpoint {path}: it is truncated or corrupted "
+                              f"({first[:120]})") from None
+
+
+def save(obj: dict, path: str | Path) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over the target: a
+    crash mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with atomic writes and weights-only reads."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return load(path, map_location or "cpu")

@@ -1,0 +1,157 @@
+"""The `reslab` command: thin argument parsing that dispatches to the modules.
+
+Bad input exits with status 2 and one sentence on stderr; nothing is written for a refused
+command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from reslab.errors import UserError
+
+EPILOG = """\
+examples:
+  reslab train                                   ResNet-20 on the embedded digits (quickstart)
+  reslab train configs/experiment/cifar10_paper.yaml model.depth=56 data.root=/data
+  reslab train --resume runs/quickstart/20261122-101500-a1b2c3
+  reslab test runs/quickstart/20261122-101500-a1b2c3
+  reslab models 'resnet*'
+  reslab config configs/quickstart.yaml model.shortcut=none
+
+Arguments containing '=' are KEY=VALUE overrides (see `reslab config` for every key); the
+others are recipe files, merged in order onto the defaults."""
+
+
+def split_args(items: list[str]) -> tuple[list[str], list[str]]:
+    """Recipe paths and KEY=VALUE overrides may come in any order."""
+    recipes = [a for a in items if "=" not in a]
+    overrides = [a for a in items if "=" in a]
+    return recipes, overrides
+
+
+def cmd_train(args) -> int:
+    from reslab import config, train, tracking
+
+    if args.resume:
+        run = tracking.find_run(args.resume)
+        recipes, overrides = split_args(args.items)
+        if recipes:
+            raise UserError("--resume takes the run's own config.yaml; give only KEY=VALUE "
+                            f"overrides, not {recipes[0]}")
+        cfg = config.load([run.config], overrides)
+    else:
+        run = None
+        cfg = config.load(*split_args(args.items))
+    summary = train.fit(cfg, resume=run)
+    print_summary(summary)
+    return 0 if summary.get("status") == "completed" else 1
+
+
+def print_summary(summary: dict) -> None:
+    keys = ("status", "epoch", "global_step", "train/loss", "train/err", "val/err",
+            "val/err_best", "test/err", "params", "images_per_s", "wall_s")
+    width = max(map(len, keys))
+    for k in keys:
+        if k in summary:
+            v = summary[k]
+            print(f"  {k:<{width}}  {v:.4f}" if "/" in k else f"  {k:<{width}}  {v}")
+
+
+def cmd_test(args) -> int:
+    from reslab import train, tracking
+
+    run = tracking.find_run(args.run)
+    result = train.test(run, args.overrides)
+    for k, v in sorted(result.items()):
+        print(f"{k} {v:.4f}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from reslab import models
+
+    names = models.list_models(args.pattern)
+    if not names:
+        raise UserError(f"no model matches '{args.pattern}' (try `reslab models` for all)")
+    rows = []
+    for name in names:
+        entry = models.MODELS.get(name)
+        net = entry.builder()
+        meta = entry.meta
+        depth = meta.get("depth") or _default_depth(name)
+        rows.append((name, meta["family"], str(depth), meta["shortcut"],
+                     f"{models.count_params(net):,}",
+                     _human(models.count_macs(net, meta["input_size"]))))
+    header = ("name", "family", "depth", "shortcut", "params", "MACs")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for r in [header] + rows:
+        print("  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in
+                        enumerate(zip(r, widths))).rstrip())
+    return 0
+
+
+def _default_depth(name: str) -> int:
+    import inspect
+
+    from reslab import models
+
+    return inspect.signature(models.MODELS.get(name).builder).parameters["depth"].default
+
+
+def _human(n: int) -> str:
+    return f"{n / 1e9:.2f}G" if n >= 1e9 else f"{n / 1e6:.1f}M"
+
+
+def cmd_config(args) -> int:
+    from reslab import config
+
+    print(config.to_yaml(config.load(*split_args(args.items))), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reslab", description="Residual-network experiments: recipes, SLURM, sweeps, W&B.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a recipe (default: configs/quickstart.yaml)",
+                       description="Train a recipe; prints the run directory and a summary.")
+    t.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
+    t.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its last checkpoint (same directory, same W&B run)")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("test", help="evaluate a run's best checkpoint on the test split")
+    e.add_argument("run", metavar="RUN_DIR|CKPT")
+    e.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    e.set_defaults(fn=cmd_test)
+
+    m = sub.add_parser("models", help="list registered models: params and MACs")
+    m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'resnet*'")
+    m.set_defaults(fn=cmd_models)
+
+    c = sub.add_parser("config", help="print the resolved, validated config")
+    c.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
+    c.set_defaults(fn=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("WANDB_MODE", "offline")  # online only when the user asks for it
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as e:
+        print(f"reslab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"reslab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

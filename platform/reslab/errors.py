@@ -1,0 +1,8 @@
+"""Errors that are the user's to fix: the CLI prints the message (one sentence) and exits 2."""
+
+
+class UserError(Exception):
+    """Bad input: a sentence naming the offending value and what is allowed."""
+
+    def __str__(self) -> str:  # KeyError subclasses would repr() the message
+        return str(self.args[0]) if self.args else ""

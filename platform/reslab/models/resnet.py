@@ -1,0 +1,143 @@
+"""The configurable ResNet: one class for the CIFAR (6n+2) and ImageNet families (He et al. 2015,
+§4.2 and Table 1). Every variant is data — block, layers, widths, stem, shortcut — and the
+registered presets are one line each."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from reslab.models.blocks import SHORTCUTS, BasicBlock, Bottleneck
+from reslab.registry import Registry
+
+MODELS = Registry("model")
+
+CIFAR_WIDTHS = (16, 32, 64)
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+IMAGENET_LAYERS = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+
+
+class ResNet(nn.Module):
+    """Stem, then len(layers) stages of residual blocks (the first of each stage after the first
+    halves the resolution), global average pooling and a linear classifier `fc`.
+
+    Attribute names match torchvision's ResNet, so their state dicts load unchanged."""
+
+    def __init__(self, block: type[nn.Module], layers: Sequence[int], widths: Sequence[int],
+                 stem: str = "imagenet", shortcut: str = "B", preact: bool = False,
+                 width: float = 1.0, in_channels: int = 3, num_classes: int = 1000,
+                 zero_init_residual: bool = False):
+        super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
+        self.preact = preact
+        stem_width = widths[0]
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(in_channels, stem_width, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        # Pre-activation nets normalise inside each block and once more before pooling.
+        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        inplanes = stem_width
+        for i, (planes, n) in enumerate(zip(widths, layers)):
+            planes = max(1, round(planes * width))
+            stage = []
+            for j in range(n):
+                stride = 2 if i > 0 and j == 0 else 1
+                stage.append(block(inplanes, planes, stride, shortcut=shortcut, preact=preact))
+                inplanes = planes * block.expansion
+            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
+        self.num_stages = len(layers)
+        self.final_bn = nn.BatchNorm2d(inplanes) if preact else nn.Identity()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(inplanes, num_classes)
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        # He init (§3.4, ref. [13]); BN starts as the identity.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            # Each residual branch starts at zero, so every block starts as the identity
+            # (Goyal et al. 2017).
+            for b in self.blocks():
+                nn.init.zeros_(b.last_bn().weight)
+
+    def blocks(self) -> list[nn.Module]:
+        return [b for i in range(self.num_stages) for b in getattr(self, f"layer{i + 1}")]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        if not self.preact:
+            x = self.relu(self.bn1(x))
+        x = self.maxpool(x)
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        if self.preact:
+            x = self.relu(self.final_bn(x))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.forward_features(x))
+
+
+def depth_error(family: str, depth: int) -> str | None:
+    """Why `depth` is not valid for `family`, as a sentence fragment, or None."""
+    if family == "cifar":
+        if depth >= 8 and (depth - 2) % 6 == 0:
+            return None
+        near = max(8, 6 * round((depth - 2) / 6) + 2)
+        return f"depth must be 6n+2 for cifar stems, got {depth} (did you mean {near}?)"
+    if family == "imagenet" and depth not in IMAGENET_LAYERS:
+        allowed = ", ".join(map(str, IMAGENET_LAYERS))
+        return f"depth must be one of {allowed} for the imagenet family, got {depth}"
+    return None
+
+
+def cifar_resnet(depth: int = 20, shortcut: str = "A", **kwargs) -> ResNet:
+    """CIFAR ResNet (§4.2): 3x3 stem, 3 stages of n BasicBlocks, widths 16/32/64, depth 6n+2."""
+    if err := depth_error("cifar", depth):
+        raise ValueError(err)
+    kwargs.setdefault("num_classes", 10)
+    n = (depth - 2) // 6
+    return ResNet(BasicBlock, [n] * 3, CIFAR_WIDTHS, stem="cifar", shortcut=shortcut, **kwargs)
+
+
+def imagenet_resnet(depth: int = 50, shortcut: str = "B", **kwargs) -> ResNet:
+    """ImageNet ResNet (Table 1): 7x7 stem + max-pool, 4 stages, Basic (18/34) or Bottleneck."""
+    if err := depth_error("imagenet", depth):
+        raise ValueError(err)
+    block, layers = IMAGENET_LAYERS[depth]
+    return ResNet(block, layers, IMAGENET_WIDTHS, stem="imagenet", shortcut=shortcut, **kwargs)
+
+
+CIFAR_INPUT, IMAGENET_INPUT = (3, 32, 32), (3, 224, 224)
+MODELS.register("cifar_resnet", cifar_resnet, family="cifar", depth=None, shortcut="A",
+                input_size=CIFAR_INPUT)
+MODELS.register("imagenet_resnet", imagenet_resnet, family="imagenet", depth=None, shortcut="B",
+                input_size=IMAGENET_INPUT)
+for _d in (20, 32, 44, 56, 110, 1202):
+    MODELS.register(f"resnet{_d}", partial(cifar_resnet, depth=_d), family="cifar", depth=_d,
+                    shortcut="A", input_size=CIFAR_INPUT)
+for _d in (20, 32, 44, 56, 110):
+    MODELS.register(f"plain{_d}", partial(cifar_resnet, depth=_d, shortcut="none"),
+                    family="cifar", depth=_d, shortcut="none", input_size=CIFAR_INPUT)
+for _d in IMAGENET_LAYERS:
+    MODELS.register(f"resnet{_d}", partial(imagenet_resnet, depth=_d), family="imagenet",
+                    depth=_d, shortcut="B", input_size=IMAGENET_INPUT)

@@ -1,0 +1,57 @@
+"""Optimizers and learning-rate schedules, as plain functions of the optimizer config."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def param_groups(net: nn.Module, weight_decay: float, decay_all: bool) -> list[dict]:
+    """Two groups: conv/linear weights, and BN parameters + biases (decayed only if `decay_all`,
+    as in the paper's Caffe/Torch setup; sparing them is the common modern choice)."""
+    decay, other = [], []
+    for p in net.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else other).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": other, "weight_decay": weight_decay if decay_all else 0.0}]
+
+
+def build_optimizer(cfg, net: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(net, cfg.weight_decay, cfg.decay_norm_and_bias)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+class Schedule:
+    """lr multiplier as a function of the global step, for `torch.optim.lr_scheduler.LambdaLR`.
+
+    A callable object (not a closure) so LambdaLR saves its attributes in checkpoints — including
+    `warm`, the state of the ResNet-110 rule (§4.2: lr 0.01 until training error < 80 %)."""
+
+    def __init__(self, cfg, total_steps: int):
+        self.kind, self.total = cfg.schedule, max(1, total_steps)
+        self.milestones, self.gamma = list(cfg.milestones), cfg.gamma
+        self.warmup_steps = cfg.warmup_steps
+        self.warm_factor = (cfg.warmup_lr / cfg.lr) if cfg.warmup_lr else 1.0
+        self.warm = cfg.warmup_lr is not None
+
+    def __call__(self, step: int) -> float:
+        f = self._base(step)
+        if self.warmup_steps and step < self.warmup_steps:
+            f *= (step + 1) / self.warmup_steps
+        return f * (self.warm_factor if self.warm else 1.0)
+
+    def _base(self, step: int) -> float:
+        t = min(step / self.total, 1.0)
+        if self.kind == "paper":
+            return self.gamma ** sum(step >= m for m in self.milestones)
+        if self.kind == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * t))
+        if self.kind == "onecycle":
+            # Linear ramp to the peak over the first 25 %, then linear decay to zero.
+            return t / 0.25 if t < 0.25 else (1 - t) / 0.75
+        return 1.0

@@ -1,0 +1,133 @@
+"""fit(cfg) -> summary: the ONE training path. The CLI, a SLURM job and a Ray trial all call it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+from reslab import checkpoint, data, models, tasks, tracking
+from reslab import config as C
+from reslab.callbacks import EpochLine, RNGState
+from reslab.tracking import RunDir
+
+SUMMARY_METRICS = ("train/loss", "train/err", "val/err", "val/err_best", "val/err_top5",
+                   "test/err", "test/err_top5")
+
+
+def quiet_lightning() -> None:
+    """Lightning's info banners and known-harmless warnings would bury reslab's own output."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for msg in (".*does not have many workers.*", ".*`isinstance.*treespec.*",
+                ".*Checkpoint directory .* exists and is not empty.*",
+                ".*The number of training batches .* is smaller than the logging interval.*",
+                ".*The `srun` command is available on your system but is not used.*"):
+        warnings.filterwarnings("ignore", message=msg)
+
+
+def prepare(cfg, run: RunDir | None = None):
+    """Everything that can refuse the config — data present, model buildable — before any file
+    is written."""
+    dm = data.build(cfg.data, cfg.seed)
+    dm.check()
+    net = models.build_model(cfg.model.name, in_channels=dm.in_channels,
+                             num_classes=dm.num_classes, **C.model_kwargs(cfg))
+    return dm, net
+
+
+def fit(cfg, resume: RunDir | None = None) -> dict:
+    """Train `cfg` in a new run directory (or continue `resume`) and return its summary."""
+    quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm, net = prepare(cfg)
+    run = resume or tracking.open_run(cfg)
+    ckpt = run.last_ckpt if resume and run.last_ckpt.is_file() else None
+    resume_step = checkpoint.load(ckpt)["global_step"] if ckpt else None
+    print(f"run directory: {run.path}", flush=True)
+
+    task = tasks.build(cfg, net, dm.num_classes)
+    summary = {**tracking.read_summary(run), "run_id": run.run_id, "status": "running",
+               "params": models.count_params(net), "env": tracking.env_info()}
+    tracking.write_summary(run, summary)
+    loggers = [tracking.CSVMetrics(run.metrics, resume_step)]
+    if wb := tracking.wandb_logger(cfg, run):
+        loggers.append(wb)
+    trainer = build_trainer(cfg, run, loggers)
+    t0, wall_before = time.perf_counter(), summary.get("wall_s", 0.0)
+    try:
+        trainer.fit(task, datamodule=dm, ckpt_path=ckpt)
+        summary.update(collect(trainer, task))
+        if cfg.run.test:
+            best = run.best_ckpt if run.best_ckpt.is_file() else None
+            trainer.test(task, datamodule=dm, ckpt_path=best, verbose=False)
+            summary.update(collect(trainer, task))
+        summary["status"] = "completed"
+    except BaseException as e:
+        summary.update(collect(trainer, task))
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}"[:500])
+        raise
+    finally:
+        summary["wall_s"] = round(wall_before + time.perf_counter() - t0, 3)
+        if trainer.is_global_zero:
+            tracking.write_summary(run, summary)
+        tracking.finish_wandb()
+    return summary
+
+
+def build_trainer(cfg, run: RunDir, loggers: list) -> L.Trainer:
+    t = cfg.trainer
+    best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/err",
+                           mode="min", save_last=True, enable_version_counter=False)
+    callbacks = [best, RNGState()]
+    tty = sys.stdout.isatty()
+    if t.progress_bar and tty:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))  # a refresh reads metrics on the host
+    elif t.progress_bar:
+        callbacks.append(EpochLine())
+    return L.Trainer(
+        default_root_dir=run.path, logger=loggers, callbacks=callbacks,
+        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator,
+        devices=t.devices, num_nodes=t.num_nodes, precision=t.precision,
+        deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
+        enable_progress_bar=t.progress_bar and tty, enable_model_summary=False,
+        plugins=[checkpoint.AtomicCheckpointIO()], num_sanity_val_steps=0,
+    )
+
+
+def collect(trainer: L.Trainer, task) -> dict:
+    """The summary's metrics: the last logged value of each (callback_metrics holds only the
+    latest stage's, so this runs after fit and again after test)."""
+    m = trainer.callback_metrics
+    out = {k: float(m[k]) for k in SUMMARY_METRICS if k in m}
+    out.update(global_step=trainer.global_step, epoch=trainer.current_epoch)
+    if task.throughput:
+        rates = sorted(task.throughput)
+        out["images_per_s"] = round(rates[len(rates) // 2], 1)  # median epoch: robust to warm-up
+    return out
+
+
+def test(run: RunDir, overrides: list[str] = ()) -> dict:
+    """Evaluate a run's best checkpoint on its test split; the result goes into summary.json."""
+    quiet_lightning()
+    cfg = C.load([run.config], overrides)
+    ckpt = run.best_ckpt if run.best_ckpt.is_file() else run.last_ckpt
+    state = checkpoint.load(ckpt)
+    dm, net = prepare(cfg)
+    task = tasks.build(cfg, net, dm.num_classes)
+    task.load_state_dict(state["state_dict"])
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        accelerator=cfg.trainer.accelerator, devices=1,
+                        precision=cfg.trainer.precision, default_root_dir=run.path)
+    trainer.test(task, datamodule=dm, verbose=False)
+    result = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    tracking.write_summary(run, {**tracking.read_summary(run), **result,
+                                 "test_checkpoint": str(Path(ckpt).name)})
+    return result
