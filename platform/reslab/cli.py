@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from reslab.errors import UserError
 
@@ -33,7 +32,7 @@ def split_args(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_train(args) -> int:
-    from reslab import config, train, tracking
+    from reslab import config, tracking, train
 
     if args.resume:
         run = tracking.find_run(args.resume)
@@ -61,7 +60,7 @@ def print_summary(summary: dict) -> None:
 
 
 def cmd_test(args) -> int:
-    from reslab import train, tracking
+    from reslab import tracking, train
 
     run = tracking.find_run(args.run)
     result = train.test(run, args.overrides)

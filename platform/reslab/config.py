@@ -9,7 +9,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -29,8 +29,8 @@ class ConfigError(UserError, ValueError):
 @dataclass
 class ModelConfig:
     name: str = "cifar_resnet"        # registered model: a family (cifar_resnet) or a preset (resnet56)
-    depth: Optional[int] = None       # None: the preset's depth (20 for cifar_resnet, 50 for imagenet_resnet)
-    shortcut: Optional[str] = None    # A | B | C | none (plain); None: the preset's (A for CIFAR, B for ImageNet)
+    depth: int | None = None          # None: the preset's depth (20 for cifar_resnet, 50 for imagenet_resnet)
+    shortcut: str | None = None       # A | B | C | none (plain net); None: the preset's (A CIFAR, B ImageNet)
     preact: bool = False              # pre-activation blocks (He et al. 2016)
     width: float = 1.0                # stage-width multiplier (wide ResNets)
     zero_init_residual: bool = False  # zero-init each residual branch's last BN
@@ -66,7 +66,7 @@ class OptimConfig:
     milestones: list[int] = field(default_factory=lambda: [32000, 48000])  # paper: iterations
     gamma: float = 0.1                # paper: lr factor at each milestone
     warmup_steps: int = 0             # linear warm-up from 0 over this many iterations
-    warmup_lr: Optional[float] = None     # ResNet-110 rule: this lr until train error < warmup_until_err
+    warmup_lr: float | None = None    # ResNet-110 rule: this lr until train error < warmup_until_err
     warmup_until_err: float = 0.8
     label_smoothing: float = 0.0
 
@@ -82,8 +82,8 @@ class TrainerConfig:
     deterministic: bool = False
     log_every_n_steps: int = 10
     check_val_every_n_epoch: int = 1
-    gradient_clip_val: Optional[float] = None
-    limit_train_batches: Optional[float] = None  # a fraction or a count; None: all
+    gradient_clip_val: float | None = None
+    limit_train_batches: float | None = None  # a fraction or a count; None: all
     progress_bar: bool = True         # a tqdm bar on a terminal, one line per epoch otherwise
 
 
@@ -98,8 +98,8 @@ class RunConfig:
 class WandbConfig:
     mode: str = "offline"             # offline | online | disabled
     project: str = "reslab"
-    entity: Optional[str] = None
-    group: Optional[str] = None
+    entity: str | None = None
+    group: str | None = None
     tags: list[str] = field(default_factory=list)
     job_type: str = "train"
 
@@ -111,17 +111,17 @@ class LoggerConfig:
 
 @dataclass
 class SlurmConfig:
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
     time: str = "01:00:00"
     nodes: int = 1
     gpus_per_node: int = 0            # 0: CPU job, one task per node
     cpus_per_task: int = 2
-    mem: Optional[str] = None
-    constraint: Optional[str] = None
-    setup: list[str] = field(default_factory=list)   # shell lines before srun (module load ...)
-    extra: list[str] = field(default_factory=list)   # extra #SBATCH options
+    mem: str | None = None
+    constraint: str | None = None
+    setup: list[str] = field(default_factory=list)  # shell lines before srun (module load ...)
+    extra: list[str] = field(default_factory=list)  # extra #SBATCH options
     signal_margin_s: int = 120        # USR1 this long before the time limit
     max_restarts: int = 3
 

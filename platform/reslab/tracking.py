@@ -204,7 +204,7 @@ def wandb_logger(cfg, run: RunDir, extra_config: dict | None = None):
             settings=wandb.Settings(init_timeout=60, save_code=False, x_disable_stats=True,
                                     console="off"),
         )
-        logger.experiment  # start now, so a failure is caught here and not mid-training
+        _ = logger.experiment  # start now, so a failure is caught here and not mid-training
         return logger
     except Exception as e:  # noqa: BLE001 - any W&B failure must not stop training
         warnings.warn(f"W&B could not start ({type(e).__name__}: {str(e)[:200]}); "

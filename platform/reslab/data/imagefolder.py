@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from reslab.data.base import DataError
@@ -50,7 +51,6 @@ class ImageFolderData(L.LightningDataModule):
         """The paper's ImageNet augmentation (§3.4): shorter side random in [256, 480], a 224
         crop and a flip; evaluation resizes to 256 and takes the centre 224 (scaled with
         `data.image_size`)."""
-        import torch
         from torchvision.transforms import v2
 
         s = self.cfg.image_size
@@ -75,7 +75,8 @@ class ImageFolderData(L.LightningDataModule):
         self.setup()
         w = self.cfg.num_workers
         return DataLoader(self._sets[split], self.cfg.batch_size, shuffle=train, num_workers=w,
-                          persistent_workers=w > 0, pin_memory=True, drop_last=train)
+                          persistent_workers=w > 0, pin_memory=torch.cuda.is_available(),
+                          drop_last=train)
 
     def train_dataloader(self):
         return self._loader("train", True)

@@ -52,7 +52,7 @@ class MemoryLoader:
     batch_sampler = None  # Lightning inspects DataLoader-like attributes
 
     @property
-    def sampler(self) -> "MemoryLoader":
+    def sampler(self) -> MemoryLoader:
         return self  # Lightning calls `dataloader.sampler.set_epoch(epoch)`
 
     def set_epoch(self, epoch: int) -> None:
@@ -63,16 +63,15 @@ class MemoryLoader:
         return math.ceil(self.per_rank / self.batch_size)
 
     def _generator(self, *salt: int) -> torch.Generator:
-        # Seeded from (seed, epoch, rank, batch): any batch can be replayed on its own.
         g = torch.Generator(device=self.x.device)
-        g.manual_seed(hash((self.seed, self.epoch, self.rank) + salt) & 0x7FFF_FFFF_FFFF)
+        g.manual_seed(hash((self.seed, self.epoch) + salt) & 0x7FFF_FFFF_FFFF)
         return g
 
     def _indices(self) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.rank, len(self.x), self.world_size, device=self.x.device)
-        perm = torch.randperm(len(self.x), generator=self._generator(-1, 0),
-                              device=self.x.device)
+        # The same permutation on every rank, so the shards are disjoint.
+        perm = torch.randperm(len(self.x), generator=self._generator(-1), device=self.x.device)
         return perm[: self.per_rank * self.world_size][self.rank :: self.world_size]
 
     def __iter__(self):
@@ -83,7 +82,8 @@ class MemoryLoader:
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
             xb = self.x[sel]
             if self.pad or self.flip:
-                xb = random_crop_flip(xb, self.pad, self.flip, self._generator(b))
+                # Seeded per (epoch, rank, batch): any batch can be replayed on its own.
+                xb = random_crop_flip(xb, self.pad, self.flip, self._generator(self.rank, b))
             self._yielded = b + 1
             yield xb, self.y[sel]
 

@@ -1,0 +1,36 @@
+"""Shared fixtures: every test writes under its own tmp dir and W&B stays offline and quiet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESLAB = [sys.executable, "-m", "reslab.cli"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    for k in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(k)
+
+
+def reslab(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None
+           ) -> subprocess.CompletedProcess:
+    """Run the real `reslab` command in a fresh process."""
+    return subprocess.run([*RESLAB, *map(str, args)], cwd=cwd or ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+# Small, fast settings for end-to-end runs on the embedded digits.
+TINY = ["model.name=cifar_resnet", "model.depth=8", "trainer.accelerator=cpu",
+        "data.batch_size=256", "trainer.log_every_n_steps=1"]

@@ -1,0 +1,113 @@
+"""`reslab train/test/models/config` end to end, in fresh processes, on the embedded data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, reslab
+
+pytestmark = pytest.mark.integration
+
+
+def _run_dir(root: Path) -> Path:
+    dirs = [p.parent for p in root.rglob("config.yaml")]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_train_writes_the_run_directory_contract_and_test_reevaluates(tmp_path):
+    r = reslab("train", *TINY, "trainer.max_epochs=2", f"run.root={tmp_path}", "run.name=smoke")
+    assert r.returncode == 0, r.stderr
+    run = _run_dir(tmp_path)
+    assert f"run directory: {run}" in r.stdout
+    for f in ("config.yaml", "summary.json", "metrics.csv", "checkpoints/last.ckpt",
+              "checkpoints/best.ckpt"):
+        assert (run / f).is_file(), f
+    assert list((run / "wandb").glob("offline-run-*")), "W&B offline files in the run dir"
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "completed" and s["run_id"] == run.name
+    for k in ("global_step", "epoch", "train/loss", "train/err", "val/err", "val/err_best",
+              "test/err", "params", "wall_s", "images_per_s"):
+        assert k in s, k
+    assert s["epoch"] == 2 and s["global_step"] == 2 * 5 and s["val/err_best"] <= s["val/err"]
+    ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 10
+
+    t = reslab("test", run)
+    assert t.returncode == 0, t.stderr
+    assert json.loads((run / "summary.json").read_text())["test/err"] == pytest.approx(
+        float(t.stdout.split("test/err ")[1].split()[0]), abs=1e-4)
+
+
+def test_resume_is_exact(tmp_path):
+    """A run stopped after epoch 2 and resumed ends with the same weights, bit for bit, as one
+    that ran straight through (RNG, optimizer, schedule and data order are in the checkpoint)."""
+    common = [*TINY, "optim.schedule=constant", "optim.warmup_steps=7",
+              "logger.wandb.mode=disabled", "run.test=false"]
+    straight = reslab("train", *common, "trainer.max_epochs=4", f"run.root={tmp_path}/a")
+    assert straight.returncode == 0, straight.stderr
+    first = reslab("train", *common, "trainer.max_epochs=2", f"run.root={tmp_path}/b")
+    assert first.returncode == 0, first.stderr
+    b = _run_dir(tmp_path / "b")
+    resumed = reslab("train", "--resume", b, "trainer.max_epochs=4")
+    assert resumed.returncode == 0, resumed.stderr
+
+    a_state = torch.load(_run_dir(tmp_path / "a") / "checkpoints/last.ckpt", weights_only=True)
+    b_state = torch.load(b / "checkpoints/last.ckpt", weights_only=True)
+    assert b_state["global_step"] == a_state["global_step"] == 20
+    for k, v in a_state["state_dict"].items():
+        assert torch.equal(v, b_state["state_dict"][k]), k
+    with open(b / "metrics.csv") as f:
+        rows = [(r["step"], tuple(k for k, v in r.items() if v and k not in ("step", "epoch")))
+                for r in csv.DictReader(f)]
+    assert len(rows) == len(set(rows)), "no step is logged twice after a resume"
+
+
+def test_models_lists_the_reference_counts():
+    r = reslab("models", "resnet*")
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+    assert "269,722" in lines["resnet20"] and "19,421,274" in lines["resnet1202"]
+    assert "25,557,032" in lines["resnet50"] and "4.09G" in lines["resnet50"]
+
+
+def _refused(r, *words):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr  # one sentence, no traceback
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.mark.parametrize("args,words", [
+    (["model.dpeth=56"], ["unknown config key 'model.dpeth'", "did you mean 'model.depth'"]),
+    (["model.depth=57"], ["6n+2", "got 57", "did you mean 56"]),
+    (["model.shortcut=D"], ["model.shortcut", "'D'"]),
+    (["data.name=cifar10", "data.root=/nonexistent/cifar"], ["/nonexistent/cifar", "data.download"]),
+    (["configs/nope.yaml"], ["configs/nope.yaml", "does not exist"]),
+])
+def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(tmp_path, args, words):
+    r = reslab("train", *args, f"run.root={tmp_path}/runs")
+    _refused(r, *words)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_corrupted_checkpoint_is_refused_naming_the_file(tmp_path, damage):
+    r = reslab("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
+               "run.test=false", f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    run = _run_dir(tmp_path)
+    for name in ("best.ckpt", "last.ckpt"):
+        p = run / "checkpoints" / name
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 64)
+    before = (run / "summary.json").read_text()
+    _refused(reslab("test", run), "best.ckpt", "cannot load checkpoint")
+    _refused(reslab("train", "--resume", run), "last.ckpt", "cannot load checkpoint")
+    assert (run / "summary.json").read_text() == before
