@@ -40,6 +40,9 @@ class EpochLine(Callback):
 
     KEYS = ("train/loss", "train/err", "val/err", "val/err_best")
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()  # a mid-epoch resume gets no on_train_epoch_start
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
 

@@ -45,7 +45,8 @@ def cmd_train(args) -> int:
         run = None
         cfg = config.load(*split_args(args.items))
     summary = train.fit(cfg, resume=run)
-    print_summary(summary)
+    if tracking.is_rank_zero():
+        print_summary(summary)
     return 0 if summary.get("status") == "completed" else 1
 
 
@@ -111,6 +112,36 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    from reslab import config, slurm
+
+    cfg = config.load(*split_args(args.items), validated=False)
+    result = slurm.submit(cfg, dry_run=args.dry_run)
+    if args.dry_run:
+        print(result["script"], end="")
+        print(f"# dry run: nothing submitted; the run directory would be {result['run_dir']}",
+              file=sys.stderr)
+        return 0
+    print(f"submitted job {result['job_id']}\n  run directory: {result['run_dir']}\n"
+          f"  log: {result['log']}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from reslab import slurm
+
+    paths = [Path(p) for p in args.runs] or sorted(
+        p.parent.parent for p in Path(args.root).glob("*/*/slurm/job_id"))
+    if not paths:
+        print(f"no submitted runs under {args.root}/")
+        return 0
+    for r in slurm.status_rows(paths):
+        print(f"{r['run']}\n  job {r['job']}  {r['state']}  restarts {r['restarts']}  "
+              f"status {r['status']}  epoch {r['epoch']}  val/err {r['val/err']}\n"
+              f"  log: {r['log']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reslab", description="Residual-network experiments: recipes, SLURM, sweeps, W&B.",
@@ -133,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'resnet*'")
     m.set_defaults(fn=cmd_models)
 
+    s = sub.add_parser("submit", help="submit a recipe as a SLURM job (sbatch)",
+                       description="Render an sbatch script from the recipe (the slurm section "
+                       "plus a cluster profile such as configs/slurm/local.yaml), write it into "
+                       "the run's slurm/ folder and submit it. The job survives preemption: "
+                       "USR1 -> checkpoint at the next step -> requeue -> resume.")
+    s.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
+    s.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
+    s.set_defaults(fn=cmd_submit)
+
+    st = sub.add_parser("status", help="queue state, restarts, epoch and log tail of submitted runs")
+    st.add_argument("runs", nargs="*", metavar="RUN_DIR")
+    st.add_argument("--root", default="runs", help="where to look when no RUN_DIR is given")
+    st.set_defaults(fn=cmd_status)
+
     c = sub.add_parser("config", help="print the resolved, validated config")
     c.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
     c.set_defaults(fn=cmd_config)
@@ -141,7 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")  # online only when the user asks for it
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Recipes and KEY=VALUE may come after options too (`submit --dry-run x.yaml k=v`).
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "items") or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.items += extra
     try:
         return args.fn(args)
     except UserError as e:

@@ -84,6 +84,7 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     gradient_clip_val: float | None = None
     limit_train_batches: float | None = None  # a fraction or a count; None: all
+    checkpoint_every_n_steps: int = 0     # also write last.ckpt every N steps (hard-kill safety); 0: epochs only
     progress_bar: bool = True         # a tqdm bar on a terminal, one line per epoch otherwise
 
 
@@ -181,6 +182,8 @@ def parse_overrides(overrides: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}' must look like KEY=VALUE (e.g. model.depth=56)")
+        if CONTROL.search(item):
+            raise ConfigError(f"override {item!r} contains a control character (a newline?)")
         try:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:

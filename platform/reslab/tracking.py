@@ -65,7 +65,8 @@ def run_path(cfg, run_id: str) -> Path:
 def open_run(cfg, run_id: str | None = None) -> RunDir:
     """Create the run directory and write its resolved, redacted config.yaml."""
     run = RunDir(run_path(cfg, run_id or new_run_id()))
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    if is_rank_zero():
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
     write_atomic(run.config, OmegaConf.to_yaml(OmegaConf.create(redact(C.to_dict(cfg)))))
     return run
 
@@ -80,7 +81,13 @@ def find_run(path: str | Path) -> RunDir:
     return RunDir(p.resolve())
 
 
+def is_rank_zero() -> bool:
+    return rank_zero_only.rank == 0
+
+
 def write_atomic(path: Path, text: str) -> None:
+    if not is_rank_zero():
+        return
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -9,12 +9,13 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
-from reslab import checkpoint, data, models, tasks, tracking
+from reslab import checkpoint, data, models, slurm, tasks, tracking
 from reslab import config as C
 from reslab.callbacks import EpochLine, RNGState
-from reslab.tracking import RunDir
+from reslab.tracking import RunDir, is_rank_zero
 
 SUMMARY_METRICS = ("train/loss", "train/err", "val/err", "val/err_best", "val/err_top5",
                    "test/err", "test/err_top5")
@@ -42,23 +43,32 @@ def prepare(cfg, run: RunDir | None = None):
 
 
 def fit(cfg, resume: RunDir | None = None) -> dict:
-    """Train `cfg` in a new run directory (or continue `resume`) and return its summary."""
+    """Train `cfg` in a new run directory (or continue `resume`) and return its summary.
+
+    Under SLURM every rank calls this; only global rank 0 writes files."""
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, net = prepare(cfg)
     run = resume or tracking.open_run(cfg)
     ckpt = run.last_ckpt if resume and run.last_ckpt.is_file() else None
     resume_step = checkpoint.load(ckpt)["global_step"] if ckpt else None
-    print(f"run directory: {run.path}", flush=True)
+    if is_rank_zero():
+        print(f"run directory: {run.path}" + (f" (resuming at step {resume_step})" if ckpt else ""),
+              flush=True)
 
     task = tasks.build(cfg, net, dm.num_classes)
     summary = {**tracking.read_summary(run), "run_id": run.run_id, "status": "running",
                "params": models.count_params(net), "env": tracking.env_info()}
+    summary.pop("error", None)
     tracking.write_summary(run, summary)
     loggers = [tracking.CSVMetrics(run.metrics, resume_step)]
     if wb := tracking.wandb_logger(cfg, run):
         loggers.append(wb)
-    trainer = build_trainer(cfg, run, loggers)
+    steps = slurm.StepCheckpoint(run.last_ckpt, cfg.trainer.checkpoint_every_n_steps)
+    trainer = build_trainer(cfg, run, loggers, [steps])
+    if is_rank_zero() and trainer.world_size > 1:
+        print(f"world size {trainer.world_size} ({trainer.num_nodes} nodes x "
+              f"{trainer.num_devices} devices, DDP)", flush=True)
     t0, wall_before = time.perf_counter(), summary.get("wall_s", 0.0)
     try:
         trainer.fit(task, datamodule=dm, ckpt_path=ckpt)
@@ -68,23 +78,40 @@ def fit(cfg, resume: RunDir | None = None) -> dict:
             trainer.test(task, datamodule=dm, ckpt_path=best, verbose=False)
             summary.update(collect(trainer, task))
         summary["status"] = "completed"
+    except slurm.Preempted:
+        summary.update(collect(trainer, task))
+        summary.update(preempted_status(cfg))
     except BaseException as e:
         summary.update(collect(trainer, task))
         summary.update(status="failed", error=f"{type(e).__name__}: {e}"[:500])
         raise
     finally:
         summary["wall_s"] = round(wall_before + time.perf_counter() - t0, 3)
-        if trainer.is_global_zero:
-            tracking.write_summary(run, summary)
+        tracking.write_summary(run, summary)
         tracking.finish_wandb()
+    if summary["status"] == "preempted" and is_rank_zero():
+        print(f"preempted at step {trainer.global_step}: checkpoint saved, requeueing", flush=True)
+        slurm.requeue(slurm.job_id())
     return summary
 
 
-def build_trainer(cfg, run: RunDir, loggers: list) -> L.Trainer:
+def preempted_status(cfg) -> dict:
+    """Requeue unless the job has used up slurm.max_restarts."""
+    n, limit = slurm.restarts(), cfg.slurm.max_restarts
+    if slurm.job_id() is None:
+        return {"status": "failed", "error": "preemption signal outside a SLURM job"}
+    if n >= limit:
+        return {"status": "failed", "error": f"preempted after {n} restarts, the limit "
+                                             f"slurm.max_restarts={limit}; resume with "
+                                             "`reslab train --resume RUN_DIR`"}
+    return {"status": "preempted", "restarts": n}
+
+
+def build_trainer(cfg, run: RunDir, loggers: list, extra_callbacks: list = ()) -> L.Trainer:
     t = cfg.trainer
     best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/err",
                            mode="min", save_last=True, enable_version_counter=False)
-    callbacks = [best, RNGState()]
+    callbacks = [best, RNGState(), *extra_callbacks]
     tty = sys.stdout.isatty()
     if t.progress_bar and tty:
         callbacks.append(TQDMProgressBar(refresh_rate=10))  # a refresh reads metrics on the host
@@ -98,8 +125,29 @@ def build_trainer(cfg, run: RunDir, loggers: list) -> L.Trainer:
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
         enable_progress_bar=t.progress_bar and tty, enable_model_summary=False,
-        plugins=[checkpoint.AtomicCheckpointIO()], num_sanity_val_steps=0,
+        plugins=plugins(cfg), strategy=strategy(cfg), num_sanity_val_steps=0,
     )
+
+
+def plugins(cfg) -> list:
+    out = [checkpoint.AtomicCheckpointIO()]
+    if slurm.in_slurm_step():
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # reslab owns requeueing (StepCheckpoint): Lightning's own USR1 handler must be off.
+        out.append(SLURMEnvironment(auto_requeue=False))
+    return out
+
+
+def strategy(cfg):
+    t = cfg.trainer
+    if t.devices * t.num_nodes == 1:
+        return "auto"
+    from lightning.pytorch.strategies import DDPStrategy
+
+    cpu = t.accelerator == "cpu" or (t.accelerator == "auto" and not torch.cuda.is_available())
+    return DDPStrategy(process_group_backend="gloo" if cpu else "nccl",
+                       find_unused_parameters=False, gradient_as_bucket_view=True)
 
 
 def collect(trainer: L.Trainer, task) -> dict:

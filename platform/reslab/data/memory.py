@@ -77,7 +77,7 @@ class MemoryLoader:
     def __iter__(self):
         idx = self._indices()
         start = self._start if self._start < len(self) else 0
-        self._start = 0
+        self._start, self._yielded = 0, start
         for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
             xb = self.x[sel]
@@ -88,6 +88,7 @@ class MemoryLoader:
             yield xb, self.y[sel]
 
     def state_dict(self) -> dict:
+        # Lightning fetches no batch ahead from a loader with a length: yielded = trained.
         return {"epoch": self.epoch, "batches": self._yielded}
 
     def load_state_dict(self, state: dict) -> None:

@@ -41,8 +41,9 @@ class ClassificationTask(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         err = (logits.argmax(1) != y).float().mean()
         # Tensors, not floats: Lightning averages them on the device; no host sync per step.
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
-        self.log("train/err", err, on_step=False, on_epoch=True, prog_bar=True)
+        # Epoch means are reduced across ranks once per epoch (sync_dist), never per step.
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("train/err", err, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         self._epoch_images += len(x)
         if self.schedule is not None and self.schedule.warm:
@@ -57,6 +58,12 @@ class ClassificationTask(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._epoch_start, self._epoch_images = time.perf_counter(), 0
 
+    def on_train_start(self) -> None:
+        self.on_train_epoch_start()  # a mid-epoch resume gets no on_train_epoch_start
+        # Known only now: asking for it in configure_optimizers would make Lightning build the
+        # train loader before a checkpoint restores its position (mid-epoch resume).
+        self.schedule.total = max(1, int(self.trainer.estimated_stepping_batches))
+
     def on_train_batch_end(self, *args) -> None:
         self._last_batch_end = time.perf_counter()  # epoch time without the validation pass
 
@@ -65,8 +72,8 @@ class ClassificationTask(L.LightningModule):
         if elapsed > 0 and self._epoch_images:
             rate = self._epoch_images * self.trainer.world_size / elapsed
             self.throughput.append(rate)
-            self.log("train/images_per_s", rate)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            self.log("train/images_per_s", rate, sync_dist=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
 
     def _eval_step(self, split: str, batch) -> None:
         x, y = batch
@@ -83,9 +90,11 @@ class ClassificationTask(L.LightningModule):
 
     def _eval_epoch_end(self, split: str) -> torch.Tensor:
         err = 1 - self.metrics[f"{split}_1"].compute()
-        self.log(f"{split}/err", err, prog_bar=True)
+        # torchmetrics already reduced across ranks; sync_dist only tells Lightning so.
+        self.log(f"{split}/err", err, prog_bar=True, sync_dist=True)
         if self.top5 != 1:
-            self.log(f"{split}/err_top{self.top5}", 1 - self.metrics[f"{split}_{self.top5}"].compute())
+            top5 = 1 - self.metrics[f"{split}_{self.top5}"].compute()
+            self.log(f"{split}/err_top{self.top5}", top5, sync_dist=True)
         for k in sorted({1, self.top5}):
             self.metrics[f"{split}_{k}"].reset()
         return err
@@ -94,13 +103,13 @@ class ClassificationTask(L.LightningModule):
         err = self._eval_epoch_end("val")
         if not self.trainer.sanity_checking:
             self.val_err_best = torch.minimum(self.val_err_best, err.to(self.val_err_best))
-            self.log("val/err_best", self.val_err_best)
+            self.log("val/err_best", self.val_err_best, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
     def configure_optimizers(self):
         opt = build_optimizer(self.optim_cfg, self.net)
-        self.schedule = Schedule(self.optim_cfg, self.trainer.estimated_stepping_batches)
+        self.schedule = Schedule(self.optim_cfg)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self.schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

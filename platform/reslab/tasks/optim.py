@@ -32,8 +32,10 @@ class Schedule:
     A callable object (not a closure) so LambdaLR saves its attributes in checkpoints — including
     `warm`, the state of the ResNet-110 rule (§4.2: lr 0.01 until training error < 80 %)."""
 
-    def __init__(self, cfg, total_steps: int):
-        self.kind, self.total = cfg.schedule, max(1, total_steps)
+    def __init__(self, cfg, total_steps: int | None = None):
+        # total_steps may be set later (see ClassificationTask.on_train_start); step 0 of every
+        # schedule is independent of it.
+        self.kind, self.total = cfg.schedule, total_steps
         self.milestones, self.gamma = list(cfg.milestones), cfg.gamma
         self.warmup_steps = cfg.warmup_steps
         self.warm_factor = (cfg.warmup_lr / cfg.lr) if cfg.warmup_lr else 1.0
@@ -46,7 +48,7 @@ class Schedule:
         return f * (self.warm_factor if self.warm else 1.0)
 
     def _base(self, step: int) -> float:
-        t = min(step / self.total, 1.0)
+        t = min(step / self.total, 1.0) if self.total else 0.0
         if self.kind == "paper":
             return self.gamma ** sum(step >= m for m in self.milestones)
         if self.kind == "cosine":

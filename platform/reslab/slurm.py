@@ -1,0 +1,197 @@
+"""SLURM: sbatch scripts rendered from the same config that builds the Trainer, submission, and
+preemption done right (He et al. is a 64k-iteration recipe; clusters preempt).
+
+Preemption: SLURM sends USR1 `slurm.signal_margin_s` before the time limit (or `scancel
+--signal=USR1`). The handler only sets a flag; at the next step boundary every rank agrees on it,
+`last.ckpt` is written into the run's stable directory, and rank 0 requeues the job, which
+restarts with the same job id and resumes from that checkpoint (REFERENCE §4: saving inside the
+signal handler can deadlock or never finish)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from reslab import config as C
+from reslab import tracking
+from reslab.errors import UserError
+
+JOB_ID = re.compile(r"^\d+(_\d+)?$")
+UNSAFE = re.compile(r"[\x00-\x1f\x7f]|\$\(|`")
+
+
+def in_slurm_step() -> bool:
+    """Started by `srun` inside an allocation (a bare process in a job has no SLURM_NTASKS)."""
+    return "SLURM_JOB_ID" in os.environ and "SLURM_NTASKS" in os.environ
+
+
+def job_id() -> str | None:
+    jid = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    value = f"{jid[0]}_{jid[1]}" if all(jid) else os.environ.get("SLURM_JOB_ID")
+    if value is not None and not JOB_ID.match(value):
+        raise UserError(f"SLURM_JOB_ID {value!r} is not a job id (digits, or digits_digits)")
+    return value
+
+
+def restarts() -> int:
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+
+
+def check_value(key: str, value) -> str:
+    text = str(value)
+    if UNSAFE.search(text):
+        raise C.ConfigError(f"{key}={text!r} contains a control character, '$(' or a backtick, "
+                            "which reslab never writes into a job script")
+    return text
+
+
+def apply_geometry(cfg) -> None:
+    """trainer.num_nodes / trainer.devices / accelerator come from the slurm section alone; an
+    explicit trainer value that disagrees is refused before anything is queued."""
+    s = cfg.slurm
+    want = {"trainer.num_nodes": s.nodes, "trainer.devices": max(1, s.gpus_per_node)}
+    for key, value in want.items():
+        have = C.OmegaConf.select(cfg, key)
+        if have not in (1, value):
+            raise C.ConfigError(f"{key}={have} conflicts with the slurm section ({key} = {value} "
+                                f"from slurm.nodes={s.nodes}, slurm.gpus_per_node="
+                                f"{s.gpus_per_node}); set slurm.* instead")
+    cfg.trainer.num_nodes, cfg.trainer.devices = want.values()
+    cfg.trainer.accelerator = "gpu" if s.gpus_per_node else "cpu"
+
+
+def render(cfg, run: tracking.RunDir, python: str = sys.executable) -> str:
+    """The sbatch script. Every value is validated and shell-quoted; no secret is written (the
+    W&B key stays in the submitting user's environment, which sbatch exports)."""
+    s = cfg.slurm
+    opts = [("job-name", "run.name", cfg.run.name), ("nodes", "slurm.nodes", s.nodes),
+            ("ntasks-per-node", "slurm.gpus_per_node", max(1, s.gpus_per_node)),
+            ("cpus-per-task", "slurm.cpus_per_task", s.cpus_per_task),
+            ("gpus-per-node", "slurm.gpus_per_node", s.gpus_per_node or None),
+            ("time", "slurm.time", s.time), ("partition", "slurm.partition", s.partition),
+            ("account", "slurm.account", s.account), ("qos", "slurm.qos", s.qos),
+            ("mem", "slurm.mem", s.mem), ("constraint", "slurm.constraint", s.constraint),
+            ("output", "run.root", run.path / "slurm" / "slurm-%j.out"),
+            ("signal", "slurm.signal_margin_s", f"USR1@{int(s.signal_margin_s)}")]
+    lines = ["#!/bin/bash"]
+    for opt, key, value in opts:
+        if value is not None:
+            lines.append(f"#SBATCH --{opt}={_sbatch_quote(check_value(key, value))}")
+    lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
+    lines += [f"#SBATCH {check_value('slurm.extra', e)}" for e in s.extra]
+    lines += ["", f"# reslab: every attempt (first or requeued) resumes the same run directory",
+              "set -euo pipefail", 'echo "reslab: job $SLURM_JOB_ID attempt '
+              '$((${SLURM_RESTART_COUNT:-0} + 1)) on $SLURM_JOB_NODELIST"']
+    lines += [check_value("slurm.setup", line) for line in s.setup]
+    cmd = [python, "-m", "reslab.cli", "train", "--resume", str(run.path)]
+    lines.append("srun --kill-on-bad-exit=1 " + " ".join(shlex.quote(c) for c in cmd))
+    return "\n".join(lines) + "\n"
+
+
+def _sbatch_quote(value: str) -> str:
+    # sbatch reads #SBATCH lines itself (no shell): double quotes keep spaces in one value.
+    if '"' in value:
+        raise C.ConfigError(f"a job option cannot contain a double quote, got {value!r}")
+    return f'"{value}"' if re.search(r"\s", value) else value
+
+
+def submit(cfg, dry_run: bool = False) -> dict:
+    """Render, write into the run's slurm/ folder and sbatch; nothing is created on dry runs."""
+    apply_geometry(cfg)
+    C.validate(cfg)
+    from reslab.train import prepare
+
+    prepare(cfg)  # refuse a missing dataset or bad model before queueing
+    run_id = tracking.new_run_id()
+    run = tracking.RunDir(tracking.run_path(cfg, run_id))
+    script = render(cfg, run)
+    if dry_run:
+        return {"script": script, "run_dir": str(run.path)}
+    if not shutil.which("sbatch"):
+        raise UserError("sbatch is not on PATH: run this on a SLURM login node (or "
+                        "`slurm/local-cluster.sh up` for the local cluster)")
+    run = tracking.open_run(cfg, run_id)
+    (run.path / "slurm").mkdir(exist_ok=True)
+    path = run.path / "slurm" / "job.sbatch"
+    path.write_text(script)
+    out = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise UserError(f"sbatch refused the job: {out.stderr.strip().splitlines()[-1]}")
+    jid = out.stdout.strip().split(";")[0]
+    (run.path / "slurm" / "job_id").write_text(jid + "\n")
+    return {"job_id": jid, "run_dir": str(run.path),
+            "log": str(run.path / "slurm" / f"slurm-{jid}.out"), "script": script}
+
+
+def requeue(jid: str) -> None:
+    if not JOB_ID.match(jid):
+        raise UserError(f"refusing to requeue {jid!r}: not a job id")
+    subprocess.run(["scontrol", "requeue", jid], check=True, timeout=60)
+
+
+class Preempted(Exception):
+    """Raised at the step boundary after the preemption checkpoint is written: it ends `fit`
+    at once, before Lightning's end-of-epoch validation and checkpointing could run."""
+
+
+class StepCheckpoint(Callback):
+    """Writes last.ckpt at step boundaries: every `every_n_steps` (so a hard kill loses little),
+    and when a preemption signal arrived on any rank."""
+
+    def __init__(self, path: Path, every_n_steps: int = 0, signum: int = signal.SIGUSR1):
+        self.path, self.every, self.signum = path, every_n_steps, signum
+        self.flag = False
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit" and in_slurm_step():
+            signal.signal(self.signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.flag = True  # nothing else: the save happens at the next step boundary
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        preempt = self.flag
+        if trainer.world_size > 1:  # every rank must take the same decision at the same step
+            t = torch.tensor(float(self.flag), device=pl_module.device)
+            preempt = bool(trainer.strategy.reduce(t, reduce_op="max").item())
+        periodic = self.every and trainer.global_step % self.every == 0
+        if preempt or periodic:
+            trainer.save_checkpoint(self.path)
+        if preempt:
+            raise Preempted(f"preempted at step {trainer.global_step}")
+
+
+def status_rows(paths: list[Path]) -> list[dict]:
+    rows = []
+    for p in paths:
+        run = tracking.RunDir(Path(p))
+        jid_file = run.path / "slurm" / "job_id"
+        jid = jid_file.read_text().strip() if jid_file.is_file() else None
+        state, n = _scontrol(jid) if jid else ("-", "-")
+        s = tracking.read_summary(run)
+        log = run.path / "slurm" / f"slurm-{jid}.out"
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+        rows.append({"run": str(run.path), "job": jid or "-", "state": state, "restarts": n,
+                     "status": s.get("status", "-"), "epoch": s.get("epoch", "-"),
+                     "val/err": s.get("val/err", "-"), "log": tail[0] if tail else ""})
+    return rows
+
+
+def _scontrol(jid: str) -> tuple[str, str]:
+    try:
+        out = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True,
+                             timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "-"
+    state = re.search(r"JobState=(\S+)", out)
+    n = re.search(r"Restarts=(\d+)", out)
+    return (state.group(1) if state else "gone"), (n.group(1) if n else "-")

@@ -1,0 +1,140 @@
+"""`reslab submit` on the real local SLURM cluster (slurm/local-cluster.sh): a 2-node DDP job,
+preemption by USR1 with requeue and bitwise-exact resume, and a hard kill followed by a requeue.
+Every wait polls `scontrol show job` (or the log) with a deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import reslab
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+# A path with a space and a quote: everything must be quoted end to end.
+JOB = ["configs/quickstart.yaml", "configs/slurm/local.yaml", "model.depth=8",
+       "data.batch_size=128", "trainer.max_epochs=6", "optim.schedule=onecycle",
+       "run.test=false", "trainer.checkpoint_every_n_steps=4"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    if not shutil.which("sbatch"):
+        pytest.fail("no SLURM here: run `slurm/local-cluster.sh up` (make test does, as root)")
+    up = subprocess.run(["bash", "slurm/local-cluster.sh", "status"], capture_output=True,
+                        cwd=Path(__file__).parents[2])
+    assert up.returncode == 0, "the local cluster is down: slurm/local-cluster.sh up"
+
+
+def job_state(jid: str) -> dict:
+    out = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True).stdout
+    return dict(re.findall(r"(JobState|Reason|Restarts|ExitCode)=(\S+)", out))
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def submit(root: Path, *extra: str) -> tuple[str, Path, Path]:
+    r = reslab("submit", *JOB, f"run.root={root}", *extra)
+    assert r.returncode == 0, r.stderr
+    jid = re.search(r"submitted job (\d+)", r.stdout).group(1)
+    run = Path(re.search(r"run directory: (.*)", r.stdout).group(1))
+    log = Path(re.search(r"log: (.*)", r.stdout).group(1))
+    return jid, run, log
+
+
+def wait_done(jid: str, timeout: float = 240) -> dict:
+    return wait_for(lambda: (s := job_state(jid)).get("JobState") in
+                    ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") and s, timeout,
+                    f"job {jid} to finish")
+
+
+def requeue_now(jid: str) -> None:
+    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead."""
+    wait_for(lambda: job_state(jid).get("Reason") == "BeginTime", 60, f"job {jid} to be held")
+    subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True)
+
+
+def wandb_ids(run: Path) -> set[str]:
+    return {p.name.rsplit("-", 3)[-3:] and p.name.split("-", 3)[-1]
+            for p in (run / "wandb").glob("offline-run-*")}
+
+
+def final_weights(run: Path) -> dict:
+    return torch.load(run / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ref") / "with space 'and quote'"
+    jid, run, log = submit(root)
+    state = wait_done(jid)
+    return jid, run, log, state
+
+
+def test_two_node_ddp_job_completes_with_one_wandb_run(reference):
+    jid, run, log, state = reference
+    text = log.read_text()
+    assert state["JobState"] == "COMPLETED", text[-3000:]
+    assert "world size 2 (2 nodes x 1 devices, DDP)" in text
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["env"]["slurm_job_id"] == jid
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1
+    assert (run / "slurm/job.sbatch").is_file()
+
+
+def test_usr1_requeues_and_resumes_bitwise_exactly(reference, tmp_path):
+    jid, run, log = submit(tmp_path)
+    wait_for(lambda: log.is_file() and "epoch 2/" in log.read_text(), 180, "epoch 2 in the log")
+    subprocess.run(["scancel", "--signal=USR1", jid], check=True)
+    requeue_now(jid)
+    state = wait_done(jid)
+    text = log.read_text()
+    assert state["JobState"] == "COMPLETED", text[-3000:]
+    assert state["Restarts"] == "1"
+    assert "attempt 1" in text and "attempt 2" in text and "preempted at step" in text
+    assert re.search(r"resuming at step \d+", text)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    ref = final_weights(reference[1])
+    ours = final_weights(run)
+    for k, v in ref.items():
+        assert torch.equal(v, ours[k]), k
+    runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({p.name.split("-", 3)[-1] for p in runs}) == 1, runs
+
+
+def test_kill_9_then_requeue_resumes_from_the_periodic_checkpoint(tmp_path):
+    jid, run, log = submit(tmp_path)
+    wait_for(lambda: log.is_file() and "epoch 3/" in log.read_text(), 180, "epoch 3 in the log")
+    pids = [int(p) for p in re.findall(r"^(\d+)\s", subprocess.run(
+        ["scontrol", "listpids", jid], capture_output=True, text=True).stdout, re.M)]
+    python = [p for p in pids if "python" in Path(f"/proc/{p}/comm").read_text(errors="ignore")
+              if Path(f"/proc/{p}/comm").exists()]
+    assert python, pids
+    os.kill(python[0], signal.SIGKILL)
+    first = wait_done(jid)
+    assert first["JobState"] == "FAILED"
+    subprocess.run(["scontrol", "requeue", jid], check=True)
+    requeue_now(jid)
+    state = wait_done(jid)
+    text = log.read_text()
+    assert state["JobState"] == "COMPLETED", text[-3000:]
+    step = int(re.search(r"resuming at step (\d+)", text).group(1))
+    assert step >= 8  # at least the end of epoch 2 (5 steps/epoch) or a later periodic save
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
