@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from reslab.errors import UserError
 
@@ -113,17 +114,18 @@ def cmd_config(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from reslab import config, slurm
+    from reslab import slurm
 
-    cfg = config.load(*split_args(args.items), validated=False)
-    result = slurm.submit(cfg, dry_run=args.dry_run)
+    result = slurm.submit(*split_args(args.items), dry_run=args.dry_run, array=args.array)
     if args.dry_run:
         print(result["script"], end="")
-        print(f"# dry run: nothing submitted; the run directory would be {result['run_dir']}",
-              file=sys.stderr)
+        print(f"# dry run: nothing submitted; run directories would be "
+              f"{', '.join(result['run_dirs'])}", file=sys.stderr)
         return 0
-    print(f"submitted job {result['job_id']}\n  run directory: {result['run_dir']}\n"
-          f"  log: {result['log']}")
+    print(f"submitted job {result['job_id']}")
+    for run in result["run_dirs"]:
+        print(f"  run directory: {run}")
+    print(f"  log: {result['log']}")
     return 0
 
 
@@ -171,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "USR1 -> checkpoint at the next step -> requeue -> resume.")
     s.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
     s.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
+    s.add_argument("--array", metavar="KEY=V1,V2,...",
+                   help="one sbatch --array job, a task (own run dir, own W&B run) per value")
     s.set_defaults(fn=cmd_submit)
 
     st = sub.add_parser("status", help="queue state, restarts, epoch and log tail of submitted runs")

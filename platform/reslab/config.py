@@ -84,7 +84,7 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     gradient_clip_val: float | None = None
     limit_train_batches: float | None = None  # a fraction or a count; None: all
-    checkpoint_every_n_steps: int = 0     # also write last.ckpt every N steps (hard-kill safety); 0: epochs only
+    checkpoint_every_n_steps: int = 0  # also write last.ckpt every N steps (hard kills); 0: epochs only
     progress_bar: bool = True         # a tqdm bar on a terminal, one line per epoch otherwise
 
 

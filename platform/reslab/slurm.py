@@ -69,9 +69,10 @@ def apply_geometry(cfg) -> None:
     cfg.trainer.accelerator = "gpu" if s.gpus_per_node else "cpu"
 
 
-def render(cfg, run: tracking.RunDir, python: str = sys.executable) -> str:
-    """The sbatch script. Every value is validated and shell-quoted; no secret is written (the
-    W&B key stays in the submitting user's environment, which sbatch exports)."""
+def render(cfg, runs: list[tracking.RunDir], log: Path, python: str = sys.executable) -> str:
+    """The sbatch script for one run, or a job array with one run directory per task. Every
+    value is validated and shell-quoted; no secret is written (the W&B key stays in the
+    submitting user's environment, which sbatch exports to the job)."""
     s = cfg.slurm
     opts = [("job-name", "run.name", cfg.run.name), ("nodes", "slurm.nodes", s.nodes),
             ("ntasks-per-node", "slurm.gpus_per_node", max(1, s.gpus_per_node)),
@@ -80,7 +81,8 @@ def render(cfg, run: tracking.RunDir, python: str = sys.executable) -> str:
             ("time", "slurm.time", s.time), ("partition", "slurm.partition", s.partition),
             ("account", "slurm.account", s.account), ("qos", "slurm.qos", s.qos),
             ("mem", "slurm.mem", s.mem), ("constraint", "slurm.constraint", s.constraint),
-            ("output", "run.root", run.path / "slurm" / "slurm-%j.out"),
+            ("array", "--array", f"0-{len(runs) - 1}" if len(runs) > 1 else None),
+            ("output", "run.root", log),
             ("signal", "slurm.signal_margin_s", f"USR1@{int(s.signal_margin_s)}")]
     lines = ["#!/bin/bash"]
     for opt, key, value in opts:
@@ -88,12 +90,18 @@ def render(cfg, run: tracking.RunDir, python: str = sys.executable) -> str:
             lines.append(f"#SBATCH --{opt}={_sbatch_quote(check_value(key, value))}")
     lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
     lines += [f"#SBATCH {check_value('slurm.extra', e)}" for e in s.extra]
-    lines += ["", f"# reslab: every attempt (first or requeued) resumes the same run directory",
+    lines += ["", "# reslab: every attempt (first or requeued) resumes the same run directory",
               "set -euo pipefail", 'echo "reslab: job $SLURM_JOB_ID attempt '
               '$((${SLURM_RESTART_COUNT:-0} + 1)) on $SLURM_JOB_NODELIST"']
     lines += [check_value("slurm.setup", line) for line in s.setup]
-    cmd = [python, "-m", "reslab.cli", "train", "--resume", str(run.path)]
-    lines.append("srun --kill-on-bad-exit=1 " + " ".join(shlex.quote(c) for c in cmd))
+    train = " ".join(shlex.quote(c) for c in [python, "-m", "reslab.cli", "train", "--resume"])
+    if len(runs) == 1:
+        target = shlex.quote(check_value("run.root", runs[0].path))
+    else:
+        quoted = " ".join(shlex.quote(check_value("run.root", r.path)) for r in runs)
+        lines.append(f"RUNS=({quoted})")
+        target = '"${RUNS[$SLURM_ARRAY_TASK_ID]}"'
+    lines.append(f"srun --kill-on-bad-exit=1 {train} {target}")
     return "\n".join(lines) + "\n"
 
 
@@ -104,32 +112,62 @@ def _sbatch_quote(value: str) -> str:
     return f'"{value}"' if re.search(r"\s", value) else value
 
 
-def submit(cfg, dry_run: bool = False) -> dict:
+def parse_array(spec: str | None) -> tuple[str, list[str]] | None:
+    """`--array seed=0,1,2` -> ("seed", ["0", "1", "2"])."""
+    if spec is None:
+        return None
+    key, sep, values = spec.partition("=")
+    items = [v for v in values.split(",") if v != ""]
+    if not sep or not key or not items:
+        raise UserError(f"--array must look like KEY=V1,V2,... (e.g. seed=0,1,2), got {spec!r}")
+    if key.startswith("slurm.") or key in ("trainer.num_nodes", "trainer.devices"):
+        raise UserError(f"--array cannot vary {key}: every task of an array has the same shape")
+    return key, items
+
+
+def submit(recipes: list[str], overrides: list[str], dry_run: bool = False,
+           array: str | None = None) -> dict:
     """Render, write into the run's slurm/ folder and sbatch; nothing is created on dry runs."""
-    apply_geometry(cfg)
-    C.validate(cfg)
     from reslab.train import prepare
 
-    prepare(cfg)  # refuse a missing dataset or bad model before queueing
-    run_id = tracking.new_run_id()
-    run = tracking.RunDir(tracking.run_path(cfg, run_id))
-    script = render(cfg, run)
+    spec = parse_array(array)
+    variants = [[f"{spec[0]}={v}"] for v in spec[1]] if spec else [[]]
+    cfgs = []
+    for extra in variants:
+        cfg = C.load(recipes, overrides + extra, validated=False)
+        apply_geometry(cfg)
+        C.validate(cfg)
+        prepare(cfg)  # refuse a missing dataset or a bad model before queueing
+        cfgs.append(cfg)
+    runs = [tracking.RunDir(tracking.run_path(c, tracking.new_run_id())) for c in cfgs]
+    if spec:
+        base = runs[0].path.parent / f"array-{runs[0].run_id}"
+        log = base / "slurm-%A_%a.out"
+    else:
+        base, log = runs[0].path / "slurm", runs[0].path / "slurm" / "slurm-%j.out"
+    script = render(cfgs[0], runs, log)
     if dry_run:
-        return {"script": script, "run_dir": str(run.path)}
+        return {"script": script, "run_dirs": [str(r.path) for r in runs]}
     if not shutil.which("sbatch"):
         raise UserError("sbatch is not on PATH: run this on a SLURM login node (or "
                         "`slurm/local-cluster.sh up` for the local cluster)")
-    run = tracking.open_run(cfg, run_id)
-    (run.path / "slurm").mkdir(exist_ok=True)
-    path = run.path / "slurm" / "job.sbatch"
-    path.write_text(script)
-    out = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
+    for cfg, run in zip(cfgs, runs):
+        tracking.open_run(cfg, run.run_id)
+        (run.path / "slurm").mkdir(exist_ok=True)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "job.sbatch").write_text(script)
+    out = subprocess.run(["sbatch", "--parsable", str(base / "job.sbatch")],
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise UserError(f"sbatch refused the job: {out.stderr.strip().splitlines()[-1]}")
     jid = out.stdout.strip().split(";")[0]
-    (run.path / "slurm" / "job_id").write_text(jid + "\n")
-    return {"job_id": jid, "run_dir": str(run.path),
-            "log": str(run.path / "slurm" / f"slurm-{jid}.out"), "script": script}
+    for i, run in enumerate(runs):
+        task = f"{jid}_{i}" if spec else jid
+        (run.path / "slurm" / "job_id").write_text(task + "\n")
+        task_log = str(log).replace("%A", jid).replace("%a", str(i)).replace("%j", jid)
+        (run.path / "slurm" / "log").write_text(task_log + "\n")
+    return {"job_id": jid, "run_dirs": [str(r.path) for r in runs],
+            "log": str(log).replace("%A", jid).replace("%j", jid), "script": script}
 
 
 def requeue(jid: str) -> None:
@@ -178,8 +216,10 @@ def status_rows(paths: list[Path]) -> list[dict]:
         jid = jid_file.read_text().strip() if jid_file.is_file() else None
         state, n = _scontrol(jid) if jid else ("-", "-")
         s = tracking.read_summary(run)
-        log = run.path / "slurm" / f"slurm-{jid}.out"
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+        pointer = run.path / "slurm" / "log"
+        log = Path(pointer.read_text().strip()) if pointer.is_file() else None
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log and log.is_file() \
+            else []
         rows.append({"run": str(run.path), "job": jid or "-", "state": state, "restarts": n,
                      "status": s.get("status", "-"), "epoch": s.get("epoch", "-"),
                      "val/err": s.get("val/err", "-"), "log": tail[0] if tail else ""})

@@ -58,6 +58,25 @@ def submit(root: Path, *extra: str) -> tuple[str, Path, Path]:
     return jid, run, log
 
 
+def test_an_array_runs_one_task_per_value_and_status_reports_them(tmp_path):
+    r = reslab("submit", *JOB, f"run.root={tmp_path}", "slurm.nodes=1", "trainer.max_epochs=2",
+               "--array", "seed=3,4")
+    assert r.returncode == 0, r.stderr
+    jid = re.search(r"submitted job (\d+)", r.stdout).group(1)
+    runs = [Path(p) for p in re.findall(r"run directory: (.*)", r.stdout)]
+    assert len(runs) == 2
+    for i in range(2):
+        wait_done(f"{jid}_{i}")
+    for seed, run in zip((3, 4), runs):
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "completed", (run / "slurm/log").read_text()
+        assert f"seed: {seed}" in (run / "config.yaml").read_text()
+        assert len(list((run / "wandb").glob("offline-run-*"))) == 1
+    st = reslab("status", "--root", tmp_path)
+    assert st.returncode == 0, st.stderr
+    assert st.stdout.count("COMPLETED") == 2 and f"job {jid}_0" in st.stdout
+
+
 def wait_done(jid: str, timeout: float = 240) -> dict:
     return wait_for(lambda: (s := job_state(jid)).get("JobState") in
                     ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") and s, timeout,
@@ -65,14 +84,14 @@ def wait_done(jid: str, timeout: float = 240) -> dict:
 
 
 def requeue_now(jid: str) -> None:
-    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead."""
-    wait_for(lambda: job_state(jid).get("Reason") == "BeginTime", 60, f"job {jid} to be held")
-    subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True)
-
-
-def wandb_ids(run: Path) -> set[str]:
-    return {p.name.rsplit("-", 3)[-3:] and p.name.split("-", 3)[-1]
-            for p in (run / "wandb").glob("offline-run-*")}
+    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead. A
+    StartTime sent while the job is still COMPLETING is overwritten, so repeat until it runs."""
+    def started() -> bool:
+        s = job_state(jid)
+        if s.get("JobState") == "PENDING" and s.get("Reason") == "BeginTime":
+            subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True)
+        return s.get("JobState") in ("RUNNING", "COMPLETED")
+    wait_for(started, 90, f"requeued job {jid} to start again", interval=1.0)
 
 
 def final_weights(run: Path) -> dict:

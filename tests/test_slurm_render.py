@@ -1,0 +1,100 @@
+"""sbatch rendering without a cluster: geometry, quoting, refusals, secrets, restart limits."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from reslab import slurm
+from reslab.config import ConfigError
+from reslab.errors import UserError
+
+LOCAL = ["configs/quickstart.yaml", "configs/slurm/local.yaml"]
+
+
+def dry(*overrides, array=None):
+    return slurm.submit(LOCAL, list(overrides), dry_run=True, array=array)
+
+
+def test_the_script_derives_geometry_and_always_requeues(tmp_path):
+    out = dry(f"run.root={tmp_path}/runs", "slurm.signal_margin_s=90")
+    script = out["script"]
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --requeue",
+                 "#SBATCH --open-mode=append", "#SBATCH --signal=USR1@90",
+                 "#SBATCH --partition=debug"):
+        assert line in script.splitlines(), line
+    srun = [line for line in script.splitlines() if line.startswith("srun ")][0]
+    argv = shlex.split(srun)
+    assert argv[-3:] == ["train", "--resume", out["run_dirs"][0]]
+    assert not (tmp_path / "runs").exists(), "a dry run writes nothing"
+
+
+def test_gpu_geometry_sets_one_task_per_gpu(tmp_path):
+    script = dry(f"run.root={tmp_path}", "slurm.gpus_per_node=4", "slurm.nodes=3")["script"]
+    assert "#SBATCH --ntasks-per-node=4" in script and "#SBATCH --gpus-per-node=4" in script
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["trainer.num_nodes=3"], "trainer.num_nodes=3 conflicts with the slurm section"),
+    (["trainer.devices=4"], "trainer.devices=4 conflicts"),
+    (["run.name=x$(reboot)"], r"run.name='x\$\(reboot\)' contains"),
+    (["run.name=x`id`"], "backtick"),
+    (["slurm.partition=gpu$(id)"], "slurm.partition"),
+    (["slurm.setup=[\"module load x`id`\"]"], "slurm.setup"),
+])
+def test_conflicts_and_shell_injection_are_refused(tmp_path, overrides, match):
+    with pytest.raises((ConfigError, UserError), match=match):
+        dry(f"run.root={tmp_path}", *overrides)
+
+
+def test_a_newline_in_a_recipe_value_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('run:\n  name: "x\\nhostname"\n')
+    with pytest.raises(ConfigError, match="run.name"):
+        slurm.submit([*LOCAL, str(bad)], [f"run.root={tmp_path}"], dry_run=True)
+
+
+def test_paths_with_spaces_and_quotes_are_quoted(tmp_path):
+    root = tmp_path / "a b'c"
+    script = dry(f"run.root={root}")["script"]
+    srun = [line for line in script.splitlines() if line.startswith("srun ")][0]
+    assert str(root) in shlex.split(srun)[-1]
+    assert f'#SBATCH --output="{root}' in script
+
+
+def test_no_secret_reaches_the_script(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "canary-3f9a1c")
+    assert "canary-3f9a1c" not in dry(f"run.root={tmp_path}")["script"]
+
+
+def test_arrays_get_one_run_directory_per_task(tmp_path):
+    out = dry(f"run.root={tmp_path}", "slurm.nodes=1", array="seed=0,1,2")
+    assert len(set(out["run_dirs"])) == 3
+    assert "#SBATCH --array=0-2" in out["script"]
+    assert '"${RUNS[$SLURM_ARRAY_TASK_ID]}"' in out["script"]
+    with pytest.raises(UserError, match="cannot vary slurm.nodes"):
+        dry(f"run.root={tmp_path}", array="slurm.nodes=1,2")
+    with pytest.raises(UserError, match="KEY=V1,V2"):
+        dry(f"run.root={tmp_path}", array="seed")
+
+
+@pytest.mark.parametrize("value", ["12;rm -rf ~", "$(id)", "12\n13", "abc"])
+def test_a_malformed_job_id_is_refused_before_any_command(monkeypatch, value):
+    monkeypatch.setenv("SLURM_JOB_ID", value)
+    with pytest.raises(UserError, match="not a job id"):
+        slurm.job_id()
+    with pytest.raises(UserError, match="not a job id"):
+        slurm.requeue(value)
+
+
+def test_max_restarts_ends_the_loop_with_a_sentence(monkeypatch):
+    from reslab import config, train
+
+    cfg = config.load(LOCAL, ["slurm.max_restarts=2"])
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert train.preempted_status(cfg)["status"] == "preempted"
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    out = train.preempted_status(cfg)
+    assert out["status"] == "failed" and "slurm.max_restarts=2" in out["error"]
