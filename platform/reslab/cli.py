@@ -129,6 +129,28 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from reslab import sweep
+
+    recipes, overrides = split_args(args.items)
+    if recipes:
+        raise UserError(f"reslab sweep takes one spec file, then KEY=VALUE overrides; got "
+                        f"{recipes[0]} as well")
+    spec = sweep.load_spec(args.spec, overrides)
+    if args.dry_run:
+        print(sweep.plan(spec, args.cpus or os.cpu_count()))
+        return 0
+    rows = sweep.run(spec, resume=args.resume, address=args.address, cpus=args.cpus)
+    out = sweep.sweep_dir(spec)
+    print(sweep.format_table(rows))
+    print(f"results: {out / 'sweep.csv'}  best config: {out / 'best_config.yaml'}")
+    failed = [r["trial"] for r in rows if r["status"] != "completed"]
+    if failed:
+        print(f"{len(failed)} of {len(rows)} trials did not complete: {', '.join(failed)}",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_status(args) -> int:
     from reslab import slurm
 
@@ -176,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--array", metavar="KEY=V1,V2,...",
                    help="one sbatch --array job, a task (own run dir, own W&B run) per value")
     s.set_defaults(fn=cmd_submit)
+
+    w = sub.add_parser("sweep", help="run a sweep spec with Ray Tune",
+                       description="Run the trials of a sweep spec (sweeps/README.md) with Ray "
+                       "Tune, each through the same training path; writes sweep.csv and "
+                       "best_config.yaml in <run.root>/<sweep name>/.")
+    w.add_argument("spec", metavar="SPEC.yaml")
+    w.add_argument("items", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
+    w.add_argument("--dry-run", action="store_true", help="print the trials and resource plan")
+    w.add_argument("--resume", action="store_true",
+                   help="continue a killed sweep: finished trials are not rerun")
+    w.add_argument("--address", help="join this Ray cluster instead of starting a private one")
+    w.add_argument("--cpus", type=int, help="CPUs for the private Ray (default: all)")
+    w.set_defaults(fn=cmd_sweep)
 
     st = sub.add_parser("status", help="queue state, restarts, epoch and log tail of submitted runs")
     st.add_argument("runs", nargs="*", metavar="RUN_DIR")

@@ -101,6 +101,7 @@ class WandbConfig:
     project: str = "reslab"
     entity: str | None = None
     group: str | None = None
+    name: str | None = None          # display name; None: run.name (a sweep sets the trial's overrides)
     tags: list[str] = field(default_factory=list)
     job_type: str = "train"
 

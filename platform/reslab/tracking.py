@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -204,7 +205,7 @@ def wandb_logger(cfg, run: RunDir, extra_config: dict | None = None):
         from lightning.pytorch.loggers import WandbLogger
 
         logger = WandbLogger(
-            save_dir=str(run.path), id=run.run_id.replace(".", "-"), name=cfg.run.name,
+            save_dir=str(run.path), id=wandb_id(run), name=w.name or cfg.run.name,
             project=w.project, entity=w.entity, group=w.group, tags=list(w.tags),
             job_type=w.job_type, mode=w.mode, resume="allow",
             config={**C.flatten(redact(C.to_dict(cfg))), **(extra_config or {})},
@@ -217,6 +218,15 @@ def wandb_logger(cfg, run: RunDir, extra_config: dict | None = None):
         warnings.warn(f"W&B could not start ({type(e).__name__}: {str(e)[:200]}); "
                       "continuing with metrics.csv only", stacklevel=2)
         return None
+
+
+def wandb_id(run: RunDir) -> str:
+    """Stable across attempts (requeues, retries) and unique per run directory: W&B ids allow
+    letters, digits, '-' and '_' only, so a sweep trial's 'depth=56,shortcut=none' gets a hash."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run.run_id):
+        return run.run_id
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", run.run_id).strip("-")[:48]
+    return f"{safe}-{hashlib.sha1(str(run.path).encode()).hexdigest()[:10]}"
 
 
 def finish_wandb() -> None:

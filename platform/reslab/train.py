@@ -42,10 +42,10 @@ def prepare(cfg, run: RunDir | None = None):
     return dm, net
 
 
-def fit(cfg, resume: RunDir | None = None) -> dict:
-    """Train `cfg` in a new run directory (or continue `resume`) and return its summary.
-
-    Under SLURM every rank calls this; only global rank 0 writes files."""
+def fit(cfg, resume: RunDir | None = None, callbacks: list = ()) -> dict:
+    """Train `cfg` in a new run directory (or continue `resume`: a run directory, with or without
+    a checkpoint yet) and return its summary. Under SLURM every rank calls this; only global
+    rank 0 writes files. `callbacks` are added to the Trainer (a sweep's Tune reporter)."""
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, net = prepare(cfg)
@@ -60,12 +60,14 @@ def fit(cfg, resume: RunDir | None = None) -> dict:
     summary = {**tracking.read_summary(run), "run_id": run.run_id, "status": "running",
                "params": models.count_params(net), "env": tracking.env_info()}
     summary.pop("error", None)
+    if ckpt:
+        summary["resumed_at_steps"] = [*summary.get("resumed_at_steps", []), resume_step]
     tracking.write_summary(run, summary)
     loggers = [tracking.CSVMetrics(run.metrics, resume_step)]
     if wb := tracking.wandb_logger(cfg, run):
         loggers.append(wb)
     steps = slurm.StepCheckpoint(run.last_ckpt, cfg.trainer.checkpoint_every_n_steps)
-    trainer = build_trainer(cfg, run, loggers, [steps])
+    trainer = build_trainer(cfg, run, loggers, [steps, *callbacks])
     if is_rank_zero() and trainer.world_size > 1:
         print(f"world size {trainer.world_size} ({trainer.num_nodes} nodes x "
               f"{trainer.num_devices} devices, DDP)", flush=True)
