@@ -53,3 +53,40 @@ class EpochLine(Callback):
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} "
               f"step {trainer.global_step} {' '.join(parts)} "
               f"({time.perf_counter() - self._t0:.1f}s)", file=sys.stdout, flush=True)
+
+
+class SignalPropagation(Callback):
+    """Every `every` steps: the standard deviation of each residual block's branch response
+    (He et al. 2015, Fig. 7 "std of layer responses") and the norm of the block's parameter
+    gradients, as `diag/block{i}_std` and `diag/block{i}_grad`. Off (no hooks at all) unless
+    `diagnostics.every_n_steps` > 0; between measured steps the hooks return at once."""
+
+    def __init__(self, every: int):
+        self.every, self.active, self.stds = every, False, {}
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.blocks = list(pl_module.net.blocks())
+        for i, block in enumerate(self.blocks):
+            block.branch_output().register_forward_hook(self._hook(i))
+
+    def _hook(self, i: int):
+        def record(module, inputs, output):
+            if self.active:
+                self.stds[i] = output.detach().float().std()
+        return record
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.active = trainer.global_step % self.every == 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if not self.active:
+            return
+        metrics = {f"diag/block{i}_std": float(v) for i, v in sorted(self.stds.items())}
+        for i, block in enumerate(self.blocks):
+            grads = [p.grad.detach().float().norm() for p in block.parameters() if p.grad is not None]
+            if grads:
+                metrics[f"diag/block{i}_grad"] = float(torch.stack(grads).norm())
+        self.active = False
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)

@@ -116,10 +116,13 @@ def cmd_config(args) -> int:
 def cmd_submit(args) -> int:
     from reslab import slurm
 
-    result = slurm.submit(*split_args(args.items), dry_run=args.dry_run, array=args.array)
+    if args.sweep:
+        result = slurm.submit_sweep(args.sweep, args.items, dry_run=args.dry_run)
+    else:
+        result = slurm.submit(*split_args(args.items), dry_run=args.dry_run, array=args.array)
     if args.dry_run:
         print(result["script"], end="")
-        print(f"# dry run: nothing submitted; run directories would be "
+        print(f"# dry run: nothing submitted; directories would be "
               f"{', '.join(result['run_dirs'])}", file=sys.stderr)
         return 0
     print(f"submitted job {result['job_id']}")
@@ -133,10 +136,7 @@ def cmd_sweep(args) -> int:
     from reslab import sweep
 
     recipes, overrides = split_args(args.items)
-    if recipes:
-        raise UserError(f"reslab sweep takes one spec file, then KEY=VALUE overrides; got "
-                        f"{recipes[0]} as well")
-    spec = sweep.load_spec(args.spec, overrides)
+    spec = sweep.load_spec(args.spec, overrides, recipes)
     if args.dry_run:
         print(sweep.plan(spec, args.cpus or os.cpu_count()))
         return 0
@@ -149,6 +149,20 @@ def cmd_sweep(args) -> int:
         print(f"{len(failed)} of {len(rows)} trials did not complete: {', '.join(failed)}",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_compare(args) -> int:
+    from reslab import compare
+
+    if args.wandb:
+        result = compare.compare_wandb(args.wandb, args.by.split(",") if args.by else None,
+                                       args.metric, args.out)
+    else:
+        result = compare.compare(args.dirs, args.by.split(",") if args.by else None, args.metric,
+                                 args.out)
+    print(result["table"])
+    print("written: " + ", ".join(str(p) for p in result["files"]))
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -195,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "USR1 -> checkpoint at the next step -> requeue -> resume.")
     s.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
     s.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
+    s.add_argument("--sweep", metavar="SPEC.yaml",
+                   help="submit a sweep: a Ray cluster over the job's nodes runs its trials")
     s.add_argument("--array", metavar="KEY=V1,V2,...",
                    help="one sbatch --array job, a task (own run dir, own W&B run) per value")
     s.set_defaults(fn=cmd_submit)
@@ -204,13 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "Tune, each through the same training path; writes sweep.csv and "
                        "best_config.yaml in <run.root>/<sweep name>/.")
     w.add_argument("spec", metavar="SPEC.yaml")
-    w.add_argument("items", nargs="*", metavar="KEY=VALUE", help="overrides of the base config")
+    w.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE",
+                   help="extra recipes (e.g. a cluster profile) and overrides of the base config")
     w.add_argument("--dry-run", action="store_true", help="print the trials and resource plan")
     w.add_argument("--resume", action="store_true",
                    help="continue a killed sweep: finished trials are not rerun")
     w.add_argument("--address", help="join this Ray cluster instead of starting a private one")
     w.add_argument("--cpus", type=int, help="CPUs for the private Ray (default: all)")
     w.set_defaults(fn=cmd_sweep)
+
+    cp = sub.add_parser("compare", help="tables and figures over runs and sweeps (offline)",
+                        description="Group runs (run or sweep directories) by the keys that "
+                        "vary between them, print mean ± std over seeds, and write curves.png, "
+                        "final.png, diagnostics.png (if measured) and report.html.")
+    cp.add_argument("dirs", nargs="*", metavar="DIR")
+    cp.add_argument("--by", metavar="KEY,KEY", help="group by these config keys "
+                    "(default: the keys that vary, e.g. model.depth,model.shortcut)")
+    cp.add_argument("--metric", default="val/err", help="main metric (default val/err)")
+    cp.add_argument("--out", metavar="DIR", help="where figures go (default: FIRST_DIR/compare)")
+    cp.add_argument("--wandb", metavar="ENTITY/PROJECT",
+                    help="read runs through the W&B API instead of directories (online)")
+    cp.set_defaults(fn=cmd_compare)
 
     st = sub.add_parser("status", help="queue state, restarts, epoch and log tail of submitted runs")
     st.add_argument("runs", nargs="*", metavar="RUN_DIR")

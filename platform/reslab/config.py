@@ -129,6 +129,11 @@ class SlurmConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    every_n_steps: int = 0            # log per-block response std and gradient norm; 0: off
+
+
+@dataclass
 class Config:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -138,6 +143,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
 
 def load(recipes: list[str | Path] = (), overrides: list[str] = (), *, validated: bool = True

@@ -69,31 +69,37 @@ def apply_geometry(cfg) -> None:
     cfg.trainer.accelerator = "gpu" if s.gpus_per_node else "cpu"
 
 
-def render(cfg, runs: list[tracking.RunDir], log: Path, python: str = sys.executable) -> str:
-    """The sbatch script for one run, or a job array with one run directory per task. Every
-    value is validated and shell-quoted; no secret is written (the W&B key stays in the
-    submitting user's environment, which sbatch exports to the job)."""
+def header(cfg, log: Path, array: int = 0, signal: str = "USR1", tasks_per_node=None) -> list[str]:
+    """The #SBATCH block: geometry, requeue, append-mode log, the preemption signal."""
     s = cfg.slurm
+    per_node = max(1, s.gpus_per_node) if tasks_per_node is None else tasks_per_node
     opts = [("job-name", "run.name", cfg.run.name), ("nodes", "slurm.nodes", s.nodes),
-            ("ntasks-per-node", "slurm.gpus_per_node", max(1, s.gpus_per_node)),
+            ("ntasks-per-node", "slurm.gpus_per_node", per_node),
             ("cpus-per-task", "slurm.cpus_per_task", s.cpus_per_task),
             ("gpus-per-node", "slurm.gpus_per_node", s.gpus_per_node or None),
             ("time", "slurm.time", s.time), ("partition", "slurm.partition", s.partition),
             ("account", "slurm.account", s.account), ("qos", "slurm.qos", s.qos),
             ("mem", "slurm.mem", s.mem), ("constraint", "slurm.constraint", s.constraint),
-            ("array", "--array", f"0-{len(runs) - 1}" if len(runs) > 1 else None),
+            ("array", "--array", f"0-{array - 1}" if array > 1 else None),
             ("output", "run.root", log),
-            ("signal", "slurm.signal_margin_s", f"USR1@{int(s.signal_margin_s)}")]
+            ("signal", "slurm.signal_margin_s", f"{signal}@{int(s.signal_margin_s)}")]
     lines = ["#!/bin/bash"]
     for opt, key, value in opts:
         if value is not None:
             lines.append(f"#SBATCH --{opt}={_sbatch_quote(check_value(key, value))}")
     lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
     lines += [f"#SBATCH {check_value('slurm.extra', e)}" for e in s.extra]
-    lines += ["", "# reslab: every attempt (first or requeued) resumes the same run directory",
-              "set -euo pipefail", 'echo "reslab: job $SLURM_JOB_ID attempt '
+    lines += ["", "set -euo pipefail", 'echo "reslab: job $SLURM_JOB_ID attempt '
               '$((${SLURM_RESTART_COUNT:-0} + 1)) on $SLURM_JOB_NODELIST"']
-    lines += [check_value("slurm.setup", line) for line in s.setup]
+    return lines + [check_value("slurm.setup", line) for line in s.setup]
+
+
+def render(cfg, runs: list[tracking.RunDir], log: Path, python: str = sys.executable) -> str:
+    """The sbatch script for one run, or a job array with one run directory per task. Every
+    value is validated and shell-quoted; no secret is written (the W&B key stays in the
+    submitting user's environment, which sbatch exports to the job)."""
+    lines = header(cfg, log, array=len(runs))
+    lines.append("# every attempt (first or requeued) resumes the same run directory")
     train = " ".join(shlex.quote(c) for c in [python, "-m", "reslab.cli", "train", "--resume"])
     if len(runs) == 1:
         target = shlex.quote(check_value("run.root", runs[0].path))
@@ -103,6 +109,63 @@ def render(cfg, runs: list[tracking.RunDir], log: Path, python: str = sys.execut
         target = '"${RUNS[$SLURM_ARRAY_TASK_ID]}"'
     lines.append(f"srun --kill-on-bad-exit=1 {train} {target}")
     return "\n".join(lines) + "\n"
+
+
+RAY_CLUSTER = """\
+# A Ray head on the first node, a worker on each other node; port and temp dir from the job id.
+nodes=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))
+head_ip=$(getent hosts "${nodes[0]}" | awk '{print $1; exit}')
+port=$((20000 + SLURM_JOB_ID % 20000))
+ray_tmp=/tmp/reslab-ray-$SLURM_JOB_ID
+srun --nodes=1 --ntasks=1 -w "${nodes[0]}" RAY start --head --disable-usage-stats \\
+    --node-ip-address="$head_ip" --port=$port --num-cpus=$SLURM_CPUS_PER_TASK \\
+    --temp-dir="$ray_tmp" --include-dashboard=false --block &
+for _ in $(seq 120); do RAY status --address "$head_ip:$port" >/dev/null 2>&1 && break; sleep 1; done
+for node in "${nodes[@]:1}"; do
+  srun --nodes=1 --ntasks=1 -w "$node" RAY start --disable-usage-stats \\
+      --address="$head_ip:$port" --num-cpus=$SLURM_CPUS_PER_TASK --block &
+done
+for _ in $(seq 120); do
+  [ "$(RAY status --address "$head_ip:$port" 2>/dev/null | grep -c ' node_')" -ge ${#nodes[@]} ] && break
+  sleep 1
+done
+"""
+
+
+def render_sweep(cfg, spec_path: Path, items: list[str], sweep_dir: Path,
+                 python: str = sys.executable) -> str:
+    """A job that starts a Ray cluster over its nodes and runs the sweep driver against it.
+    USR1 goes to the batch shell (B:), which requeues the job; the requeued job continues the
+    sweep with --resume (trials restart from their own checkpoints)."""
+    log = sweep_dir / "slurm" / "slurm-%j.out"
+    lines = header(cfg, log, signal="B:USR1", tasks_per_node=1)
+    ray = shlex.quote(str(Path(python).with_name("ray")))
+    lines.append(RAY_CLUSTER.replace("RAY", ray))
+    lines.append('trap \'echo "reslab: preempted, requeueing"; scontrol requeue '
+                 '"$SLURM_JOB_ID"\' USR1')
+    resume = f'$( [ -d {shlex.quote(str(sweep_dir / "tune"))} ] && echo --resume || true)'
+    driver = " ".join(shlex.quote(check_value("sweep", c)) for c in
+                      [python, "-m", "reslab.cli", "sweep", str(spec_path), *items])
+    lines.append(f'{driver} --address "$head_ip:$port" {resume} &')
+    lines.append("wait $!")
+    return "\n".join(lines) + "\n"
+
+
+def submit_sweep(spec_path: str, items: list[str], dry_run: bool = False) -> dict:
+    from reslab import sweep
+
+    recipes = [i for i in items if "=" not in i]
+    overrides = [i for i in items if "=" in i]
+    spec = sweep.load_spec(spec_path, overrides, recipes)
+    cfg = spec.base_cfg()
+    cfg.run.name = spec.name  # the job's name
+    out = sweep.sweep_dir(spec)
+    script = render_sweep(cfg, Path(spec_path).resolve(), [str(Path(r).resolve()) for r in recipes]
+                          + overrides, out)
+    if dry_run:
+        return {"script": script, "run_dirs": [str(out)]}
+    (out / "slurm").mkdir(parents=True, exist_ok=True)
+    return _sbatch(script, out / "slurm", [out], out / "slurm" / "slurm-%j.out", array=False)
 
 
 def _sbatch_quote(value: str) -> str:
@@ -148,25 +211,30 @@ def submit(recipes: list[str], overrides: list[str], dry_run: bool = False,
     script = render(cfgs[0], runs, log)
     if dry_run:
         return {"script": script, "run_dirs": [str(r.path) for r in runs]}
-    if not shutil.which("sbatch"):
-        raise UserError("sbatch is not on PATH: run this on a SLURM login node (or "
-                        "`slurm/local-cluster.sh up` for the local cluster)")
     for cfg, run in zip(cfgs, runs):
         tracking.open_run(cfg, run.run_id)
         (run.path / "slurm").mkdir(exist_ok=True)
     base.mkdir(parents=True, exist_ok=True)
-    (base / "job.sbatch").write_text(script)
-    out = subprocess.run(["sbatch", "--parsable", str(base / "job.sbatch")],
+    return _sbatch(script, base, [r.path for r in runs], log, array=bool(spec))
+
+
+def _sbatch(script: str, folder: Path, run_dirs: list[Path], log: Path, array: bool) -> dict:
+    if not shutil.which("sbatch"):
+        raise UserError("sbatch is not on PATH: run this on a SLURM login node (or "
+                        "`slurm/local-cluster.sh up` for the local cluster)")
+    (folder / "job.sbatch").write_text(script)
+    out = subprocess.run(["sbatch", "--parsable", str(folder / "job.sbatch")],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise UserError(f"sbatch refused the job: {out.stderr.strip().splitlines()[-1]}")
     jid = out.stdout.strip().split(";")[0]
-    for i, run in enumerate(runs):
-        task = f"{jid}_{i}" if spec else jid
-        (run.path / "slurm" / "job_id").write_text(task + "\n")
+    for i, run in enumerate(run_dirs):
+        task = f"{jid}_{i}" if array else jid
+        (run / "slurm").mkdir(exist_ok=True)
+        (run / "slurm" / "job_id").write_text(task + "\n")
         task_log = str(log).replace("%A", jid).replace("%a", str(i)).replace("%j", jid)
-        (run.path / "slurm" / "log").write_text(task_log + "\n")
-    return {"job_id": jid, "run_dirs": [str(r.path) for r in runs],
+        (run / "slurm" / "log").write_text(task_log + "\n")
+    return {"job_id": jid, "run_dirs": [str(r) for r in run_dirs],
             "log": str(log).replace("%A", jid).replace("%j", jid), "script": script}
 
 

@@ -58,19 +58,20 @@ class Spec:
         return C.load(self.recipes, self.overrides + list(extra))
 
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> Spec:
-    """Read and validate a sweep spec; KEY=VALUE overrides apply to the base config."""
+def load_spec(path: str | Path, overrides: list[str] = (), recipes: list[str] = ()) -> Spec:
+    """Read and validate a sweep spec; extra recipes (a cluster profile) and KEY=VALUE
+    overrides apply to the base config after the spec's own."""
     raw = C.read_yaml(path)
     for key in raw:
         if key not in SPEC_KEYS:
             raise UserError(f"unknown sweep key '{key}' in {path}{did_you_mean(key, SPEC_KEYS)}")
     base = raw.get("base") or {}
     here = Path(path).resolve().parent
-    recipes = [str(_resolve(r, here)) for r in base.get("recipes", [])]
+    recipes = [str(_resolve(r, here)) for r in [*base.get("recipes", []), *recipes]]
     res = raw.get("resources_per_trial") or {}
     seeds = raw.get("seeds", [0])
     spec = Spec(
-        name=str(raw.get("name") or Path(path).stem), recipes=recipes,
+        name=str(raw.get("name") or Path(path).stem), recipes=list(recipes),
         overrides=[*base.get("overrides", []), *overrides], space=dict(raw.get("space") or {}),
         search=raw.get("search", "grid"), scheduler=dict(raw.get("scheduler") or {"name": "fifo"}),
         metric=raw.get("metric", "val/err"), mode=raw.get("mode", "min"),

@@ -131,7 +131,16 @@ def env_info() -> dict:
         "lightning": lightning.__version__,
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "ray_node_id": _ray_node_id(),
     }
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node a sweep trial ran on (which SLURM node, in a multi-node sweep job)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 def _git_commit() -> str | None:

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from reslab import checkpoint, data, models, slurm, tasks, tracking
 from reslab import config as C
-from reslab.callbacks import EpochLine, RNGState
+from reslab.callbacks import EpochLine, RNGState, SignalPropagation
 from reslab.tracking import RunDir, is_rank_zero
 
 SUMMARY_METRICS = ("train/loss", "train/err", "val/err", "val/err_best", "val/err_top5",
@@ -114,6 +114,8 @@ def build_trainer(cfg, run: RunDir, loggers: list, extra_callbacks: list = ()) -
     best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/err",
                            mode="min", save_last=True, enable_version_counter=False)
     callbacks = [best, RNGState(), *extra_callbacks]
+    if cfg.diagnostics.every_n_steps > 0:
+        callbacks.append(SignalPropagation(cfg.diagnostics.every_n_steps))
     tty = sys.stdout.isatty()
     if t.progress_bar and tty:
         callbacks.append(TQDMProgressBar(refresh_rate=10))  # a refresh reads metrics on the host

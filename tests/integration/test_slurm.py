@@ -4,6 +4,7 @@ Every wait polls `scontrol show job` (or the log) with a deadline."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -157,3 +158,29 @@ def test_kill_9_then_requeue_resumes_from_the_periodic_checkpoint(tmp_path):
     step = int(re.search(r"resuming at step (\d+)", text).group(1))
     assert step >= 8  # at least the end of epoch 2 (5 steps/epoch) or a later periodic save
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_sweep_job_runs_trials_on_both_nodes(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""
+name: slurm_sweep
+base:
+  recipes: [{Path(__file__).parents[2]}/configs/quickstart.yaml]
+  overrides: [trainer.max_epochs=2, data.batch_size=256, run.test=false, "run.root={tmp_path}"]
+space:
+  model.depth: [8, 14]
+  model.shortcut: [none, A]
+""")
+    r = reslab("submit", "--sweep", spec, "configs/slurm/local.yaml")
+    assert r.returncode == 0, r.stderr
+    jid = re.search(r"submitted job (\d+)", r.stdout).group(1)
+    state = wait_done(jid, timeout=420)
+    out = tmp_path / "slurm_sweep"
+    log = (out / "slurm" / f"slurm-{jid}.out").read_text()
+    assert state["JobState"] == "COMPLETED", log[-3000:]
+    with open(out / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+    nodes = {json.loads((out / r["trial"] / "summary.json").read_text())["env"]["ray_node_id"]
+             for r in rows}
+    assert len(nodes) == 2, "trials ran on both SLURM nodes' Ray workers"

@@ -74,6 +74,10 @@ class BasicBlock(nn.Module):
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn2
 
+    def branch_output(self) -> nn.Module:
+        """The layer whose output is the residual branch's response F(x) (Fig. 7)."""
+        return self.conv2 if self.preact else self.bn2
+
 
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3, 1x1 expand (§4.1, ResNet-50/101/152); stride on the 3x3 as torchvision."""
@@ -107,6 +111,9 @@ class Bottleneck(nn.Module):
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn3
+
+    def branch_output(self) -> nn.Module:
+        return self.conv3 if self.preact else self.bn3
 
 
 def _combine(block: nn.Module, x: torch.Tensor) -> torch.Tensor:

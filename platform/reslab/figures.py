@@ -1,0 +1,154 @@
+"""Figures for `reslab compare` (matplotlib, PNG) and the self-contained HTML report."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from reslab.compare import Run, group, higher_is_better, mean_std  # noqa: E402
+
+
+def label(key: tuple, by: list[str]) -> str:
+    """plain-56 / ResNet-56 (A) for the paper's grid; `k=v, ...` otherwise."""
+    d = dict(zip(by, key))
+    depth, shortcut = d.pop("model.depth", None), d.pop("model.shortcut", None)
+    rest = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in d.items())
+    if depth is None and shortcut is None:
+        return rest or "all runs"
+    name = f"plain-{depth}" if shortcut == "none" else f"ResNet-{depth} ({shortcut})"
+    if depth is None:
+        name = "plain" if shortcut == "none" else f"shortcut {shortcut}"
+    return f"{name}, {rest}" if rest else name
+
+
+def _panels(by: list[str]) -> tuple[str | None, list[str]]:
+    """The paper's Fig. 6 layout: one panel per shortcut type, one line per everything else."""
+    if "model.shortcut" in by and len(by) > 1:
+        return "model.shortcut", [k for k in by if k != "model.shortcut"]
+    return None, by
+
+
+def _mean_curve(members: list[Run], key: str) -> tuple[list[int], list[float]]:
+    per_epoch: dict[int, list[float]] = {}
+    for r in members:
+        for e, v in r.epochs(key):
+            per_epoch.setdefault(e, []).append(v)
+    epochs = sorted(per_epoch)
+    return epochs, [mean_std(per_epoch[e])[0] for e in epochs]
+
+
+def curves(runs: list[Run], by: list[str], out: Path) -> Path:
+    """Training (dashed) and validation (solid) error against epoch (Fig. 6 layout)."""
+    panel_key, line_keys = _panels(by)
+    panels = group(runs, [panel_key]) if panel_key else {(None,): runs}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False,
+                             sharey=True)
+    for ax, (pkey, members) in zip(axes[0], panels.items()):
+        for i, (lkey, lruns) in enumerate(group(members, line_keys).items()):
+            color = f"C{i}"
+            name = label(lkey + ((pkey[0],) if panel_key else ()), line_keys +
+                         ([panel_key] if panel_key else []))
+            for metric, style in (("train/err", "--"), ("val/err", "-")):
+                x, y = _mean_curve(lruns, metric)
+                if x:
+                    ax.plot(x, [100 * v for v in y], style, color=color,
+                            label=f"{name} {metric.split('/')[0]}")
+        title = ("plain networks" if pkey[0] == "none" else f"residual, option {pkey[0]}") \
+            if panel_key else "error"
+        ax.set(title=title, xlabel="epoch", ylabel="error (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle("training (dashed) and validation (solid) error", fontsize=11)
+    return _save(fig, out / "curves.png")
+
+
+def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
+    """Final training error and `metric` for every group, as bars with ± std over seeds."""
+    groups = group(runs, by)
+    names = [label(k, by) for k in groups]
+    metrics = [m for m in dict.fromkeys(["train/err", metric]) if any(m in r.summary for r in runs)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(6.0, 1.1 * len(names)) * len(metrics)
+                                                      / 1.4, 4.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        stats = [mean_std([r.summary.get(m) for r in members]) for members in groups.values()]
+        scale = 1 if higher_is_better(m) else 100
+        colors = ["C3" if "plain" in n else "C0" for n in names]
+        ax.bar(range(len(names)), [scale * s[0] for s in stats], yerr=[scale * s[1] for s in stats],
+               color=colors, capsize=3)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        unit = "" if higher_is_better(m) else " (%)"
+        better = "higher is better" if higher_is_better(m) else "lower is better"
+        ax.set(title=f"final {m} ({better})", ylabel=f"{m}{unit}")
+        ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out / "final.png")
+
+
+def diagnostics(runs: list[Run], by: list[str], out: Path) -> Path | None:
+    """Fig. 7: std of each block's residual-branch response, and its gradient norm, against
+    block index, from the last measured step of every run (mean over seeds)."""
+    if not any(r.last_row_with("diag/") for r in runs):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, (key, members) in enumerate(group(runs, by).items()):
+        for ax, kind in zip(axes, ("std", "grad")):
+            per_block: dict[int, list[float]] = {}
+            for r in members:
+                for k, v in r.last_row_with("diag/").items():
+                    m = re.fullmatch(r"diag/block(\d+)_" + kind, k)
+                    if m:
+                        per_block.setdefault(int(m.group(1)), []).append(v)
+            if per_block:
+                x = sorted(per_block)
+                style = "--" if "plain" in label(key, by) else "-"
+                ax.plot(x, [mean_std(per_block[b])[0] for b in x], style, color=f"C{i}",
+                        label=label(key, by), linewidth=1.2)
+    axes[0].set(title="std of residual-branch responses (Fig. 7)", xlabel="block index",
+                ylabel="std")
+    axes[1].set(title="gradient norm of block parameters", xlabel="block index",
+                ylabel="gradient L2 norm", yscale="log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, out / "diagnostics.png")
+
+
+def write_all(runs: list[Run], by: list[str], metric: str, out: Path) -> list[Path]:
+    files = [curves(runs, by, out), final(runs, by, metric, out)]
+    if diag := diagnostics(runs, by, out):
+        files.append(diag)
+    return files
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(out: Path, header: list[str], rows: list[list[str]], figures: list[Path],
+                 by: list[str], metric: str) -> Path:
+    """One HTML file with the table and the figures inlined: it opens anywhere, offline."""
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    imgs = "".join(
+        f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"'
+        f' alt="{p.stem}"><figcaption>{p.name}</figcaption></figure>' for p in figures)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>reslab compare</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}th{{background:#f3f3f3}}
+img{{max-width:100%}}</style></head><body><h1>reslab compare</h1>
+<p>grouped by {html.escape(', '.join(by))}; metric {html.escape(metric)}
+({'higher' if higher_is_better(metric) else 'lower'} is better); mean ± std over n runs.</p>
+<table><tr>{cells}</tr>{body}</table>{imgs}</body></html>"""
+    path = out / "report.html"
+    path.write_text(page)
+    return path

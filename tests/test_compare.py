@@ -1,0 +1,102 @@
+"""`reslab compare`: grouping, mean ± std over seeds, paper deltas, metric direction, figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+import yaml
+
+from conftest import TINY, reslab
+from reslab import compare
+from reslab.errors import UserError
+
+
+def fake_run(root, depth, shortcut, seed, train_err, val_err, *, data="digits", diag=False):
+    """A run directory in the contract's format, with chosen numbers."""
+    d = root / f"depth={depth},shortcut={shortcut},seed={seed}"
+    d.mkdir(parents=True)
+    cfg = {"seed": seed, "model": {"name": "cifar_resnet", "depth": depth, "shortcut": shortcut},
+           "data": {"name": data}, "optim": {"schedule": "paper" if data == "cifar10" else "cosine"},
+           "run": {"name": "sw"}}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "summary.json").write_text(json.dumps({
+        "status": "completed", "train/err": train_err, "val/err": val_err, "val/err_best": val_err,
+        "test/err": val_err, "params": 1000 * depth, "wall_s": 10.0, "images_per_s": 500.0}))
+    rows = [{"step": 10 * e, "epoch": e, "train/err": train_err + 0.1 / (e + 1),
+             "val/err": val_err + 0.1 / (e + 1)} for e in range(3)]
+    if diag:
+        rows.append({"step": 30, "epoch": 2, **{f"diag/block{i}_std": (0.5 if shortcut == "A"
+                                                                       else 1.0) + 0.01 * i
+                                                for i in range(4)},
+                     **{f"diag/block{i}_grad": 0.1 for i in range(4)}})
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(d / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, cols)
+        w.writeheader()
+        w.writerows(rows)
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    root = tmp_path / "sw"
+    for depth, base in ((20, 0.01), (56, 0.30)):
+        for shortcut, extra in (("none", 0.2), ("A", 0.0)):
+            for seed in (0, 1, 2):
+                fake_run(root, depth, shortcut, seed, base + extra + 0.01 * seed,
+                         base + extra + 0.02 * seed, diag=True)
+    return root
+
+
+def test_groups_by_the_varied_keys_with_mean_std_and_n(sweep_dir, tmp_path):
+    result = compare.compare([sweep_dir], out=tmp_path / "out")
+    header, *lines = result["table"].splitlines()
+    assert header.split()[:3] == ["model.depth", "model.shortcut", "n"]
+    row = next(line for line in lines if line.split()[:2] == ["56", "none"])
+    values = [0.5 + 0.01 * s for s in (0, 1, 2)]
+    expected = f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
+    assert row.split()[2] == "3" and expected in row
+    for name in ("curves.png", "final.png", "diagnostics.png", "report.html"):
+        path = tmp_path / "out" / name
+        assert path.is_file() and path.stat().st_size > 5000, name
+        if name.endswith(".png"):
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out/report.html").read_text().count("data:image/png;base64,") == 3
+
+
+def test_paper_recipe_runs_show_table6_and_the_delta(tmp_path):
+    fake_run(tmp_path / "p", 56, "A", 0, 0.01, 0.0720, data="cifar10")
+    result = compare.compare([tmp_path / "p"], by=["model.depth"], out=tmp_path / "o")
+    assert "6.97" in result["table"] and "+0.23" in result["table"]
+
+
+def test_metric_direction_is_known():
+    assert not compare.higher_is_better("val/err") and compare.higher_is_better("val/psnr")
+
+
+def test_bad_input_is_a_sentence(tmp_path, sweep_dir):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no runs"):
+        compare.compare([tmp_path / "empty"])
+    with pytest.raises(UserError, match="--by key 'model.dpeth'"):
+        compare.compare([sweep_dir], by=["model.dpeth"], out=tmp_path / "o")
+    r = reslab("compare", "--wandb", "someone/project", env={"WANDB_MODE": "offline"})
+    assert r.returncode == 2 and "needs W&B online" in r.stderr
+
+
+@pytest.mark.parametrize("every", [0, 3])
+def test_diagnostics_are_logged_only_when_switched_on(tmp_path, every):
+    r = reslab("train", *TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled",
+               "run.test=false", f"diagnostics.every_n_steps={every}", f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    metrics, = tmp_path.rglob("metrics.csv")
+    with open(metrics) as f:
+        rows = list(csv.DictReader(f))
+    diag_rows = [r for r in rows if r.get("diag/block0_std")]
+    if every == 0:
+        assert not any(k.startswith("diag/") for k in rows[0])
+    else:
+        assert {int(r["step"]) for r in diag_rows} == {0, 3, 6, 9}
+        assert float(diag_rows[-1]["diag/block2_grad"]) > 0  # depth 8: blocks 0..2
