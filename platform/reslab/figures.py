@@ -110,7 +110,7 @@ def diagnostics(runs: list[Run], by: list[str], out: Path) -> Path | None:
                 ax.plot(x, [mean_std(per_block[b])[0] for b in x], style, color=f"C{i}",
                         label=label(key, by), linewidth=1.2)
     axes[0].set(title="std of residual-branch responses (Fig. 7)", xlabel="block index",
-                ylabel="std")
+                ylabel="std", yscale="log")
     axes[1].set(title="gradient norm of block parameters", xlabel="block index",
                 ylabel="gradient L2 norm", yscale="log")
     for ax in axes:
