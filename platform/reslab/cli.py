@@ -165,6 +165,17 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import json
+
+    from reslab import bench, config
+
+    cfg = config.load(*split_args(args.items))
+    result = bench.bench(cfg, steps=args.steps, rounds=args.rounds)
+    print(json.dumps(result, indent=2) if args.json else bench.format_result(result))
+    return 0
+
+
 def cmd_status(args) -> int:
     from reslab import slurm
 
@@ -241,6 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--wandb", metavar="ENTITY/PROJECT",
                     help="read runs through the W&B API instead of directories (online)")
     cp.set_defaults(fn=cmd_compare)
+
+    b = sub.add_parser("bench", help="images/s of reslab's training path vs a plain PyTorch loop",
+                       description="Time steady-state training steps of reslab's path (Trainer, "
+                       "callbacks, logging) and of a plain PyTorch loop with the same model, data, "
+                       "optimizer and precision, alternating in rounds; then the input pipelines.")
+    b.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
+    b.add_argument("--steps", type=int, default=30, help="timed steps per round (default 30)")
+    b.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
+    b.set_defaults(fn=cmd_bench)
 
     st = sub.add_parser("status", help="queue state, restarts, epoch and log tail of submitted runs")
     st.add_argument("runs", nargs="*", metavar="RUN_DIR")

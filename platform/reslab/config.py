@@ -85,6 +85,10 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     limit_train_batches: float | None = None  # a fraction or a count; None: all
     checkpoint_every_n_steps: int = 0  # also write last.ckpt every N steps (hard kills); 0: epochs only
+    channels_last: bool = False       # NHWC tensors (faster convolutions on tensor-core GPUs)
+    compile: bool = False             # torch.compile the network (GPU; the first steps compile)
+    cudnn_benchmark: bool = True      # let cuDNN pick the fastest kernels for fixed input shapes
+    sync_batchnorm: bool = False      # BN statistics across DDP ranks (small per-GPU batches)
     progress_bar: bool = True         # a tqdm bar on a terminal, one line per epoch otherwise
 
 

@@ -130,6 +130,7 @@ def build_trainer(cfg, run: RunDir, loggers: list, extra_callbacks: list = ()) -
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
         enable_progress_bar=t.progress_bar and tty, enable_model_summary=False,
         plugins=plugins(cfg), strategy=strategy(cfg), num_sanity_val_steps=0,
+        benchmark=t.cudnn_benchmark, sync_batchnorm=t.sync_batchnorm,
     )
 
 

@@ -8,4 +8,6 @@ __all__ = ["ClassificationTask", "build"]
 
 
 def build(cfg, net, num_classes: int):
-    return ClassificationTask(net, num_classes, cfg.optim, cfg.optim.label_smoothing)
+    t = cfg.trainer
+    return ClassificationTask(net, num_classes, cfg.optim, cfg.optim.label_smoothing,
+                              channels_last=t.channels_last, compile=t.compile)

@@ -17,9 +17,15 @@ WARM_CHECK_EVERY = 20  # steps between the host reads the ResNet-110 rule needs
 
 
 class ClassificationTask(L.LightningModule):
-    def __init__(self, net: nn.Module, num_classes: int, optim_cfg, label_smoothing: float = 0.0):
+    def __init__(self, net: nn.Module, num_classes: int, optim_cfg, label_smoothing: float = 0.0,
+                 channels_last: bool = False, compile: bool = False):
         super().__init__()
         self.net, self.optim_cfg = net, optim_cfg
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        # Not a registered submodule: checkpoints keep the plain `net.*` keys.
+        object.__setattr__(self, "_forward", torch.compile(net) if compile else net)
         self.label_smoothing = label_smoothing
         top5 = min(5, num_classes)
         self.metrics = nn.ModuleDict({
@@ -33,11 +39,11 @@ class ClassificationTask(L.LightningModule):
         self.throughput: list[float] = []  # images/s of each training epoch (all ranks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self._forward(x.contiguous(memory_format=self.memory_format))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self.net(x)
+        logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         err = (logits.argmax(1) != y).float().mean()
         # Tensors, not floats: Lightning averages them on the device; no host sync per step.
@@ -77,7 +83,7 @@ class ClassificationTask(L.LightningModule):
 
     def _eval_step(self, split: str, batch) -> None:
         x, y = batch
-        logits = self.net(x)
+        logits = self(x)
         self.log(f"{split}/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
         for k in sorted({1, self.top5}):
             self.metrics[f"{split}_{k}"].update(logits, y)
