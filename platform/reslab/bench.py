@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +56,7 @@ def time_reslab(cfg, dm, net, warmup: int, steps: int, root) -> float:
 
     task = tasks.build(cfg, net, dm.num_classes)
     timer = StepTimer(warmup, steps)
-    run = tracking.RunDir(root)
+    run = tracking.RunDir(Path(root))
     run.path.mkdir(parents=True)
     trainer = train.build_trainer(cfg, run, [tracking.CSVMetrics(run.metrics)], [timer])
     trainer.limit_val_batches = 0  # steady-state training steps only

@@ -34,6 +34,8 @@ class ModelConfig:
     preact: bool = False              # pre-activation blocks (He et al. 2016)
     width: float = 1.0                # stage-width multiplier (wide ResNets)
     zero_init_residual: bool = False  # zero-init each residual branch's last BN
+    weights: str = "none"             # none | torchvision name (IMAGENET1K_V2) | run dir | checkpoint file
+    freeze: str = "none"              # none | stem | layer1..layer4 (up to and including) | backbone
 
 
 @dataclass
@@ -52,6 +54,10 @@ class DataConfig:
     num_classes: int = 10             # synthetic only
     shape: list[int] = field(default_factory=lambda: [3, 32, 32])  # synthetic only (C, H, W)
     size: int = 2048                  # synthetic only: number of samples
+    classes: list[int] | None = None  # keep only these labels, renumbered 0..k-1 (digits 0-4)
+    mean: list[float] | None = None   # imagefolder normalisation; None: the weights' own or ImageNet's
+    std: list[float] | None = None
+    resize_size: int | None = None    # imagefolder eval resize; None: the weights' own or 8/7 x crop
 
 
 @dataclass
@@ -69,6 +75,7 @@ class OptimConfig:
     warmup_lr: float | None = None    # ResNet-110 rule: this lr until train error < warmup_until_err
     warmup_until_err: float = 0.8
     label_smoothing: float = 0.0
+    backbone_lr_mult: float = 1.0     # lr factor for everything but the classifier (fine-tuning)
 
 
 @dataclass
@@ -300,6 +307,11 @@ def _validate_model(m: DictConfig, models) -> None:
             raise ConfigError(f"model.{err}")
     if m.width <= 0:
         raise ConfigError(f"model.width must be positive, got {m.width}")
+    from reslab.pretrained import FREEZE_LEVELS
+
+    if m.freeze not in FREEZE_LEVELS:
+        raise ConfigError(f"model.freeze must be one of {', '.join(FREEZE_LEVELS)}, got "
+                          f"'{m.freeze}'{did_you_mean(m.freeze, FREEZE_LEVELS)}")
 
 
 def check_run_name(name: str) -> None:

@@ -32,13 +32,23 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=msg)
 
 
-def prepare(cfg, run: RunDir | None = None):
-    """Everything that can refuse the config — data present, model buildable — before any file
-    is written."""
+def prepare(cfg):
+    """Everything that can refuse the config — data present, model buildable, weights that fit
+    — before any file is written."""
+    from reslab import pretrained
+
+    spec = cfg.model.weights
+    if pretrained.is_torchvision_name(spec) and cfg.data.mean is None:
+        # Inputs match the weights: their own normalisation and resize, unless the recipe says.
+        tf = pretrained.torchvision_weights(cfg.model.name, cfg.model.depth, spec).transforms()
+        cfg.data.mean, cfg.data.std = list(tf.mean), list(tf.std)
+        cfg.data.resize_size = cfg.data.resize_size or tf.resize_size[0]
     dm = data.build(cfg.data, cfg.seed)
     dm.check()
     net = models.build_model(cfg.model.name, in_channels=dm.in_channels,
                              num_classes=dm.num_classes, **C.model_kwargs(cfg))
+    pretrained.load_into(net, spec, cfg.model.name, cfg.model.depth)
+    pretrained.freeze(net, cfg.model.freeze)
     return dm, net
 
 

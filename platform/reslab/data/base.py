@@ -29,6 +29,8 @@ class ArrayData(L.LightningDataModule):
     def __init__(self, cfg, seed: int = 0):
         super().__init__()
         self.cfg, self.seed = cfg, seed
+        if cfg.classes:
+            self.num_classes = len(cfg.classes)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -45,6 +47,9 @@ class ArrayData(L.LightningDataModule):
         if self.splits:
             return
         train_x, train_y, test_x, test_y = self.load()
+        if self.cfg.classes:
+            train_x, train_y = keep_classes(train_x, train_y, list(self.cfg.classes))
+            test_x, test_y = keep_classes(test_x, test_y, list(self.cfg.classes))
         n_val = self._val_count(len(train_x))
         perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(
             self.cfg.split_seed))
@@ -95,6 +100,17 @@ class ArrayData(L.LightningDataModule):
             x, y = self.splits[split]
             self._on_device[split] = (x.to(device), y.to(device))
         return self._on_device[split]
+
+
+def keep_classes(x: torch.Tensor, y: torch.Tensor, classes: list[int]):
+    """Only the images of `classes`, relabelled 0..k-1 in the order given."""
+    missing = [c for c in classes if not (y == c).any()]
+    if missing:
+        raise DataError(f"data.classes has labels with no images: {missing}")
+    keep = torch.isin(y, torch.tensor(classes))
+    lookup = torch.full((int(y.max()) + 1,), -1, dtype=torch.int64)
+    lookup[torch.tensor(classes)] = torch.arange(len(classes))
+    return x[keep], lookup[y[keep]]
 
 
 class Normalizer:

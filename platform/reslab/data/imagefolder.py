@@ -53,14 +53,14 @@ class ImageFolderData(L.LightningDataModule):
         `data.image_size`)."""
         from torchvision.transforms import v2
 
-        s = self.cfg.image_size
+        s, c = self.cfg.image_size, self.cfg
         tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+                v2.Normalize(list(c.mean or IMAGENET_MEAN), list(c.std or IMAGENET_STD))]
         if train and self.cfg.augment:
             sizes = list(range(round(s * 8 / 7), round(s * 15 / 7) + 1))
             head = [v2.RandomShortestSize(sizes), v2.RandomCrop(s), v2.RandomHorizontalFlip()]
         else:
-            head = [v2.Resize(round(s * 8 / 7)), v2.CenterCrop(s)]
+            head = [v2.Resize(c.resize_size or round(s * 8 / 7)), v2.CenterCrop(s)]
         return v2.Compose(head + tail)
 
     def setup(self, stage: str | None = None) -> None:

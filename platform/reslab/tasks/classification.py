@@ -38,6 +38,16 @@ class ClassificationTask(L.LightningModule):
         self._epoch_start, self._last_batch_end, self._epoch_images = 0.0, 0.0, 0
         self.throughput: list[float] = []  # images/s of each training epoch (all ranks)
 
+    def train(self, mode: bool = True):
+        """Frozen BatchNorm layers (no trainable parameters) keep their running statistics."""
+        super().train(mode)
+        if mode:
+            for m in self.net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                        p.requires_grad for p in m.parameters()):
+                    m.eval()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x.contiguous(memory_format=self.memory_format))
 

@@ -8,19 +8,25 @@ import torch
 from torch import nn
 
 
-def param_groups(net: nn.Module, weight_decay: float, decay_all: bool) -> list[dict]:
-    """Two groups: conv/linear weights, and BN parameters + biases (decayed only if `decay_all`,
-    as in the paper's Caffe/Torch setup; sparing them is the common modern choice)."""
-    decay, other = [], []
-    for p in net.parameters():
+def param_groups(net: nn.Module, cfg) -> list[dict]:
+    """Conv/linear weights apart from BN parameters + biases (decayed only if
+    `decay_norm_and_bias`, as in the paper's Caffe/Torch setup), and the classifier `fc` apart
+    from the backbone (whose lr is scaled by `backbone_lr_mult` when fine-tuning). Frozen
+    parameters are left out."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in net.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else other).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": other, "weight_decay": weight_decay if decay_all else 0.0}]
+            groups.setdefault((name.startswith("fc."), p.ndim > 1), []).append(p)
+    out = []
+    for (head, weight), params in sorted(groups.items()):
+        decay = cfg.weight_decay if weight or cfg.decay_norm_and_bias else 0.0
+        out.append({"params": params, "weight_decay": decay,
+                    "lr": cfg.lr * (1.0 if head else cfg.backbone_lr_mult)})
+    return out
 
 
 def build_optimizer(cfg, net: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(net, cfg.weight_decay, cfg.decay_norm_and_bias)
+    groups = param_groups(net, cfg)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)

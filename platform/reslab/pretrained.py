@@ -1,0 +1,141 @@
+"""Starting from pretrained weights: torchvision's ImageNet weights (through torchvision's own
+weights API and its cache under TORCH_HOME), or any reslab run, checkpoint or plain state dict.
+
+Loading is weights-only and strict except for the classifier `fc`, which is replaced (and said
+so) when the number of classes differs. Freezing turns off gradients up to a stage and keeps the
+frozen BatchNorm layers in eval mode (their statistics are part of what was learned)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from reslab import checkpoint
+from reslab.errors import UserError
+
+log = logging.getLogger("reslab")
+HEAD = "fc"
+FREEZE_LEVELS = ("none", "stem", "layer1", "layer2", "layer3", "layer4", "backbone")
+
+
+def is_torchvision_name(spec: str) -> bool:
+    """`IMAGENET1K_V2` and the like (no path separators, an upper-case weights enum name)."""
+    return spec.isupper() and "/" not in spec and not Path(spec).exists()
+
+
+def torchvision_weights(model_name: str, depth: int | None, spec: str):
+    """The torchvision weights enum entry for an ImageNet-family model, e.g. resnet50 + V2."""
+    from torchvision.models import get_model_weights
+
+    arch = f"resnet{depth}" if depth else model_name
+    try:
+        enum = get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise UserError(f"model.weights={spec} needs an ImageNet-family model (resnet18 ... "
+                        f"resnet152), got {arch}") from None
+    try:
+        return enum[spec]
+    except KeyError:
+        names = ", ".join(w.name for w in enum)
+        raise UserError(f"model.weights={spec} is not a torchvision weights name for {arch} "
+                        f"(choose from {names})") from None
+
+
+def cache_path(weights) -> Path:
+    """Where torchvision's loader looks first: $TORCH_HOME/hub/checkpoints/<file of the URL>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def load_torchvision(weights) -> dict:
+    path = cache_path(weights)
+    if not path.is_file():
+        # Without network torchvision would fail deep in urllib: say what to do instead.
+        try:
+            socket.create_connection((urlparse(weights.url).hostname, 443), timeout=5).close()
+        except OSError:
+            raise UserError(f"torchvision weights {weights} are not in the cache ({path}) and "
+                            "there is no network: on a machine with internet run `python -c "
+                            f"\"import torchvision; torchvision.models.get_weight('{weights}')"
+                            ".get_state_dict()\"` with the same TORCH_HOME") from None
+    return weights.get_state_dict(progress=False, weights_only=True, check_hash=False)
+
+
+def load_file(spec: str) -> dict:
+    """A run directory (best.ckpt, else last.ckpt), a run-name folder (its newest completed run),
+    a Lightning checkpoint or a plain state dict."""
+    p = Path(spec)
+    if p.is_dir() and not (p / "config.yaml").is_file():
+        done = sorted(d for d in p.iterdir() if (d / "summary.json").is_file()
+                      and '"completed"' in (d / "summary.json").read_text())
+        if not done:
+            raise UserError(f"model.weights={spec}: no completed run in that folder")
+        p = done[-1]
+    if p.is_dir():
+        p = next((c for c in (p / "checkpoints/best.ckpt", p / "checkpoints/last.ckpt")
+                  if c.is_file()), p / "checkpoints/best.ckpt")
+    if not p.exists():
+        raise UserError(f"model.weights={spec} is neither a torchvision weights name nor a "
+                        "run directory, checkpoint or state dict file")
+    state = checkpoint.load(p)
+    if "state_dict" in state:  # a reslab (Lightning) checkpoint: the task holds the net as `net`
+        state = {k[4:]: v for k, v in state["state_dict"].items() if k.startswith("net.")}
+    return state
+
+
+def load_into(net: nn.Module, spec: str, model_name: str, depth: int | None) -> str | None:
+    """Load `spec` into `net`; returns the log line when the classifier was replaced."""
+    if spec == "none":
+        return None
+    if is_torchvision_name(spec):
+        state = load_torchvision(torchvision_weights(model_name, depth, spec))
+    else:
+        state = load_file(spec)
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+    replaced = None
+    head = [k for k in own if k.startswith(f"{HEAD}.")]
+    if set(mismatched) & set(head) and set(mismatched) <= set(head):
+        old = state[f"{HEAD}.weight"].shape[0]
+        replaced = (f"classifier {HEAD} replaced: the weights have {old} classes, the data "
+                    f"{own[f'{HEAD}.weight'].shape[0]}")
+        state = {k: v for k, v in state.items() if k not in head}
+        missing, mismatched = [k for k in missing if k not in head], []
+    problems = [("shape differs", mismatched), ("missing in the weights", missing),
+                ("not in the model", unexpected)]
+    for what, keys in problems:
+        if keys:
+            shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+            raise UserError(f"model.weights={spec} does not fit model {model_name}: {what}: {shown}")
+    net.load_state_dict(state, strict=replaced is None)
+    if replaced:
+        log.warning(replaced)
+        print(replaced, flush=True)
+    return replaced
+
+
+def freeze(net: nn.Module, level: str) -> list[nn.Module]:
+    """Turn off gradients for the stem and stages up to `level` (or all but `fc`); returns the
+    frozen modules, whose BatchNorm layers the task keeps in eval mode."""
+    if level == "none":
+        return []
+    stages = [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(net, n)]
+    if level == "backbone":
+        names = [n for n, _ in net.named_children() if n != HEAD]
+    elif level == "stem" or level in stages:
+        names = ["conv1", "bn1"] + stages[: stages.index(level) + 1 if level != "stem" else 0]
+    else:
+        raise UserError(f"model.freeze={level} does not exist in this model (it has "
+                        f"{', '.join(['stem', *stages, 'backbone'])})")
+    modules = [getattr(net, n) for n in names]
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    return modules
