@@ -7,7 +7,6 @@ frozen BatchNorm layers in eval mode (their statistics are part of what was lear
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from pathlib import Path
@@ -19,7 +18,6 @@ from torch import nn
 from reslab import checkpoint
 from reslab.errors import UserError
 
-log = logging.getLogger("reslab")
 HEAD = "fc"
 FREEZE_LEVELS = ("none", "stem", "layer1", "layer2", "layer3", "layer4", "backbone")
 
@@ -116,7 +114,6 @@ def load_into(net: nn.Module, spec: str, model_name: str, depth: int | None) -> 
             raise UserError(f"model.weights={spec} does not fit model {model_name}: {what}: {shown}")
     net.load_state_dict(state, strict=replaced is None)
     if replaced:
-        log.warning(replaced)
         print(replaced, flush=True)
     return replaced
 

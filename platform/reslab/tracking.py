@@ -201,7 +201,7 @@ def _num(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def wandb_logger(cfg, run: RunDir, extra_config: dict | None = None):
+def wandb_logger(cfg, run: RunDir):
     """The W&B logger (offline by default, files under the run dir), or None when W&B is off or
     cannot start — training never fails because of W&B."""
     w = cfg.logger.wandb
@@ -217,7 +217,7 @@ def wandb_logger(cfg, run: RunDir, extra_config: dict | None = None):
             save_dir=str(run.path), id=wandb_id(run), name=w.name or cfg.run.name,
             project=w.project, entity=w.entity, group=w.group, tags=list(w.tags),
             job_type=w.job_type, mode=w.mode, resume="allow",
-            config={**C.flatten(redact(C.to_dict(cfg))), **(extra_config or {})},
+            config=C.flatten(redact(C.to_dict(cfg))),
             settings=wandb.Settings(init_timeout=60, save_code=False, x_disable_stats=True,
                                     console="off"),
         )
