@@ -21,13 +21,13 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, truncated, corrupted or carries code."""
 
 
-def load(path: str | Path, map_location: Any = "cpu") -> dict:
+def load(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict:
     """`torch.load(weights_only=True)`, with every failure turned into one sentence naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         reason = "it holds objects other than tensors and plain values (refused: loading it " \
                  "could run code)" if "weights_only" in str(e) or "Unsupported" in str(e) \
