@@ -40,6 +40,7 @@ def _spec(tmp_path, text):
     ("scheduler: {name: hyperband}\n", "scheduler.name must be one of fifo, asha"),
     ("num_samples: 3\n", "for replicates of a grid use seeds"),
     ("resources_per_trial: {cpu: 0}\n", "cpu > 0"),
+    ("resources_per_trial: {cpu: 1, gpu: 2}\n", "multi-GPU trials .* not supported yet"),
 ])
 def test_spec_typos_are_refused_with_a_sentence(tmp_path, text, match):
     base = "base:\n  recipes: [configs/quickstart.yaml]\n"

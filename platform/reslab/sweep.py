@@ -113,6 +113,9 @@ def validate_spec(spec: Spec) -> None:
             raise UserError(f"sweep {key} must be one of {', '.join(allowed)}, got {value!r}")
     if spec.search == "grid" and spec.num_samples != 1:
         raise UserError("num_samples repeats random search; for replicates of a grid use seeds")
+    if spec.gpu > 1:
+        raise UserError(f"resources_per_trial.gpu={spec.gpu:g}: multi-GPU trials (one DDP job "
+                        "per trial) are not supported yet; use gpu <= 1 per trial")
     if spec.cpu <= 0 or spec.gpu < 0:
         raise UserError(f"resources_per_trial needs cpu > 0 and gpu >= 0, got cpu={spec.cpu}, "
                         f"gpu={spec.gpu}")
