@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from reslab.errors import UserError
+from reslab.errors import TrainingError, UserError
 
 EPILOG = """\
 examples:
@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingError as e:
+        print(f"reslab {args.command}: failed: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"reslab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,3 +6,7 @@ class UserError(Exception):
 
     def __str__(self) -> str:  # KeyError subclasses would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class TrainingError(Exception):
+    """Training stopped for a reason the run itself caused (a NaN loss): a sentence, exit 1."""

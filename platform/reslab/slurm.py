@@ -273,6 +273,7 @@ class StepCheckpoint(Callback):
             preempt = bool(trainer.strategy.reduce(t, reduce_op="max").item())
         periodic = self.every and trainer.global_step % self.every == 0
         if preempt or periodic:
+            pl_module.check_finite()
             trainer.save_checkpoint(self.path)
         if preempt:
             raise Preempted(f"preempted at step {trainer.global_step}")

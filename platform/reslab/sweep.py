@@ -189,8 +189,7 @@ def run(spec: Spec, resume: bool = False, address: str | None = None,
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
                                         {"cpu": spec.cpu, "gpu": spec.gpu})
         if resume:
-            tuner = tune.Tuner.restore(str(state), trainable, resume_unfinished=True,
-                                       resume_errored=True)
+            tuner = restore(state, trainable)
         else:
             out.mkdir(parents=True, exist_ok=True)
             tuner = tune.Tuner(trainable, param_space=param_space(spec),
@@ -203,11 +202,28 @@ def run(spec: Spec, resume: bool = False, address: str | None = None,
     return write_results(spec, out, results)
 
 
+def restore(state: Path, trainable):
+    """Tune's own restore, with a damaged state turned into a sentence (nothing is written)."""
+    from ray import tune
+
+    try:
+        return tune.Tuner.restore(str(state), trainable, resume_unfinished=True,
+                                  resume_errored=True)
+    except Exception as e:  # noqa: BLE001 - Ray raises many types for a bad state
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"cannot resume the sweep: Ray Tune's state in {state} is unreadable "
+                        f"({first}); the finished trials' directories and sweep.csv are "
+                        "untouched") from None
+
+
 def start_ray(address: str | None, cpus: int | None) -> Path | None:
     """A private local Ray (own temp dir, localhost only, never someone else's instance), or the
     cluster at `address`. Returns the private instance's temp dir."""
+    import logging
+
     import ray
 
+    logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's start-up notices; errors still show
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Save Tune's experiment state often: it is what `--resume` restores after a killed driver.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")

@@ -130,3 +130,16 @@ def test_a_killed_driver_continues_with_resume(tmp_path):
     assert sorted(t["trial"] for t in table) == sorted({t["trial"] for t in table})
     assert len(table) == 2 and {t["status"] for t in table} == {"completed"}
     assert (done / "summary.json").read_text() == finished, "a finished trial was not rerun"
+
+
+def test_a_corrupted_sweep_state_is_a_sentence_and_overwrites_nothing(tmp_path):
+    spec = write_spec(tmp_path, epochs=1, depths=(8,))
+    out = tmp_path / "runs/tiny"
+    (out / "tune").mkdir(parents=True)
+    (out / "tune/experiment_state-2026-11-22_00-00-00.json").write_text('{"trial_data": [tru')
+    (out / "sweep.csv").write_text("trial,status\ndepth=8,shortcut=A,seed=0,completed\n")
+    before = (out / "sweep.csv").read_text()
+    r = reslab("sweep", spec, "--cpus", "2", "--resume", timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "cannot resume the sweep" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (out / "sweep.csv").read_text() == before

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from reslab.errors import TrainingError
 from reslab.tasks.optim import Schedule, build_optimizer
 
 WARM_CHECK_EVERY = 20  # steps between the host reads the ResNet-110 rule needs
@@ -34,6 +35,8 @@ class ClassificationTask(L.LightningModule):
         })
         self.top5 = top5
         self.register_buffer("val_err_best", torch.tensor(float("inf")))
+        # First step whose loss was NaN/Inf (-1: none), kept on the device: no sync per step.
+        self.register_buffer("first_bad_step", torch.tensor(-1), persistent=False)
         self.schedule: Schedule | None = None
         self._epoch_start, self._last_batch_end, self._epoch_images = 0.0, 0.0, 0
         self.throughput: list[float] = []  # images/s of each training epoch (all ranks)
@@ -62,9 +65,23 @@ class ClassificationTask(L.LightningModule):
         self.log("train/err", err, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         self._epoch_images += len(x)
+        bad = ~torch.isfinite(loss.detach()) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(bad, self.global_step, self.first_bad_step)
         if self.schedule is not None and self.schedule.warm:
             self._maybe_end_warmup(err)
         return loss
+
+    def check_finite(self) -> None:
+        """Raise before anything saves weights trained on a NaN/Inf loss (one host read)."""
+        step = int(self.first_bad_step)
+        if step >= 0:
+            raise TrainingError(f"the training loss became NaN or Inf at step {step}; stopped "
+                                "before saving, so checkpoints/last.ckpt holds the last finite "
+                                "weights (lower optim.lr, or set trainer.gradient_clip_val)")
+
+    def on_validation_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.check_finite()  # ModelCheckpoint saves at the end of this validation
 
     def _maybe_end_warmup(self, err: torch.Tensor) -> None:
         # The ResNet-110 rule reads the error on the host, but only every few steps.

@@ -1,0 +1,144 @@
+"""Faults and hostile input: each test injects one and checks that nothing is lost and no code
+runs. README's reliability table lists them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, reslab
+from reslab import checkpoint, train
+from reslab import config as C
+from reslab.errors import TrainingError
+from reslab.tasks.classification import ClassificationTask
+
+
+def _run_dir(root: Path) -> Path:
+    dirs = [p.parent for p in root.rglob("config.yaml")]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
+    real_step = ClassificationTask.training_step
+
+    def poisoned(self, batch, batch_idx):
+        loss = real_step(self, batch, batch_idx)
+        return loss * float("nan") if self.global_step == 7 else loss
+
+    monkeypatch.setattr(ClassificationTask, "training_step", poisoned)
+    cfg = C.load([], [*TINY, "trainer.max_epochs=3", "logger.wandb.mode=disabled",
+                      f"run.root={tmp_path}", "trainer.progress_bar=false"])
+    # Step 7's NaN gradient breaks the weights: step 8 is the first whose loss is NaN.
+    with pytest.raises(TrainingError, match="NaN or Inf at step 8"):
+        train.fit(cfg)
+    run = _run_dir(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "step 8" in summary["error"]
+    state = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    assert state["global_step"] == 5  # the end of epoch 1, before the NaN
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values()
+               if v.is_floating_point())
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_runs_nothing(tmp_path):
+    r = reslab("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
+               "run.test=false", f"run.root={tmp_path}/runs")
+    assert r.returncode == 0, r.stderr
+    run = _run_dir(tmp_path / "runs")
+    torch.save({"state_dict": {}, "payload": _Exploit()}, run / "checkpoints/best.ckpt")
+    t = reslab("test", run, cwd=tmp_path)
+    assert t.returncode == 2 and "refused: loading it could run code" in t.stderr, t.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_url_is_refused(tmp_path):
+    r = reslab("train", *TINY, "model.weights=https://example.com/evil.ckpt",
+               f"run.root={tmp_path}")
+    assert r.returncode == 2 and "model.weights=https://example.com/evil.ckpt" in r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/cron.d", "a/../../b", ".."])
+def test_run_names_cannot_escape_the_run_root(tmp_path, name):
+    r = reslab("train", *TINY, f"run.name={name}", f"run.root={tmp_path}/runs")
+    assert r.returncode == 2 and "run.name" in r.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
+
+
+def test_kill_9_during_a_checkpoint_write_leaves_the_previous_one_intact(tmp_path):
+    target = tmp_path / "last.ckpt"
+    checkpoint.save({"step": 1, "w": torch.ones(4)}, target)
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import torch
+from reslab import checkpoint
+big = {{"step": 2, "w": torch.zeros(16 * 2**20)}}  # 64 MB: the write takes a while
+while True:
+    checkpoint.save(big, {str(target)!r})
+"""])
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".last.ckpt.tmp-*")):
+        assert time.monotonic() < deadline and writer.poll() is None, "the write never started"
+        time.sleep(0.01)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    state = checkpoint.load(target)
+    assert state["step"] in (1, 2)  # the old file, or a complete new one: never a torn one
+    if state["step"] == 2:
+        assert state["w"].numel() == 16 * 2**20
+
+
+def test_a_full_disk_fails_naming_the_path_and_keeps_earlier_files(tmp_path, monkeypatch):
+    target = tmp_path / "last.ckpt"
+    checkpoint.save({"step": 1}, target)
+    real_save = torch.save
+
+    def enospc(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", enospc)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save({"step": 2}, target)
+    assert checkpoint.load(target)["step"] == 1
+    assert not list(tmp_path.glob(".last.ckpt.tmp-*")), "no temporary file left behind"
+
+
+def test_secrets_never_reach_the_run_directory_or_the_job_script(tmp_path):
+    canary = "canary-5e1f0a9b7c"
+    env = {"WANDB_API_KEY": canary}
+    r = reslab("train", *TINY, "trainer.max_epochs=1", f"run.root={tmp_path}/runs", env=env)
+    assert r.returncode == 0, r.stderr
+    s = reslab("submit", "configs/quickstart.yaml", "configs/slurm/local.yaml", "--dry-run",
+               f"run.root={tmp_path}/runs", env=env)
+    assert s.returncode == 0 and canary not in s.stdout + s.stderr
+    leaks = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()
+             and canary.encode() in p.read_bytes()]
+    assert not leaks, leaks
+    assert list((tmp_path / "runs").rglob("offline-run-*")), "the W&B files were written"
+
+
+def test_w_and_b_unreachable_does_not_stop_training(tmp_path):
+    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "x" * 40, "WANDB_INIT_TIMEOUT": "15",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+           "WANDB_BASE_URL": "http://127.0.0.1:9"}
+    r = reslab("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=online",
+               "run.test=false", f"run.root={tmp_path}", env=env, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "W&B could not start" in r.stderr
+    run = _run_dir(tmp_path)
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert (run / "metrics.csv").stat().st_size > 0
