@@ -142,3 +142,16 @@ def test_w_and_b_unreachable_does_not_stop_training(tmp_path):
     run = _run_dir(tmp_path)
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
     assert (run / "metrics.csv").stat().st_size > 0
+
+
+def test_resume_falls_back_to_the_newest_valid_checkpoint_not_to_step_0(tmp_path):
+    r = reslab("train", *TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled",
+               "run.test=false", "trainer.checkpoint_every_n_steps=0", f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    run = _run_dir(tmp_path)
+    best_step = torch.load(run / "checkpoints/best.ckpt", weights_only=True)["global_step"]
+    (run / "checkpoints/last.ckpt").write_bytes(b"\x00" * 100)  # a torn last.ckpt
+    again = reslab("train", "--resume", run, "trainer.max_epochs=3")
+    assert again.returncode == 0, again.stderr
+    assert "last.ckpt" in again.stderr and "newest valid checkpoint" in again.stderr
+    assert f"resuming at step {best_step}" in again.stdout and best_step > 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,28 @@ def load(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dic
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"cannot load checkpoint {path}: it is truncated or corrupted "
                               f"({first[:120]})") from None
+
+
+def newest_valid(paths: list[Path]) -> tuple[Path | None, int | None]:
+    """The readable checkpoint with the highest step among `paths` (resume falls back to it
+    when a newer one is damaged, never silently to step 0), and that step. A damaged file is
+    named on stderr; if every existing file is damaged, the first error is raised."""
+    found, errors = [], []
+    for p in paths:
+        if p.is_file():
+            try:  # memory-mapped: reads the step without loading the tensors
+                found.append((load(p, mmap=True)["global_step"], p))
+            except CheckpointError as e:
+                errors.append(e)
+    if errors and not found:
+        raise errors[0]
+    for e in errors:
+        print(f"warning: {e}; resuming from the newest valid checkpoint instead",
+              file=sys.stderr, flush=True)
+    if not found:
+        return None, None
+    step, path = max(found)
+    return path, step
 
 
 def save(obj: dict, path: str | Path) -> None:

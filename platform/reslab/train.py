@@ -60,9 +60,8 @@ def fit(cfg, resume: RunDir | None = None, callbacks: list = ()) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, net = prepare(cfg)
     run = resume or tracking.open_run(cfg)
-    ckpt = run.last_ckpt if resume and run.last_ckpt.is_file() else None
-    # Memory-mapped: reads the step (and refuses a damaged file) without loading the tensors.
-    resume_step = checkpoint.load(ckpt, mmap=True)["global_step"] if ckpt else None
+    ckpt, resume_step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt]) if resume \
+        else (None, None)
     if is_rank_zero():
         print(f"run directory: {run.path}" + (f" (resuming at step {resume_step})" if ckpt else ""),
               flush=True)
