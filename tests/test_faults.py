@@ -111,7 +111,7 @@ def test_a_full_disk_fails_naming_the_path_and_keeps_earlier_files(tmp_path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", enospc)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match=f"cannot write checkpoint {target}: No space left"):
         checkpoint.save({"step": 2}, target)
     assert checkpoint.load(target)["step"] == 1
     assert not list(tmp_path.glob(".last.ckpt.tmp-*")), "no temporary file left behind"

@@ -74,6 +74,9 @@ def save(obj: dict, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # disk full, quota, permissions: say which file
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

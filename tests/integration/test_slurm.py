@@ -50,8 +50,11 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+CANARY = "canary-slurm-7d2c9e"  # a fake W&B key in the submitting environment
+
+
 def submit(root: Path, *extra: str) -> tuple[str, Path, Path]:
-    r = reslab("submit", *JOB, f"run.root={root}", *extra)
+    r = reslab("submit", *JOB, f"run.root={root}", *extra, env={"WANDB_API_KEY": CANARY})
     assert r.returncode == 0, r.stderr
     jid = re.search(r"submitted job (\d+)", r.stdout).group(1)
     run = Path(re.search(r"run directory: (.*)", r.stdout).group(1))
@@ -116,6 +119,8 @@ def test_two_node_ddp_job_completes_with_one_wandb_run(reference):
     assert summary["status"] == "completed" and summary["env"]["slurm_job_id"] == jid
     assert len(list((run / "wandb").glob("offline-run-*"))) == 1
     assert (run / "slurm/job.sbatch").is_file()
+    leaks = [p for p in run.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+    assert not leaks, f"the W&B key leaked into {leaks}"  # script, SLURM log, W&B files
 
 
 def test_usr1_requeues_and_resumes_bitwise_exactly(reference, tmp_path):

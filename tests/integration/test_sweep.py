@@ -43,7 +43,9 @@ def rows(sweep_dir: Path) -> list[dict]:
 
 
 def test_a_sweep_writes_results_and_groups_trials_in_wandb(tmp_path):
-    r = reslab("sweep", write_spec(tmp_path), "--cpus", "2", timeout=600)
+    canary = "canary-ray-41be7a"
+    r = reslab("sweep", write_spec(tmp_path), "--cpus", "2", timeout=600,
+               env={"WANDB_API_KEY": canary})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     out = tmp_path / "runs/tiny"
     table = rows(out)
@@ -58,6 +60,8 @@ def test_a_sweep_writes_results_and_groups_trials_in_wandb(tmp_path):
         assert info["group"] == "tiny" and info["name"] == t["trial"]
         assert info["config"]["model.depth"] == int(t["model.depth"])
         assert info["config"]["model.shortcut"] == t["model.shortcut"]
+    leaks = [p for p in out.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
+    assert not leaks, f"the W&B key leaked into {leaks}"  # trial dirs and Ray's results
 
 
 def ray_trial_workers() -> list[int]:
