@@ -20,6 +20,9 @@ examples:
   reslab test runs/quickstart/20261122-101500-a1b2c3
   reslab models 'resnet*'
   reslab config configs/quickstart.yaml model.shortcut=none
+  reslab submit configs/quickstart.yaml configs/slurm/local.yaml --dry-run
+  reslab sweep sweeps/degradation_digits.yaml && reslab compare runs/degradation_digits
+  reslab bench configs/bench/cifar_cpu.yaml model.depth=56
 
 Arguments containing '=' are KEY=VALUE overrides (see `reslab config` for every key); the
 others are recipe files, merged in order onto the defaults."""
