@@ -218,8 +218,8 @@ def wandb_logger(cfg, run: RunDir):
             project=w.project, entity=w.entity, group=w.group, tags=list(w.tags),
             job_type=w.job_type, mode=w.mode, resume="allow",
             config=C.flatten(redact(C.to_dict(cfg))),
-            settings=wandb.Settings(init_timeout=60, save_code=False, x_disable_stats=True,
-                                    console="off"),
+            settings=wandb.Settings(init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", 60)),
+                                    save_code=False, x_disable_stats=True, console="off"),
         )
         _ = logger.experiment  # start now, so a failure is caught here and not mid-training
         return logger
