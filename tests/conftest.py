@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,13 @@ def reslab(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict 
 # Small, fast settings for end-to-end runs on the embedded digits.
 TINY = ["model.name=cifar_resnet", "model.depth=8", "trainer.accelerator=cpu",
         "data.batch_size=256", "trainer.log_every_n_steps=1"]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll `predicate` until it returns something truthy, at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

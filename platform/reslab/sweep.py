@@ -384,13 +384,11 @@ def _sentence(error: BaseException) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
+    from reslab.compare import format_table as aligned
+
     cols = ["trial", "status", *[k for k in RESULT_KEYS if any(r.get(k) is not None for r in rows)],
             "wall_s"]
-    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
-    lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
+    return aligned(cols, [[_fmt(r.get(c)) for c in cols] for r in rows])
 
 
 def _fmt(v) -> str:

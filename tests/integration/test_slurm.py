@@ -11,13 +11,12 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import reslab
+from conftest import reslab, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -39,15 +38,6 @@ def cluster():
 def job_state(jid: str) -> dict:
     out = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True).stdout
     return dict(re.findall(r"(JobState|Reason|Restarts|ExitCode)=(\S+)", out))
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 CANARY = "canary-slurm-7d2c9e"  # a fake W&B key in the submitting environment

@@ -9,12 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, reslab
+from conftest import ROOT, reslab, wait_for
 from wandb_files import run_info
 
 pytestmark = pytest.mark.integration
@@ -73,15 +72,6 @@ def ray_trial_workers() -> list[int]:
         except OSError:
             pass
     return pids
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def start_sweep(spec: Path, *args: str) -> subprocess.Popen:
