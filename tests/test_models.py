@@ -40,21 +40,69 @@ def _small_input(name: str) -> torch.Tensor:
     return torch.randn(2, c, 32 if h > 32 else 8, 32 if w > 32 else 8)
 
 
-VARIANTS = [{}, {"preact": True, "width": 0.5}, {"shortcut": "C"}, {"shortcut": "none"}]
-# Every model with its defaults; the variants on every model but ResNet-1202 (whose gradients at
-# init overflow with option C's 600 normalised projections: a fact of that net, not of the code).
-CASES = [(n, v) for n in list_models() for v in VARIANTS if not v or n != "resnet1202"]
+VARIANTS = [{}, {"preact": True, "width": 0.5}, {"shortcut": "C"}, {"shortcut": "none"},
+            {"global_residual": False, "width": 0.5}, {"shortcut": "none", "zero_init_residual": True}]
+
+
+def _applies(name: str, variant: dict) -> bool:
+    meta = MODELS.get(name).meta
+    return set(variant) <= set(meta["options"]) and variant.get("shortcut") in (None, *meta["shortcuts"])
+
+
+# Every model with its defaults; the variants it takes on every model but ResNet-1202 (whose
+# gradients at init overflow with option C's 600 normalised projections: a fact of that net).
+CASES = [(n, v) for n in list_models() for v in VARIANTS
+         if not v or (n != "resnet1202" and _applies(n, v))]
 
 
 @pytest.mark.parametrize("name,variant", CASES)
 def test_every_registered_model_trains_a_step(name, variant):
-    net = build_model(name, num_classes=7, **variant)
+    task = MODELS.get(name).meta["task"]
     x = _small_input(name)
-    out = net(x)
-    assert out.shape == (2, 7)
-    out.logsumexp(1).mean().backward()
+    if task == "classification":
+        net = build_model(name, num_classes=7, **variant)
+        out = net(x)
+        assert out.shape == (2, 7)
+        out.logsumexp(1).mean().backward()
+    else:
+        scale, x = 3, x[..., :8, :8]
+        net = build_model(name, scale=scale, **variant)
+        out = net(x)
+        assert out.shape == (2, 3, scale * x.shape[2], scale * x.shape[3])
+        out.abs().mean().backward()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("name", [n for n in list_models() if MODELS.get(n).meta["task"] ==
+                                  "super_resolution"])
+def test_sr_models_upscale_by_their_factor(name, scale):
+    x = torch.rand(1, 3, 6, 5)
+    assert build_model(name, depth=3, scale=scale)(x).shape == (1, 3, 6 * scale, 5 * scale)
+
+
+def test_zero_initialised_global_residual_vdsr_starts_as_bicubic():
+    """The residual net's starting point is the baseline; the non-residual one starts at 0."""
+    from reslab.models.sr import bicubic
+
+    x = torch.rand(2, 3, 10, 12)
+    residual = build_model("vdsr", depth=5, global_residual=True, zero_init_residual=True)
+    whole = build_model("vdsr", depth=5, global_residual=False, zero_init_residual=True)
+    torch.testing.assert_close(residual(x), bicubic(x, 2), rtol=0, atol=0)
+    assert whole(x).abs().max() == 0
+
+
+def test_edsr_without_shortcuts_is_the_same_net_without_the_additions():
+    torch.manual_seed(0)
+    res = build_model("edsr", depth=2, width=0.25)
+    plain = build_model("edsr", depth=2, width=0.25, shortcut="none")
+    plain.load_state_dict(res.state_dict(), strict=True)
+    x = torch.rand(1, 3, 8, 8)
+    assert not torch.allclose(res(x), plain(x))
+    block = res.blocks()[0]
+    h = torch.rand(1, 16, 8, 8)
+    torch.testing.assert_close(block(h) - h, plain.blocks()[0](h))
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from reslab import models, tasks, train
 from reslab.tasks.optim import Schedule, build_optimizer
@@ -54,18 +54,19 @@ def time_reslab(cfg, dm, net, warmup: int, steps: int, root) -> float:
     """Seconds per step of train.fit's machinery: its Trainer, callbacks and loggers."""
     from reslab import tracking
 
-    task = tasks.build(cfg, net, dm.num_classes)
+    task = tasks.build(cfg, net, dm)
     timer = StepTimer(warmup, steps)
     run = tracking.RunDir(Path(root))
     run.path.mkdir(parents=True)
-    trainer = train.build_trainer(cfg, run, [tracking.CSVMetrics(run.metrics)], [timer])
+    trainer = train.build_trainer(cfg, run, task, [tracking.CSVMetrics(run.metrics)], [timer])
     trainer.limit_val_batches = 0  # steady-state training steps only
     trainer.fit(task, datamodule=dm)
     return (timer.t1 - timer.t0) / steps
 
 
 def time_plain(cfg, dm, net, warmup: int, steps: int, device: torch.device) -> float:
-    """Seconds per step of the hand-written loop."""
+    """Seconds per step of the hand-written loop (the task's loss function, nothing else)."""
+    loss_fn = tasks.build(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
     net = net.to(device).train()
     opt = build_optimizer(cfg.optim, net)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule(cfg.optim, warmup + steps))
@@ -78,7 +79,7 @@ def time_plain(cfg, dm, net, warmup: int, steps: int, device: torch.device) -> f
                 t0 = time.perf_counter()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = F.cross_entropy(net(x), y)
+                loss = loss_fn(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -38,8 +38,6 @@ class EpochLine(Callback):
     """One line per epoch when stdout is not a terminal (SLURM logs, CI): a tqdm bar there
     would write thousands of carriage returns."""
 
-    KEYS = ("train/loss", "train/err", "val/err", "val/err_best")
-
     def on_train_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()  # a mid-epoch resume gets no on_train_epoch_start
 
@@ -49,7 +47,7 @@ class EpochLine(Callback):
     @rank_zero_only
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         m = trainer.callback_metrics
-        parts = [f"{k}={m[k].item():.4f}" for k in self.KEYS if k in m]
+        parts = [f"{k}={m[k].item():.4f}" for k in pl_module.PROGRESS if k in m]
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} "
               f"step {trainer.global_step} {' '.join(parts)} "
               f"({time.perf_counter() - self._t0:.1f}s)", file=sys.stdout, flush=True)

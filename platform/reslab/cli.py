@@ -56,7 +56,8 @@ def cmd_train(args) -> int:
 
 def print_summary(summary: dict) -> None:
     keys = ("status", "epoch", "global_step", "train/loss", "train/err", "val/err",
-            "val/err_best", "test/err", "params", "images_per_s", "wall_s")
+            "val/err_best", "test/err", "val/psnr", "val/psnr_best", "val/psnr_bicubic",
+            "val/psnr_gain", "test/psnr", "test/psnr_gain", "params", "images_per_s", "wall_s")
     width = max(map(len, keys))
     for k in keys:
         if k in summary:
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("dirs", nargs="*", metavar="DIR")
     cp.add_argument("--by", metavar="KEY,KEY", help="group by these config keys "
                     "(default: the keys that vary, e.g. model.depth,model.shortcut)")
-    cp.add_argument("--metric", default="val/err", help="main metric (default val/err)")
+    cp.add_argument("--metric", help="main metric (default val/err; val/psnr for super-resolution)")
     cp.add_argument("--out", metavar="DIR", help="where figures go (default: FIRST_DIR/compare)")
     cp.add_argument("--wandb", metavar="ENTITY/PROJECT",
                     help="read runs through the W&B API instead of directories (online)")

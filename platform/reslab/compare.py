@@ -20,7 +20,8 @@ PAPER_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 # Keys that never define a group: they differ between runs for bookkeeping only.
 IGNORED = ("seed", "run.", "logger.", "slurm.", "data.root", "trainer.progress_bar",
            "trainer.devices", "trainer.num_nodes")
-COLUMNS = ("train/err", "val/err", "val/err_best", "test/err", "val/psnr", "val/psnr_best")
+COLUMNS = ("train/err", "val/err", "val/err_best", "test/err", "val/psnr", "val/psnr_best",
+           "val/psnr_bicubic", "val/psnr_gain", "test/psnr")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -155,13 +156,20 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def compare(dirs: list[str], by: list[str] | None = None, metric: str = "val/err",
+def default_metric(runs: list[Run]) -> str:
+    """val/err for classification runs, val/psnr for super-resolution runs."""
+    return "val/err" if any("val/err" in r.summary for r in runs) or \
+        not any("val/psnr" in r.summary for r in runs) else "val/psnr"
+
+
+def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = None,
             out: str | Path | None = None) -> dict:
     """Table (printed by the CLI) plus figures and report.html in `out`."""
     from reslab import figures
 
     runs = find_runs(dirs)
     by = by or varied_keys(runs) or ["model.name"]
+    metric = metric or default_metric(runs)
     unknown = [k for k in by if all(k not in r.config for r in runs)]
     if unknown:
         raise UserError(f"--by key '{unknown[0]}' is in no run's config (e.g. model.depth, "
@@ -176,7 +184,7 @@ def compare(dirs: list[str], by: list[str] | None = None, metric: str = "val/err
     return {"table": format_table(header, rows), "files": files, "out": out, "runs": runs}
 
 
-def compare_wandb(path: str, by: list[str] | None, metric: str, out) -> dict:
+def compare_wandb(path: str, by: list[str] | None, metric: str | None, out) -> dict:
     """Runs from the W&B public API (online): the same table, from W&B configs and summaries."""
     import os
     import socket
@@ -195,5 +203,5 @@ def compare_wandb(path: str, by: list[str] | None, metric: str, out) -> dict:
     if not runs:
         raise UserError(f"no runs in W&B project {path}")
     by = by or varied_keys(runs) or ["model.name"]
-    header, rows = table(runs, by, metric)
+    header, rows = table(runs, by, metric or default_metric(runs))
     return {"table": format_table(header, rows), "files": [], "out": out, "runs": runs}

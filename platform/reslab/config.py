@@ -28,19 +28,20 @@ class ConfigError(UserError, ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = "cifar_resnet"        # registered model: a family (cifar_resnet) or a preset (resnet56)
+    name: str = "cifar_resnet"        # a family (cifar_resnet), a preset (resnet56), or vdsr/edsr
     depth: int | None = None          # None: the preset's depth (20 for cifar_resnet, 50 for imagenet_resnet)
-    shortcut: str | None = None       # A | B | C | none (plain net); None: the preset's (A CIFAR, B ImageNet)
+    shortcut: str | None = None       # A | B | C | none (plain); edsr: identity | none; None: the preset's
     preact: bool = False              # pre-activation blocks (He et al. 2016)
     width: float = 1.0                # stage-width multiplier (wide ResNets)
-    zero_init_residual: bool = False  # zero-init each residual branch's last BN
+    zero_init_residual: bool = False  # zero-init each residual branch's last BN (vdsr/edsr: last conv)
+    global_residual: bool | None = None  # vdsr/edsr: add the input back at the end; None: on
     weights: str = "none"             # none | torchvision name (IMAGENET1K_V2) | run dir | checkpoint file
     freeze: str = "none"              # none | stem | layer1..layer4 (up to and including) | backbone
 
 
 @dataclass
 class DataConfig:
-    name: str = "digits"              # digits | cifar10 | cifar100 | imagefolder | synthetic
+    name: str = "digits"              # digits | cifar10 | cifar100 | imagefolder | synthetic | photos | sr_folder
     root: str = "data"                # where on-disk datasets live
     download: bool = False            # fetch CIFAR when missing (needs internet)
     batch_size: int = 128             # per device
@@ -53,7 +54,9 @@ class DataConfig:
     image_size: int = 224             # crop size for imagefolder
     num_classes: int = 10             # synthetic only
     shape: list[int] = field(default_factory=lambda: [3, 32, 32])  # synthetic only (C, H, W)
-    size: int = 2048                  # synthetic only: number of samples
+    size: int = 2048                  # synthetic: number of samples; super-resolution: patches per epoch
+    scale: int = 2                    # super-resolution: upscaling factor 2 | 3 | 4
+    patch_size: int = 48              # super-resolution: high-resolution training patch side
     classes: list[int] | None = None  # keep only these labels, renumbered 0..k-1 (digits 0-4)
     mean: list[float] | None = None   # imagefolder normalisation; None: the weights' own or ImageNet's
     std: list[float] | None = None
@@ -75,6 +78,7 @@ class OptimConfig:
     warmup_lr: float | None = None    # ResNet-110 rule: this lr until train error < warmup_until_err
     warmup_until_err: float = 0.8
     label_smoothing: float = 0.0
+    loss: str = "l1"                  # super-resolution: l1 | l2 (classification: cross-entropy)
     backbone_lr_mult: float = 1.0     # lr factor for everything but the classifier (fine-tuning)
 
 
@@ -257,6 +261,7 @@ CHOICES = {
     "data.pipeline": ("auto", "memory", "loader"),
     "optim.name": ("sgd", "adamw"),
     "optim.schedule": ("paper", "cosine", "onecycle", "constant"),
+    "optim.loss": ("l1", "l2"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda"),
     "trainer.precision": ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
     "logger.wandb.mode": ("offline", "online", "disabled"),
@@ -278,10 +283,10 @@ def validate(cfg: DictConfig) -> DictConfig:
     for key in POSITIVE:
         if OmegaConf.select(cfg, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {OmegaConf.select(cfg, key)}")
-    _validate_model(cfg.model, models)
     if cfg.data.name not in data.DATASETS:
         raise ConfigError(f"data.name: unknown dataset '{cfg.data.name}'"
                           f"{suggest(cfg.data.name, data.DATASETS.names())}")
+    _validate_model(cfg, models, data)
     if not 0 < cfg.optim.lr < 100:
         raise ConfigError(f"optim.lr must be in (0, 100), got {cfg.optim.lr}")
     if cfg.data.val_size < 0:
@@ -290,28 +295,62 @@ def validate(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def _validate_model(m: DictConfig, models) -> None:
+def _validate_model(cfg: DictConfig, models, data) -> None:
+    m = cfg.model
     if m.name not in models.MODELS:
         raise ConfigError(f"model.name: unknown model '{m.name}'"
                           f"{suggest(m.name, models.MODELS.names())}")
     meta = models.MODELS.get(m.name).meta
-    if m.shortcut is not None and m.shortcut not in models.SHORTCUTS:
-        raise ConfigError(f"model.shortcut must be one of {', '.join(models.SHORTCUTS)} "
-                          f"(none = the plain network), got '{m.shortcut}'")
+    for key in unused_options(m, meta["options"]):
+        default = yaml.safe_dump(getattr(ModelConfig(), key)).split("\n")[0]
+        raise ConfigError(f"model.{key}={m[key]} does not apply to model.name={m.name}, which "
+                          f"takes {', '.join('model.' + o for o in meta['options'])} (reset it "
+                          f"with model.{key}={default})")
+    if m.shortcut is not None and m.shortcut not in meta["shortcuts"]:
+        raise ConfigError(f"model.shortcut must be one of {', '.join(meta['shortcuts'])} for "
+                          f"{m.name} (none = the plain network), got '{m.shortcut}'")
     if m.depth is not None:
         if meta.get("depth") is not None and m.depth != meta["depth"]:
             family = f"{meta['family']}_resnet"
             raise ConfigError(f"model.depth={m.depth} conflicts with model.name={m.name} (depth "
                               f"{meta['depth']}); use model.name={family} to choose the depth")
-        if err := models.depth_error(meta.get("family", ""), m.depth):
+        if err := models.depth_error(meta["family"], m.depth):
             raise ConfigError(f"model.{err}")
     if m.width <= 0:
         raise ConfigError(f"model.width must be positive, got {m.width}")
+    task, data_task = meta["task"], data.task_of(cfg.data.name)
+    if task != data_task:
+        fits = [n for n in data.DATASETS.names() if data.task_of(n) == task]
+        raise ConfigError(f"model.name={m.name} is a {task.replace('_', '-')} model but "
+                          f"data.name={cfg.data.name} is a {data_task.replace('_', '-')} dataset; "
+                          f"use data.name={' or '.join(fits)}")
     from reslab.pretrained import FREEZE_LEVELS
 
     if m.freeze not in FREEZE_LEVELS:
         raise ConfigError(f"model.freeze must be one of {', '.join(FREEZE_LEVELS)}, got "
                           f"'{m.freeze}'{did_you_mean(m.freeze, FREEZE_LEVELS)}")
+    if task == "super_resolution":
+        _validate_sr(cfg)
+
+
+def unused_options(m: DictConfig, options: tuple[str, ...]) -> list[str]:
+    """Model keys set away from their schema default that this model does not take."""
+    defaults = ModelConfig()
+    return [k for k in ("depth", "shortcut", "preact", "width", "zero_init_residual",
+                        "global_residual")
+            if k not in options and m[k] != getattr(defaults, k)]
+
+
+def _validate_sr(cfg: DictConfig) -> None:
+    d = cfg.data
+    if d.scale not in (2, 3, 4):
+        raise ConfigError(f"data.scale must be 2, 3 or 4, got {d.scale}")
+    if d.patch_size % d.scale or d.patch_size < 4 * d.scale:
+        raise ConfigError(f"data.patch_size must be a multiple of data.scale={d.scale} and at "
+                          f"least {4 * d.scale}, got {d.patch_size}")
+    if cfg.model.freeze != "none":
+        raise ConfigError(f"model.freeze={cfg.model.freeze} applies to ResNet classifiers only; "
+                          "super-resolution models train whole (model.freeze=none)")
 
 
 def check_run_name(name: str) -> None:
@@ -322,14 +361,11 @@ def check_run_name(name: str) -> None:
 
 
 def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """The keyword arguments the model builder takes from config (None = the preset's default)."""
-    m = cfg.model
-    kw = {"preact": m.preact, "width": m.width, "zero_init_residual": m.zero_init_residual}
-    if m.depth is not None:
-        kw["depth"] = m.depth
-    if m.shortcut is not None:
-        kw["shortcut"] = m.shortcut
-    return kw
+    """The keyword arguments the model builder takes from config (None = the model's default)."""
+    from reslab.models import MODELS
+
+    options = MODELS.get(cfg.model.name).meta["options"]
+    return {k: cfg.model[k] for k in options if cfg.model[k] is not None}
 
 
 def to_yaml(cfg: DictConfig) -> str:

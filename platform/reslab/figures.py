@@ -20,19 +20,42 @@ def label(key: tuple, by: list[str]) -> str:
     d = dict(zip(by, key))
     depth, shortcut = d.pop("model.depth", None), d.pop("model.shortcut", None)
     rest = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in d.items())
-    if depth is None and shortcut is None:
-        return rest or "all runs"
+    if shortcut is None:
+        name = f"depth {depth}" if depth is not None else ""
+        return ", ".join(p for p in (name, rest) if p) or "all runs"
     name = f"plain-{depth}" if shortcut == "none" else f"ResNet-{depth} ({shortcut})"
     if depth is None:
         name = "plain" if shortcut == "none" else f"shortcut {shortcut}"
     return f"{name}, {rest}" if rest else name
 
 
+PANEL_KEYS = ("model.shortcut", "model.global_residual")
+
+
 def _panels(by: list[str]) -> tuple[str | None, list[str]]:
-    """The paper's Fig. 6 layout: one panel per shortcut type, one line per everything else."""
-    if "model.shortcut" in by and len(by) > 1:
-        return "model.shortcut", [k for k in by if k != "model.shortcut"]
+    """The paper's Fig. 6 layout: one panel per shortcut type (or global residual on/off), one
+    line per everything else."""
+    for key in PANEL_KEYS:
+        if key in by and len(by) > 1:
+            return key, [k for k in by if k != key]
     return None, by
+
+
+def _panel_title(key: str | None, value) -> str:
+    if key == "model.shortcut":
+        return "plain networks" if value == "none" else f"residual, option {value}"
+    if key == "model.global_residual":
+        return "global residual (learns the residual)" if value else "no global residual (learns the image)"
+    return ""
+
+
+def _curve_style(runs: list[Run]) -> tuple[list[tuple[str, str]], float, str, str]:
+    """What the curves show: (metric, line style) pairs, a scale, the y label and the title."""
+    if any("val/psnr" in r.summary for r in runs):
+        return ([("val/psnr_bicubic", ":"), ("val/psnr", "-")], 1.0, "PSNR (dB)",
+                "validation PSNR (solid) and bicubic upsampling (dotted)")
+    return ([("train/err", "--"), ("val/err", "-")], 100.0, "error (%)",
+            "training (dashed) and validation (solid) error")
 
 
 def _mean_curve(members: list[Run], key: str) -> tuple[list[int], list[float]]:
@@ -45,8 +68,10 @@ def _mean_curve(members: list[Run], key: str) -> tuple[list[int], list[float]]:
 
 
 def curves(runs: list[Run], by: list[str], out: Path) -> Path:
-    """Training (dashed) and validation (solid) error against epoch (Fig. 6 layout)."""
+    """Training (dashed) and validation (solid) error against epoch (Fig. 6 layout); PSNR and
+    the bicubic baseline for super-resolution runs."""
     panel_key, line_keys = _panels(by)
+    styles, scale, ylabel, title = _curve_style(runs)
     panels = group(runs, [panel_key]) if panel_key else {(None,): runs}
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False,
                              sharey=True)
@@ -55,17 +80,15 @@ def curves(runs: list[Run], by: list[str], out: Path) -> Path:
             color = f"C{i}"
             name = label(lkey + ((pkey[0],) if panel_key else ()), line_keys +
                          ([panel_key] if panel_key else []))
-            for metric, style in (("train/err", "--"), ("val/err", "-")):
+            for metric, style in styles:
                 x, y = _mean_curve(lruns, metric)
                 if x:
-                    ax.plot(x, [100 * v for v in y], style, color=color,
-                            label=f"{name} {metric.split('/')[0]}")
-        title = ("plain networks" if pkey[0] == "none" else f"residual, option {pkey[0]}") \
-            if panel_key else "error"
-        ax.set(title=title, xlabel="epoch", ylabel="error (%)")
+                    ax.plot(x, [scale * v for v in y], style, color=color,
+                            label=f"{name} {metric.split('/')[-1]}")
+        ax.set(title=_panel_title(panel_key, pkey[0]), xlabel="epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle("training (dashed) and validation (solid) error", fontsize=11)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=11)
     return _save(fig, out / "curves.png")
 
 

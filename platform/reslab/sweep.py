@@ -30,7 +30,8 @@ from reslab.registry import did_you_mean
 SPEC_KEYS = ("name", "base", "space", "search", "scheduler", "metric", "mode", "num_samples",
              "seeds", "resources_per_trial", "max_concurrent", "max_failures")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
-RESULT_KEYS = ("train/loss", "train/err", "val/err", "val/err_best", "test/err")
+RESULT_KEYS = ("train/loss", "train/err", "val/err", "val/err_best", "test/err", "val/psnr",
+               "val/psnr_best", "val/psnr_bicubic", "val/psnr_gain", "test/psnr")
 
 
 @dataclass
@@ -360,7 +361,8 @@ def write_results(spec: Spec, out: Path, results) -> list[dict]:
         summary = tracking.read_summary(tracking.RunDir(out / name))
         row = {"trial": name, **{k: v for k, v in point.items() if not k.startswith("_")},
                "status": "ERROR" if r.error else summary.get("status", "stopped"),
-               **{k: summary.get(k, (r.metrics or {}).get(k)) for k in RESULT_KEYS},
+               **{k: v for k in RESULT_KEYS
+                  if (v := summary.get(k, (r.metrics or {}).get(k))) is not None},
                "epoch": summary.get("epoch"), "wall_s": summary.get("wall_s"),
                "error": _sentence(r.error) if r.error else ""}
         rows.append(row)

@@ -15,10 +15,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from reslab import checkpoint, data, models, slurm, tasks, tracking
 from reslab import config as C
 from reslab.callbacks import EpochLine, RNGState, SignalPropagation
+from reslab.errors import UserError
 from reslab.tracking import RunDir, is_rank_zero
-
-SUMMARY_METRICS = ("train/loss", "train/err", "val/err", "val/err_best", "val/err_top5",
-                   "test/err", "test/err_top5")
 
 
 def quiet_lightning() -> None:
@@ -45,8 +43,10 @@ def prepare(cfg):
         cfg.data.resize_size = cfg.data.resize_size or tf.resize_size[0]
     dm = data.build(cfg.data, cfg.seed)
     dm.check()
-    net = models.build_model(cfg.model.name, in_channels=dm.in_channels,
-                             num_classes=dm.num_classes, **C.model_kwargs(cfg))
+    net = models.build_model(cfg.model.name, **data.model_args(dm), **C.model_kwargs(cfg))
+    if cfg.diagnostics.every_n_steps and not hasattr(net, "blocks"):
+        raise UserError(f"diagnostics.every_n_steps needs a model with residual blocks (a ResNet "
+                        f"or edsr), got model.name={cfg.model.name}; set it to 0")
     pretrained.load_into(net, spec, cfg.model.name, cfg.model.depth)
     pretrained.freeze(net, cfg.model.freeze)
     return dm, net
@@ -66,7 +66,7 @@ def fit(cfg, resume: RunDir | None = None, callbacks: list = ()) -> dict:
         print(f"run directory: {run.path}" + (f" (resuming at step {resume_step})" if ckpt else ""),
               flush=True)
 
-    task = tasks.build(cfg, net, dm.num_classes)
+    task = tasks.build(cfg, net, dm)
     summary = {**tracking.read_summary(run), "run_id": run.run_id, "status": "running",
                "params": models.count_params(net), "env": tracking.env_info()}
     summary.pop("error", None)
@@ -77,7 +77,7 @@ def fit(cfg, resume: RunDir | None = None, callbacks: list = ()) -> dict:
     if wb := tracking.wandb_logger(cfg, run):
         loggers.append(wb)
     steps = slurm.StepCheckpoint(run.last_ckpt, cfg.trainer.checkpoint_every_n_steps)
-    trainer = build_trainer(cfg, run, loggers, [steps, *callbacks])
+    trainer = build_trainer(cfg, run, task, loggers, [steps, *callbacks])
     if is_rank_zero() and trainer.world_size > 1:
         print(f"world size {trainer.world_size} ({trainer.num_nodes} nodes x "
               f"{trainer.num_devices} devices, DDP)", flush=True)
@@ -119,10 +119,12 @@ def preempted_status(cfg) -> dict:
     return {"status": "preempted", "restarts": n}
 
 
-def build_trainer(cfg, run: RunDir, loggers: list, extra_callbacks: list = ()) -> L.Trainer:
+def build_trainer(cfg, run: RunDir, task: tasks.Task, loggers: list, extra_callbacks: list = ()
+                  ) -> L.Trainer:
     t = cfg.trainer
-    best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor="val/err",
-                           mode="min", save_last=True, enable_version_counter=False)
+    metric, mode = task.MONITOR
+    best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=metric, mode=mode,
+                           save_last=True, enable_version_counter=False)
     callbacks = [best, RNGState(), *extra_callbacks]
     if cfg.diagnostics.every_n_steps > 0:
         callbacks.append(SignalPropagation(cfg.diagnostics.every_n_steps))
@@ -169,7 +171,7 @@ def collect(trainer: L.Trainer, task) -> dict:
     """The summary's metrics: the last logged value of each (callback_metrics holds only the
     latest stage's, so this runs after fit and again after test)."""
     m = trainer.callback_metrics
-    out = {k: float(m[k]) for k in SUMMARY_METRICS if k in m}
+    out = {k: float(m[k]) for k in task.SUMMARY if k in m}
     out.update(global_step=trainer.global_step, epoch=trainer.current_epoch)
     if task.throughput:
         rates = sorted(task.throughput)
@@ -184,7 +186,7 @@ def test(run: RunDir, overrides: list[str] = ()) -> dict:
     ckpt = run.best_ckpt if run.best_ckpt.is_file() else run.last_ckpt
     state = checkpoint.load(ckpt)
     dm, net = prepare(cfg)
-    task = tasks.build(cfg, net, dm.num_classes)
+    task = tasks.build(cfg, net, dm)
     task.load_state_dict(state["state_dict"])
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                         accelerator=cfg.trainer.accelerator, devices=1,

@@ -68,6 +68,32 @@ def test_resume_is_exact(tmp_path):
     assert len(rows) == len(set(rows)), "no step is logged twice after a resume"
 
 
+SR_TINY = ["configs/experiment/sr_vdsr_sample.yaml", "model.depth=3", "model.width=0.25",
+           "data.patch_size=16", "data.size=32", "data.batch_size=8", "trainer.max_epochs=2"]
+
+
+def test_super_resolution_trains_through_the_same_path_and_reports_psnr(tmp_path):
+    r = reslab("train", *SR_TINY, f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    run = _run_dir(tmp_path)
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "completed" and s["global_step"] == 2 * 4
+    for split in ("val", "test"):
+        assert s[f"{split}/psnr_gain"] == pytest.approx(s[f"{split}/psnr"] - s[f"{split}/psnr_bicubic"])
+        assert 20 < s[f"{split}/psnr_bicubic"] < 40 and 0 < s[f"{split}/ssim"] <= 1
+    assert s["val/psnr_best"] >= s["val/psnr"]
+    with open(run / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/psnr")]
+    assert len(rows) == 2  # one validation per epoch
+    best = torch.load(run / "checkpoints/best.ckpt", weights_only=True)
+    assert best["state_dict"]["val_psnr_best"] == pytest.approx(s["val/psnr_best"], abs=1e-4)
+    assert "val/psnr" in r.stdout and "val/psnr_bicubic" in r.stdout
+
+    t = reslab("test", run)
+    assert t.returncode == 0, t.stderr
+    assert float(t.stdout.split("test/psnr ")[1].split()[0]) == pytest.approx(s["test/psnr"], abs=1e-3)
+
+
 def test_models_lists_the_reference_counts():
     r = reslab("models", "resnet*")
     assert r.returncode == 0, r.stderr
@@ -90,6 +116,10 @@ def _refused(r, *words):
     (["model.shortcut=D"], ["model.shortcut", "'D'"]),
     (["data.name=cifar10", "data.root=/nonexistent/cifar"], ["/nonexistent/cifar", "data.download"]),
     (["configs/nope.yaml"], ["configs/nope.yaml", "does not exist"]),
+    (["configs/experiment/sr_vdsr_sample.yaml", "data.name=digits"],
+     ["model.name=vdsr is a super-resolution model", "use data.name=photos or sr_folder"]),
+    (["configs/experiment/sr_vdsr_sample.yaml", "diagnostics.every_n_steps=5"],
+     ["diagnostics.every_n_steps needs a model with residual blocks", "model.name=vdsr"]),
 ])
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(tmp_path, args, words):
     r = reslab("train", *args, f"run.root={tmp_path}/runs")

@@ -20,6 +20,7 @@ class ArrayData(L.LightningDataModule):
     int64 labels. The validation split is carved from the training set with `data.split_seed`,
     so it is the same for every run and seed."""
 
+    task = "classification"
     in_channels: int
     num_classes: int
     input_size: tuple[int, int, int]

@@ -14,6 +14,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class ImageFolderData(L.LightningDataModule):
+    task = "classification"
     in_channels = 3
     pad = 0
 

@@ -33,26 +33,22 @@ def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator
     return x
 
 
-class MemoryLoader:
-    """An iterable of (images, labels) batches over tensors already on the device.
-
-    Lightning treats it like a DataLoader: `sampler.set_epoch` is called each epoch and
-    `state_dict`/`load_state_dict` carry the position within the epoch in checkpoints."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
-                 pad: int = 0, flip: bool = False, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.shuffle, self.pad, self.flip = shuffle, pad, flip
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch, self._start, self._yielded = 0, 0, 0
-        # Every rank gets the same number of samples (DDP needs equal step counts).
-        self.per_rank = len(x) // world_size if shuffle else len(range(rank, len(x), world_size))
+class ResumableLoader:
+    """What Lightning needs of a DataLoader, for loaders whose batches are a pure function of
+    (seed, epoch, rank, batch index): `sampler.set_epoch` each epoch, and `state_dict` /
+    `load_state_dict` carrying the position within the epoch in checkpoints. Subclasses set
+    `per_rank` and `batch_size` and implement `batch(b)`."""
 
     batch_sampler = None  # Lightning inspects DataLoader-like attributes
+    per_rank: int
+    batch_size: int
+
+    def __init__(self, seed: int, rank: int, world_size: int):
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch, self._start, self._yielded = 0, 0, 0
 
     @property
-    def sampler(self) -> MemoryLoader:
+    def sampler(self) -> ResumableLoader:
         return self  # Lightning calls `dataloader.sampler.set_epoch(epoch)`
 
     def set_epoch(self, epoch: int) -> None:
@@ -62,30 +58,25 @@ class MemoryLoader:
     def __len__(self) -> int:
         return math.ceil(self.per_rank / self.batch_size)
 
-    def _generator(self, *salt: int) -> torch.Generator:
-        g = torch.Generator(device=self.x.device)
+    def generator(self, *salt: int, device: torch.device | str = "cpu") -> torch.Generator:
+        g = torch.Generator(device=device)
         g.manual_seed(hash((self.seed, self.epoch) + salt) & 0x7FFF_FFFF_FFFF)
         return g
 
-    def _indices(self) -> torch.Tensor:
-        if not self.shuffle:
-            return torch.arange(self.rank, len(self.x), self.world_size, device=self.x.device)
-        # The same permutation on every rank, so the shards are disjoint.
-        perm = torch.randperm(len(self.x), generator=self._generator(-1), device=self.x.device)
-        return perm[: self.per_rank * self.world_size][self.rank :: self.world_size]
+    def begin_epoch(self) -> None:
+        """Called before the first batch of each pass."""
+
+    def batch(self, b: int):
+        raise NotImplementedError
 
     def __iter__(self):
-        idx = self._indices()
+        self.begin_epoch()
         start = self._start if self._start < len(self) else 0
         self._start, self._yielded = 0, start
         for b in range(start, len(self)):
-            sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
-            xb = self.x[sel]
-            if self.pad or self.flip:
-                # Seeded per (epoch, rank, batch): any batch can be replayed on its own.
-                xb = random_crop_flip(xb, self.pad, self.flip, self._generator(self.rank, b))
+            batch = self.batch(b)
             self._yielded = b + 1
-            yield xb, self.y[sel]
+            yield batch
 
     def state_dict(self) -> dict:
         # Lightning fetches no batch ahead from a loader with a length: yielded = trained.
@@ -93,3 +84,34 @@ class MemoryLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self._start = int(state["epoch"]), int(state["batches"])
+
+
+class MemoryLoader(ResumableLoader):
+    """An iterable of (images, labels) batches over tensors already on the device."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
+                 pad: int = 0, flip: bool = False, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        super().__init__(seed, rank, world_size)
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.shuffle, self.pad, self.flip = shuffle, pad, flip
+        # Every rank gets the same number of samples (DDP needs equal step counts).
+        self.per_rank = len(x) // world_size if shuffle else len(range(rank, len(x), world_size))
+
+    def begin_epoch(self) -> None:
+        if not self.shuffle:
+            self.idx = torch.arange(self.rank, len(self.x), self.world_size, device=self.x.device)
+            return
+        # The same permutation on every rank, so the shards are disjoint.
+        perm = torch.randperm(len(self.x), generator=self.generator(-1, device=self.x.device),
+                              device=self.x.device)
+        self.idx = perm[: self.per_rank * self.world_size][self.rank :: self.world_size]
+
+    def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sel = self.idx[b * self.batch_size : (b + 1) * self.batch_size]
+        xb = self.x[sel]
+        if self.pad or self.flip:
+            # Seeded per (epoch, rank, batch): any batch can be replayed on its own.
+            gen = self.generator(self.rank, b, device=self.x.device)
+            xb = random_crop_flip(xb, self.pad, self.flip, gen)
+        return xb, self.y[sel]

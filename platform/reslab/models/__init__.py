@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from reslab.models import resnet, sr
 from reslab.models.blocks import SHORTCUTS, BasicBlock, Bottleneck
 from reslab.models.profile import count_macs, count_params
-from reslab.models.resnet import MODELS, ResNet, depth_error
+from reslab.models.resnet import MODELS, ResNet
+from reslab.models.sr import EDSR, VDSR
 
-__all__ = ["MODELS", "SHORTCUTS", "BasicBlock", "Bottleneck", "ResNet", "build_model",
-           "count_macs", "count_params", "depth_error", "list_models"]
+__all__ = ["MODELS", "SHORTCUTS", "BasicBlock", "Bottleneck", "ResNet", "VDSR", "EDSR", "build_model",
+           "count_macs", "count_params", "depth_error", "list_models", "task_of"]
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
@@ -17,5 +19,17 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS.get(name).builder(**kwargs)
 
 
+def depth_error(family: str, depth: int) -> str | None:
+    """Why `depth` is not valid for the model family, as a sentence fragment, or None."""
+    if family in sr.MIN_DEPTH:
+        return sr.depth_error(family, depth)
+    return resnet.depth_error(family, depth)
+
+
 def list_models(pattern: str = "*") -> list[str]:
     return MODELS.names(pattern)
+
+
+def task_of(name: str) -> str:
+    """`classification` or `super_resolution`: what the model is trained for."""
+    return MODELS.get(name).meta["task"]

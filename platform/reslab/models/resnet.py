@@ -128,16 +128,17 @@ def imagenet_resnet(depth: int = 50, shortcut: str = "B", **kwargs) -> ResNet:
 
 
 CIFAR_INPUT, IMAGENET_INPUT = (3, 32, 32), (3, 224, 224)
-MODELS.register("cifar_resnet", cifar_resnet, family="cifar", depth=None, shortcut="A",
-                input_size=CIFAR_INPUT)
-MODELS.register("imagenet_resnet", imagenet_resnet, family="imagenet", depth=None, shortcut="B",
-                input_size=IMAGENET_INPUT)
+OPTIONS = ("depth", "shortcut", "preact", "width", "zero_init_residual")  # config keys it takes
+CIFAR = dict(task="classification", family="cifar", input_size=CIFAR_INPUT, shortcuts=SHORTCUTS,
+             options=OPTIONS)
+IMAGENET = dict(CIFAR, family="imagenet", input_size=IMAGENET_INPUT)
+MODELS.register("cifar_resnet", cifar_resnet, depth=None, shortcut="A", **CIFAR)
+MODELS.register("imagenet_resnet", imagenet_resnet, depth=None, shortcut="B", **IMAGENET)
 for _d in (20, 32, 44, 56, 110, 1202):
-    MODELS.register(f"resnet{_d}", partial(cifar_resnet, depth=_d), family="cifar", depth=_d,
-                    shortcut="A", input_size=CIFAR_INPUT)
+    MODELS.register(f"resnet{_d}", partial(cifar_resnet, depth=_d), depth=_d, shortcut="A", **CIFAR)
 for _d in (20, 32, 44, 56, 110):
-    MODELS.register(f"plain{_d}", partial(cifar_resnet, depth=_d, shortcut="none"),
-                    family="cifar", depth=_d, shortcut="none", input_size=CIFAR_INPUT)
+    MODELS.register(f"plain{_d}", partial(cifar_resnet, depth=_d, shortcut="none"), depth=_d,
+                    shortcut="none", **CIFAR)
 for _d in IMAGENET_LAYERS:
-    MODELS.register(f"resnet{_d}", partial(imagenet_resnet, depth=_d), family="imagenet",
-                    depth=_d, shortcut="B", input_size=IMAGENET_INPUT)
+    MODELS.register(f"resnet{_d}", partial(imagenet_resnet, depth=_d), depth=_d, shortcut="B",
+                    **IMAGENET)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from reslab.tasks.base import Task
 from reslab.tasks.classification import ClassificationTask
+from reslab.tasks.super_resolution import SuperResolutionTask
 
-__all__ = ["ClassificationTask", "build"]
+__all__ = ["ClassificationTask", "SuperResolutionTask", "Task", "build"]
 
 
-def build(cfg, net, num_classes: int):
+def build(cfg, net, dm) -> Task:
+    """The task for the data module's kind of data, with the network passed in."""
     t = cfg.trainer
-    return ClassificationTask(net, num_classes, cfg.optim, cfg.optim.label_smoothing,
-                              channels_last=t.channels_last, compile=t.compile)
+    common = {"channels_last": t.channels_last, "compile": t.compile}
+    if dm.task == "super_resolution":
+        return SuperResolutionTask(net, dm.scale, cfg.optim, **common)
+    return ClassificationTask(net, dm.num_classes, cfg.optim, **common)

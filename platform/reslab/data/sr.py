@@ -1,0 +1,188 @@
+"""Super-resolution data: low-/high-resolution pairs made from high-resolution images.
+
+The low-resolution image is the high-resolution one downscaled by `data.scale` with an
+antialiased bicubic filter (PIL's, as MATLAB's imresize that DIV2K and the VDSR/EDSR benchmarks
+use), quantised to 8 bits. Training draws `data.size` random aligned patch pairs per epoch
+(`data.patch_size` high-resolution pixels square) with random flips and 90-degree rotations;
+validation and test use whole images. Images stay in memory as uint8.
+
+`photos` is scikit-learn's two bundled photos (china, flower), cut into non-overlapping bands:
+the top 70 % of each trains, the next 15 % validates, the last 15 % tests. `sr_folder` reads
+`data.root/train/*` and `data.root/val/*` (e.g. DIV2K_train_HR and DIV2K_valid_HR); its test
+split is the validation split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from reslab.data.base import DataError
+from reslab.data.memory import ResumableLoader
+
+BANDS = {"train": (0.0, 0.7), "val": (0.7, 0.85), "test": (0.85, 1.0)}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+Pair = tuple[torch.Tensor, torch.Tensor]  # (low-res, high-res) uint8 (C, h, w), (C, s*h, s*w)
+
+
+class SRData(L.LightningDataModule):
+    """Subclasses implement `images()` -> {split: [HWC uint8 arrays]}."""
+
+    task = "super_resolution"
+    in_channels = 3
+
+    def __init__(self, cfg, seed: int = 0):
+        super().__init__()
+        self.cfg, self.seed, self.scale = cfg, seed, cfg.scale
+        lr_patch = cfg.patch_size // cfg.scale
+        self.input_size = (3, lr_patch, lr_patch)
+        self.pairs: dict[str, list[Pair]] = {}
+
+    def images(self) -> dict[str, list[np.ndarray]]:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise DataError naming what is missing; called before anything is written."""
+
+    def prepare_data(self) -> None:
+        self.check()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.pairs:
+            return
+        self.pairs = {split: [make_pair(im, self.scale) for im in ims]
+                      for split, ims in self.images().items()}
+        small = [tuple(hr.shape[1:]) for _, hr in self.pairs["train"]
+                 if min(hr.shape[1:]) < self.cfg.patch_size]
+        if small:
+            raise DataError(f"data.patch_size={self.cfg.patch_size} is larger than a training "
+                            f"image ({small[0][0]}x{small[0][1]} pixels); choose a smaller one")
+
+    def train_dataloader(self):
+        self.setup()
+        rank, world = self._rank_world()
+        return PatchLoader(self.pairs["train"], self.cfg.patch_size // self.scale, self.scale,
+                           self.cfg.batch_size, self.cfg.size, augment=self.cfg.augment,
+                           seed=self.seed, rank=rank, world_size=world)
+
+    def val_dataloader(self):
+        return self._whole_images("val")
+
+    def test_dataloader(self):
+        return self._whole_images("test")
+
+    def _whole_images(self, split: str) -> WholeImages:
+        self.setup()
+        rank, world = self._rank_world()
+        return WholeImages(self.pairs[split][rank::world])
+
+    def _rank_world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
+
+def make_pair(image: np.ndarray, scale: int) -> Pair:
+    """Crop to a multiple of `scale`, downscale with PIL's antialiased bicubic, as uint8 CHW."""
+    from PIL import Image
+
+    h, w = (image.shape[0] // scale) * scale, (image.shape[1] // scale) * scale
+    hr = Image.fromarray(np.ascontiguousarray(image[:h, :w]))
+    lr = hr.resize((w // scale, h // scale), Image.BICUBIC)
+    return (torch.from_numpy(np.array(lr)).permute(2, 0, 1).contiguous(),
+            torch.from_numpy(np.array(hr)).permute(2, 0, 1).contiguous())
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255)
+
+
+class PatchLoader(ResumableLoader):
+    """`size` random aligned (low-res, high-res) patch pairs an epoch, in batches, each batch a
+    pure function of (seed, epoch, rank, batch index): resuming mid-epoch is exact."""
+
+    def __init__(self, pairs: list[Pair], lr_patch: int, scale: int, batch_size: int, size: int,
+                 *, augment: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__(seed, rank, world_size)
+        self.pairs, self.lr_patch, self.scale = pairs, lr_patch, scale
+        self.batch_size, self.augment = batch_size, augment
+        self.per_rank = max(1, size // world_size)
+
+    def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = min(self.batch_size, self.per_rank - b * self.batch_size)
+        g = self.generator(self.rank, b)
+        u = torch.rand(n, 3, generator=g, dtype=torch.float64)
+        ops = torch.randint(0, 8 if self.augment else 1, (n,), generator=g)
+        p, s = self.lr_patch, self.scale
+        lrs, hrs = [], []
+        for (ui, uy, ux), op in zip(u.tolist(), ops.tolist()):
+            lr, hr = self.pairs[int(ui * len(self.pairs))]
+            y, x = int(uy * (lr.shape[1] - p + 1)), int(ux * (lr.shape[2] - p + 1))
+            lrs.append(dihedral(lr[:, y : y + p, x : x + p], op))
+            hrs.append(dihedral(hr[:, y * s : (y + p) * s, x * s : (x + p) * s], op))
+        return to_float(torch.stack(lrs)), to_float(torch.stack(hrs))
+
+
+class WholeImages:
+    """One whole image pair a batch, as floats (sizes differ); each rank gets every
+    world_size-th image. A class, not a list: Lightning reads a list as several loaders."""
+
+    def __init__(self, pairs: list[Pair]):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self):
+        for lr, hr in self.pairs:
+            yield to_float(lr)[None], to_float(hr)[None]
+
+
+def dihedral(x: torch.Tensor, op: int) -> torch.Tensor:
+    """One of the 8 flips/90-degree rotations of a square patch (EDSR's augmentation)."""
+    if op & 1:
+        x = x.flip(-1)
+    if op & 2:
+        x = x.flip(-2)
+    if op & 4:
+        x = x.transpose(-1, -2)
+    return x
+
+
+class PhotosData(SRData):
+    def images(self) -> dict[str, list[np.ndarray]]:
+        from sklearn.datasets import load_sample_images
+
+        photos = load_sample_images().images
+        return {split: [band(im, lo, hi) for im in photos] for split, (lo, hi) in BANDS.items()}
+
+
+def band(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    h = image.shape[0]
+    return image[round(lo * h) : round(hi * h)]
+
+
+class SRFolderData(SRData):
+    def __init__(self, cfg, seed: int = 0):
+        super().__init__(cfg, seed)
+        self.root = Path(cfg.root)
+
+    def _files(self, split: str) -> list[Path]:
+        d = self.root / split
+        return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
+
+    def check(self) -> None:
+        for split in ("train", "val"):
+            if not self._files(split):
+                raise DataError(f"sr_folder needs high-resolution images in {self.root / split} "
+                                f"({', '.join(IMAGE_SUFFIXES)}; e.g. DIV2K_train_HR's in "
+                                f"{self.root}/train and DIV2K_valid_HR's in {self.root}/val)")
+
+    def images(self) -> dict[str, list[np.ndarray]]:
+        from PIL import Image
+
+        self.check()
+        out = {s: [np.asarray(Image.open(f).convert("RGB")) for f in self._files(s)]
+               for s in ("train", "val")}
+        return {**out, "test": out["val"]}

@@ -1,0 +1,148 @@
+"""Residual learning for single-image super-resolution: every network maps a low-resolution image
+(N, C, h, w) to (N, C, scale*h, scale*w).
+
+VDSR (Kim et al. 2016) upsamples bicubically, then a deep plain stack of 3x3 conv + ReLU predicts
+either the residual (`global_residual=True`: output = bicubic + prediction) or the whole image —
+the comparison that motivates residual learning ("the generated images are even worse than the
+input images" without it). EDSR (Lim et al. 2017) works at low resolution with residual blocks
+without BatchNorm, a long skip over the body, and pixel-shuffle upsampling; `shortcut="none"`
+removes the blocks' identity shortcuts (a plain network of the same depth)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reslab.models.resnet import MODELS
+
+SR_SHORTCUTS = ("identity", "none")
+SCALES = (2, 3, 4)
+MIN_DEPTH = {"vdsr": 3, "edsr": 1}  # vdsr: conv layers; edsr: residual blocks
+
+
+def depth_error(family: str, depth: int) -> str | None:
+    """Why `depth` is not valid for an SR family, as a sentence fragment, or None."""
+    if depth >= MIN_DEPTH[family]:
+        return None
+    unit = "conv layers" if family == "vdsr" else "residual blocks"
+    return f"depth ({unit}) must be at least {MIN_DEPTH[family]} for {family}, got {depth}"
+BASE_WIDTH = 64  # features per layer at model.width = 1 (VDSR and the EDSR baseline)
+
+
+def conv(inplanes: int, planes: int) -> nn.Conv2d:
+    return nn.Conv2d(inplanes, planes, 3, padding=1)
+
+
+def features(width: float) -> int:
+    return max(1, round(BASE_WIDTH * width))
+
+
+def bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The classical baseline every SR result is measured against (and VDSR's input)."""
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def _he_init(net: nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+
+
+class VDSR(nn.Module):
+    """`depth` conv layers (ReLU between) on the bicubic-upsampled input; `zero_init_residual`
+    zeroes the last layer, so a global-residual VDSR starts exactly at bicubic."""
+
+    def __init__(self, depth: int = 20, width: float = 1.0, scale: int = 2, in_channels: int = 3,
+                 global_residual: bool = True, zero_init_residual: bool = False):
+        super().__init__()
+        if err := depth_error("vdsr", depth):
+            raise ValueError(err)
+        ch = features(width)
+        layers: list[nn.Module] = [conv(in_channels, ch), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [conv(ch, ch), nn.ReLU(inplace=True)]
+        layers.append(conv(ch, in_channels))
+        self.body = nn.Sequential(*layers)
+        self.scale, self.global_residual = scale, global_residual
+        _he_init(self)
+        if zero_init_residual:
+            nn.init.zeros_(self.body[-1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = bicubic(x, self.scale)
+        out = self.body(up)
+        return up + out if self.global_residual else out
+
+
+class ResBlock(nn.Module):
+    """conv-ReLU-conv without BatchNorm (EDSR §3.1), scaled by `res_scale` before the addition."""
+
+    def __init__(self, planes: int, shortcut: str = "identity", res_scale: float = 1.0):
+        super().__init__()
+        self.conv1, self.conv2 = conv(planes, planes), conv(planes, planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut, self.res_scale = shortcut, res_scale
+
+    def branch_output(self) -> nn.Module:
+        """The residual branch's response F(x), for the signal-propagation diagnostics."""
+        return self.conv2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.relu(self.conv1(x))) * self.res_scale
+        return out if self.shortcut == "none" else x + out
+
+
+def upsampler(planes: int, scale: int) -> nn.Sequential:
+    """Sub-pixel convolution (pixel shuffle): one x3 step, or x2 steps for 2 and 4."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+    steps = [3] if scale == 3 else [2] * (scale // 2)
+    layers: list[nn.Module] = []
+    for s in steps:
+        layers += [conv(planes, planes * s * s), nn.PixelShuffle(s)]
+    return nn.Sequential(*layers)
+
+
+class EDSR(nn.Module):
+    """head conv, `depth` residual blocks + a conv (the body), the long skip around the body
+    (`global_residual`), pixel-shuffle upsampling and a tail conv back to image channels."""
+
+    def __init__(self, depth: int = 16, width: float = 1.0, scale: int = 2, in_channels: int = 3,
+                 shortcut: str = "identity", global_residual: bool = True,
+                 zero_init_residual: bool = False, res_scale: float = 1.0):
+        super().__init__()
+        if shortcut not in SR_SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {', '.join(SR_SHORTCUTS)}, got {shortcut!r}")
+        if err := depth_error("edsr", depth):
+            raise ValueError(err)
+        ch = features(width)
+        self.head = conv(in_channels, ch)
+        self.body = nn.Sequential(*[ResBlock(ch, shortcut, res_scale) for _ in range(depth)],
+                                  conv(ch, ch))
+        self.upsample = upsampler(ch, scale)
+        self.tail = conv(ch, in_channels)
+        self.global_residual = global_residual
+        _he_init(self)
+        if zero_init_residual:
+            for b in self.blocks():
+                nn.init.zeros_(b.conv2.weight)
+
+    def blocks(self) -> list[ResBlock]:
+        return [m for m in self.body if isinstance(m, ResBlock)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(x)
+        out = self.body(x)
+        if self.global_residual:
+            out = out + x
+        return self.tail(self.upsample(out))
+
+
+SR_INPUT = (3, 64, 64)  # a low-resolution input for `reslab models` (MACs)
+MODELS.register("vdsr", VDSR, task="super_resolution", family="vdsr", depth=None, shortcut=None,
+                input_size=SR_INPUT, shortcuts=(), options=("depth", "width", "global_residual", "zero_init_residual"))
+MODELS.register("edsr", EDSR, task="super_resolution", family="edsr", depth=None,
+                shortcut="identity", input_size=SR_INPUT, shortcuts=SR_SHORTCUTS,
+                options=("depth", "width", "shortcut", "global_residual", "zero_init_residual"))

@@ -1,0 +1,96 @@
+"""Single-image super-resolution as a LightningModule. The network maps a low-resolution batch
+to `scale` times its size; the task owns the loss (L1 or L2), the metrics and the bicubic
+baseline every result is read against.
+
+Metrics follow the SR benchmarks' protocol (SRCNN, VDSR, EDSR): the output is clamped to [0, 1]
+and rounded to 8 bits, then PSNR and SSIM are measured on the luma (Y of ITU-R BT.601 YCbCr)
+with `scale` pixels cropped from each border, averaged over images. `psnr_bicubic` is bicubic
+upsampling measured the same way and `psnr_gain` = psnr - psnr_bicubic."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from reslab.models.sr import bicubic
+from reslab.tasks.base import Task
+
+EVAL_METRICS = ("psnr", "ssim", "psnr_bicubic")
+
+
+class SuperResolutionTask(Task):
+    MONITOR = ("val/psnr", "max")
+    SUMMARY = ("train/loss", "val/loss", "val/psnr", "val/psnr_best", "val/ssim",
+               "val/psnr_bicubic", "val/psnr_gain", "test/psnr", "test/ssim",
+               "test/psnr_bicubic", "test/psnr_gain")
+    PROGRESS = ("train/loss", "val/psnr", "val/psnr_bicubic", "val/psnr_best")
+
+    def __init__(self, net: nn.Module, scale: int, optim_cfg, channels_last: bool = False,
+                 compile: bool = False):
+        super().__init__(net, optim_cfg, channels_last, compile)
+        self.scale = scale
+        self.metrics = nn.ModuleDict({f"{split}_{m}": MeanMetric() for split in ("val", "test")
+                                      for m in EVAL_METRICS})
+
+    def loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(sr, hr) if self.optim_cfg.loss == "l1" else F.mse_loss(sr, hr)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        lr, hr = batch
+        loss = self.loss(self(lr), hr)
+        self.track_step(loss, len(lr))
+        return loss
+
+    def _eval_step(self, split: str, batch) -> None:
+        lr, hr = batch
+        sr = self(lr)
+        self.log(f"{split}/loss", self.loss(sr, hr), on_epoch=True, sync_dist=True)
+        y_hr = luma(hr, self.scale)
+        y_sr, y_bic = luma(quantize(sr), self.scale), luma(quantize(bicubic(lr, self.scale)), self.scale)
+        values = {"psnr": psnr(y_sr, y_hr), "psnr_bicubic": psnr(y_bic, y_hr),
+                  "ssim": torch.stack([structural_similarity_index_measure(a[None], b[None], data_range=1.0)
+                                       for a, b in zip(y_sr, y_hr)])}
+        for m, v in values.items():
+            self.metrics[f"{split}_{m}"].update(v)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _eval_epoch_end(self, split: str) -> torch.Tensor:
+        # MeanMetric already reduced across ranks; sync_dist only tells Lightning so.
+        values = {m: self.metrics[f"{split}_{m}"].compute() for m in EVAL_METRICS}
+        for m, v in values.items():
+            self.log(f"{split}/{m}", v, prog_bar=m == "psnr", sync_dist=True)
+            self.metrics[f"{split}_{m}"].reset()
+        self.log(f"{split}/psnr_gain", values["psnr"] - values["psnr_bicubic"], sync_dist=True)
+        return values["psnr"]
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_best(self._eval_epoch_end("val"))
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """What saving the image as 8-bit would keep."""
+    return x.clamp(0, 1).mul(255).round().div(255)
+
+
+def luma(rgb: torch.Tensor, border: int) -> torch.Tensor:
+    """Y of ITU-R BT.601 YCbCr (MATLAB's rgb2ycbcr) in [0, 1], without `border` pixels a side."""
+    w = rgb.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
+    y = ((rgb * w).sum(1, keepdim=True) + 16.0) / 255.0
+    return y[..., border:-border, border:-border] if border else y
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) for images in [0, 1]."""
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
