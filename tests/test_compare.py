@@ -72,6 +72,37 @@ def test_paper_recipe_runs_show_table6_and_the_delta(tmp_path):
     assert "6.97" in result["table"] and "+0.23" in result["table"]
 
 
+def sr_run(root, depth, residual, psnr, bicubic=29.5):
+    d = root / f"depth={depth},global_residual={residual},seed=0"
+    d.mkdir(parents=True)
+    cfg = {"seed": 0, "model": {"name": "vdsr", "depth": depth, "global_residual": residual},
+           "data": {"name": "photos"}, "run": {"name": "sr"}}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "summary.json").write_text(json.dumps({
+        "status": "completed", "val/psnr": psnr, "val/psnr_best": psnr, "val/psnr_bicubic": bicubic,
+        "val/psnr_gain": psnr - bicubic, "params": 1000, "wall_s": 1.0}))
+    with open(d / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["step", "epoch", "val/psnr", "val/psnr_bicubic"])
+        w.writeheader()
+        w.writerows({"step": e, "epoch": e, "val/psnr": psnr - 1 / (e + 1), "val/psnr_bicubic": bicubic}
+                    for e in range(3))
+
+
+def test_super_resolution_runs_compare_on_psnr_with_the_bicubic_gain(tmp_path):
+    for depth, plain, res in ((5, 29.0, 30.0), (20, 26.0, 30.2)):
+        sr_run(tmp_path / "sr", depth, False, plain)
+        sr_run(tmp_path / "sr", depth, True, res)
+    result = compare.compare([tmp_path / "sr"], out=tmp_path / "o")
+    header, *lines = result["table"].splitlines()
+    cols = header.split()
+    assert cols[:4] == ["model.depth", "model.global_residual", "n", "val/psnr"]
+    assert "val/psnr_gain" in cols and "val/err" not in cols
+    rows = [line.split() for line in lines]
+    assert [r[:2] for r in rows] == [["5", "False"], ["5", "True"], ["20", "False"], ["20", "True"]]
+    assert rows[2][cols.index("val/psnr_gain")] == "-3.5000"
+    assert (tmp_path / "o/curves.png").stat().st_size > 5000
+
+
 def test_metric_direction_is_known():
     assert not compare.higher_is_better("val/err") and compare.higher_is_better("val/psnr")
 

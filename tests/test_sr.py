@@ -102,7 +102,6 @@ def test_sr_folder_reads_images_and_says_what_is_missing(tmp_path):
                 tmp_path / split / f"{i:04d}.png")
     dm = data.build(_cfg("data.name=sr_folder", f"data.root={tmp_path}", "data.patch_size=16"))
     dm.check()
-    dm.setup()
     assert [len(dm.pairs[s]) for s in ("train", "val", "test")] == [2, 1, 1]
     lr, hr = next(iter(dm.train_dataloader()))
     assert lr.shape[2:] == (8, 8) and hr.shape[2:] == (16, 16) and 0 <= lr.min() <= lr.max() <= 1
@@ -114,7 +113,7 @@ def test_sr_folder_reads_images_and_says_what_is_missing(tmp_path):
 def test_a_patch_larger_than_the_training_images_is_a_sentence(tmp_path):
     dm = data.build(_cfg("data.patch_size=400"))
     with pytest.raises(data.DataError, match=r"data.patch_size=400 is larger than a training image"):
-        dm.setup()
+        dm.check()
 
 
 def test_psnr_and_luma_follow_the_benchmark_convention():
@@ -130,7 +129,7 @@ def test_psnr_and_luma_follow_the_benchmark_convention():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["data.scale=5"], r"data.scale must be 2, 3 or 4, got 5"),
+    (["data.scale=5"], r"data.scale must be one of 2, 3, 4, got 5"),
     (["data.scale=3", "data.patch_size=32"], r"data.patch_size must be a multiple of data.scale=3"),
     (["data.name=digits"], r"model.name=vdsr is a super-resolution model but data.name=digits is "
                            r"a classification dataset; use data.name=photos or sr_folder"),

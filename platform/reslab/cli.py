@@ -87,7 +87,7 @@ def cmd_models(args) -> int:
         net = entry.builder()
         meta = entry.meta
         depth = meta.get("depth") or _default_depth(name)
-        rows.append((name, meta["family"], str(depth), meta["shortcut"],
+        rows.append((name, meta["family"], str(depth), meta["shortcut"] or "-",
                      f"{models.count_params(net):,}",
                      _human(models.count_macs(net, meta["input_size"]))))
     header = ("name", "family", "depth", "shortcut", "params", "MACs")

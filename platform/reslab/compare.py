@@ -99,10 +99,11 @@ def group(runs: list[Run], by: list[str]) -> dict[tuple, list[Run]]:
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
         groups.setdefault(tuple(r.config.get(k) for k in by), []).append(r)
-    return dict(sorted(groups.items(), key=lambda kv: [_sort_key(v) for v in kv[0]]))
+    return dict(sorted(groups.items(), key=lambda kv: [sort_key(v) for v in kv[0]]))
 
 
-def _sort_key(v):
+def sort_key(v):
+    """Numbers in numeric order (5 before 20), before strings."""
     return (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
 
 

@@ -41,7 +41,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "digits"              # digits | cifar10 | cifar100 | imagefolder | synthetic | photos | sr_folder
+    name: str = "digits"              # digits|cifar10|cifar100|imagefolder|synthetic; SR: photos|sr_folder
     root: str = "data"                # where on-disk datasets live
     download: bool = False            # fetch CIFAR when missing (needs internet)
     batch_size: int = 128             # per device
@@ -301,7 +301,8 @@ def _validate_model(cfg: DictConfig, models, data) -> None:
         raise ConfigError(f"model.name: unknown model '{m.name}'"
                           f"{suggest(m.name, models.MODELS.names())}")
     meta = models.MODELS.get(m.name).meta
-    for key in unused_options(m, meta["options"]):
+    if unused := unused_options(m, meta["options"]):
+        key = unused[0]
         default = yaml.safe_dump(getattr(ModelConfig(), key)).split("\n")[0]
         raise ConfigError(f"model.{key}={m[key]} does not apply to model.name={m.name}, which "
                           f"takes {', '.join('model.' + o for o in meta['options'])} (reset it "
@@ -333,18 +334,22 @@ def _validate_model(cfg: DictConfig, models, data) -> None:
         _validate_sr(cfg)
 
 
+# model.* keys that go to the builder; each registered model lists the ones it takes (`options`).
+BUILDER_KEYS = ("depth", "shortcut", "preact", "width", "zero_init_residual", "global_residual")
+
+
 def unused_options(m: DictConfig, options: tuple[str, ...]) -> list[str]:
-    """Model keys set away from their schema default that this model does not take."""
+    """Builder keys set away from their schema default that this model does not take."""
     defaults = ModelConfig()
-    return [k for k in ("depth", "shortcut", "preact", "width", "zero_init_residual",
-                        "global_residual")
-            if k not in options and m[k] != getattr(defaults, k)]
+    return [k for k in BUILDER_KEYS if k not in options and m[k] != getattr(defaults, k)]
 
 
 def _validate_sr(cfg: DictConfig) -> None:
+    from reslab.models.sr import SCALES
+
     d = cfg.data
-    if d.scale not in (2, 3, 4):
-        raise ConfigError(f"data.scale must be 2, 3 or 4, got {d.scale}")
+    if d.scale not in SCALES:
+        raise ConfigError(f"data.scale must be one of {', '.join(map(str, SCALES))}, got {d.scale}")
     if d.patch_size % d.scale or d.patch_size < 4 * d.scale:
         raise ConfigError(f"data.patch_size must be a multiple of data.scale={d.scale} and at "
                           f"least {4 * d.scale}, got {d.patch_size}")

@@ -353,7 +353,10 @@ def Progress():  # noqa: N802 - see TuneReport
 
 
 def write_results(spec: Spec, out: Path, results) -> list[dict]:
-    """sweep.csv, best_config.yaml and the rows for the printed table."""
+    """sweep.csv, best_config.yaml and the rows for the printed table, in grid order (the
+    variants of one depth side by side)."""
+    from reslab.compare import sort_key
+
     rows = []
     for r in results:
         point = {k: v for k, v in r.config.items()}
@@ -366,7 +369,7 @@ def write_results(spec: Spec, out: Path, results) -> list[dict]:
                "epoch": summary.get("epoch"), "wall_s": summary.get("wall_s"),
                "error": _sentence(r.error) if r.error else ""}
         rows.append(row)
-    rows.sort(key=lambda r: r["trial"])
+    rows.sort(key=lambda r: [sort_key(r.get(k)) for k in spec.grid_keys()] + [r["trial"]])
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "sweep.csv", "w", newline="") as f:
         w = csv.DictWriter(f, columns)

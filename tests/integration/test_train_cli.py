@@ -118,6 +118,8 @@ def _refused(r, *words):
     (["configs/nope.yaml"], ["configs/nope.yaml", "does not exist"]),
     (["configs/experiment/sr_vdsr_sample.yaml", "data.name=digits"],
      ["model.name=vdsr is a super-resolution model", "use data.name=photos or sr_folder"]),
+    (["configs/experiment/sr_vdsr_sample.yaml", "data.patch_size=400"],
+     ["data.patch_size=400 is larger than a training image"]),
     (["configs/experiment/sr_vdsr_sample.yaml", "diagnostics.every_n_steps=5"],
      ["diagnostics.every_n_steps needs a model with residual blocks", "model.name=vdsr"]),
 ])

@@ -45,7 +45,9 @@ class SRData(L.LightningDataModule):
         raise NotImplementedError
 
     def check(self) -> None:
-        """Raise DataError naming what is missing; called before anything is written."""
+        """Raise DataError naming what is missing or too small; called before anything is
+        written. Loading is the check (the pairs are kept for training)."""
+        self.setup()
 
     def prepare_data(self) -> None:
         self.check()
@@ -172,7 +174,7 @@ class SRFolderData(SRData):
         d = self.root / split
         return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
 
-    def check(self) -> None:
+    def _require_files(self) -> None:
         for split in ("train", "val"):
             if not self._files(split):
                 raise DataError(f"sr_folder needs high-resolution images in {self.root / split} "
@@ -182,7 +184,7 @@ class SRFolderData(SRData):
     def images(self) -> dict[str, list[np.ndarray]]:
         from PIL import Image
 
-        self.check()
+        self._require_files()
         out = {s: [np.asarray(Image.open(f).convert("RGB")) for f in self._files(s)]
                for s in ("train", "val")}
         return {**out, "test": out["val"]}

@@ -141,8 +141,8 @@ class EDSR(nn.Module):
 
 
 SR_INPUT = (3, 64, 64)  # a low-resolution input for `reslab models` (MACs)
-MODELS.register("vdsr", VDSR, task="super_resolution", family="vdsr", depth=None, shortcut=None,
-                input_size=SR_INPUT, shortcuts=(), options=("depth", "width", "global_residual", "zero_init_residual"))
-MODELS.register("edsr", EDSR, task="super_resolution", family="edsr", depth=None,
-                shortcut="identity", input_size=SR_INPUT, shortcuts=SR_SHORTCUTS,
-                options=("depth", "width", "shortcut", "global_residual", "zero_init_residual"))
+SR = dict(task="super_resolution", depth=None, input_size=SR_INPUT)
+MODELS.register("vdsr", VDSR, family="vdsr", shortcut=None, shortcuts=(),
+                options=("depth", "width", "global_residual", "zero_init_residual"), **SR)
+MODELS.register("edsr", EDSR, family="edsr", shortcut="identity", shortcuts=SR_SHORTCUTS,
+                options=("depth", "width", "shortcut", "global_residual", "zero_init_residual"), **SR)
