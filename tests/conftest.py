@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESLAB = [sys.executable, "-m", "reslab.cli"]
@@ -45,3 +46,23 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def assert_resumes_mid_epoch(make_loader, epoch: int, skip: int) -> list:
+    """A loader restored from another's state after `skip` batches of `epoch` yields exactly the
+    remaining batches of an uninterrupted pass; returns that pass."""
+    full = make_loader()
+    full.set_epoch(epoch)
+    expected = [tuple(t.clone() for t in batch) for batch in full]
+    first = make_loader()
+    first.set_epoch(epoch)
+    stream = iter(first)
+    for _ in range(skip):
+        next(stream)
+    resumed = make_loader()
+    resumed.load_state_dict(first.state_dict())
+    rest = list(resumed)
+    assert len(rest) == len(expected) - skip
+    for got, want in zip(rest, expected[skip:]):
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+    return expected

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import assert_resumes_mid_epoch
 from reslab import config as C
 from reslab import data
 from reslab.data.memory import MemoryLoader, random_crop_flip
@@ -142,22 +143,7 @@ def test_memory_loader_order_is_a_function_of_seed_and_epoch():
 
 
 def test_memory_loader_resumes_mid_epoch_with_the_same_batches():
-    full = _loader()
-    full.set_epoch(2)
-    expected = _batches(full)
-    it = _loader()
-    it.set_epoch(2)
-    stream = iter(it)
-    for _ in range(3):
-        next(stream)
-    state = it.state_dict()
-    resumed = _loader()
-    resumed.load_state_dict(state)
-    resumed.set_epoch(2)
-    rest = _batches(resumed)
-    assert len(rest) == len(expected) - 3
-    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1])
-               for p, q in zip(rest, expected[3:]))
+    assert_resumes_mid_epoch(_loader, epoch=2, skip=3)
 
 
 def test_memory_loader_shards_ranks_disjointly_and_equally():

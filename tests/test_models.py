@@ -93,6 +93,15 @@ def test_zero_initialised_global_residual_vdsr_starts_as_bicubic():
     assert whole(x).abs().max() == 0
 
 
+def test_edsr_starts_on_the_image_scale():
+    """Without BatchNorm, He init let responses grow block after block: the 16-block net's
+    outputs started near 9,000 for inputs in [0, 1], and a 3-minute run of the 6-block sample
+    recipe ended 3.7 dB below bicubic (0.56 dB above it with PyTorch's default init)."""
+    torch.manual_seed(0)
+    out = build_model("edsr")(torch.rand(2, 3, 16, 16))
+    assert out.abs().mean() < 1.0
+
+
 def test_edsr_without_shortcuts_is_the_same_net_without_the_additions():
     torch.manual_seed(0)
     res = build_model("edsr", depth=2, width=0.25)

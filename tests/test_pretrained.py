@@ -84,7 +84,7 @@ def test_a_mismatched_architecture_is_refused_naming_the_layers(digits_run):
 def test_freezing_stops_gradients_and_keeps_frozen_bn_in_eval(level, trainable):
     cfg = C.load([], [*TINY, f"model.freeze={level}", "optim.backbone_lr_mult=0.1"])
     dm, net = train.prepare(cfg)
-    task = tasks.build(cfg, net, dm.num_classes).train()
+    task = tasks.build(cfg, net, dm).train()
     learning = {n.split(".")[0] for n, p in net.named_parameters() if p.requires_grad}
     assert learning == trainable
     assert not net.bn1.training and (net.layer3[0].bn1.training == ("layer3" in trainable))

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
+from conftest import ROOT, assert_resumes_mid_epoch
 from reslab import config as C
 from reslab import data
 from reslab.data.sr import PatchLoader, dihedral, make_pair
@@ -62,18 +63,7 @@ def test_patches_stay_aligned_under_every_flip_and_rotation():
 
 
 def test_patch_loader_resumes_mid_epoch_with_the_same_batches():
-    full = _patches()
-    full.set_epoch(4)
-    expected = list(full)
-    first = _patches()
-    first.set_epoch(4)
-    stream = iter(first)
-    next(stream), next(stream)
-    resumed = _patches()
-    resumed.load_state_dict(first.state_dict())
-    rest = list(resumed)
-    assert len(rest) == len(expected) - 2
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(rest, expected[2:]))
+    expected = assert_resumes_mid_epoch(_patches, epoch=4, skip=2)
     other = _patches()
     other.set_epoch(5)
     assert not torch.equal(next(iter(other))[0], expected[0][0])
@@ -142,6 +132,16 @@ def test_psnr_and_luma_follow_the_benchmark_convention():
 def test_bad_sr_values_are_refused_with_a_sentence(overrides, message):
     with pytest.raises(C.ConfigError, match=message):
         C.load([], [*SR, *overrides])
+
+
+def test_diagnostics_need_residual_blocks():
+    from reslab import train
+    from reslab.errors import UserError
+
+    cfg = C.load([ROOT / "configs/experiment/sr_vdsr_sample.yaml"], ["diagnostics.every_n_steps=5"])
+    with pytest.raises(UserError, match=r"diagnostics.every_n_steps needs a model with residual "
+                                        r"blocks \(a ResNet or edsr\), got model.name=vdsr"):
+        train.prepare(cfg)
 
 
 def test_a_classification_model_on_photos_names_the_fitting_datasets():

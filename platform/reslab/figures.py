@@ -49,12 +49,13 @@ def _panel_title(key: str | None, value) -> str:
     return ""
 
 
-def _curve_style(runs: list[Run]) -> tuple[list[tuple[str, str]], float, str, str]:
-    """What the curves show: (metric, line style) pairs, a scale, the y label and the title."""
+def _curve_style(runs: list[Run]) -> tuple[list[tuple[str, str]], str | None, float, str, str]:
+    """What the curves show: (metric, line style) pairs per group, a baseline drawn once per
+    panel, a scale, the y label and the title."""
     if any("val/psnr" in r.summary for r in runs):
-        return ([("val/psnr_bicubic", ":"), ("val/psnr", "-")], 1.0, "PSNR (dB)",
-                "validation PSNR (solid) and bicubic upsampling (dotted)")
-    return ([("train/err", "--"), ("val/err", "-")], 100.0, "error (%)",
+        return ([("val/psnr", "-")], "val/psnr_bicubic", 1.0, "PSNR (dB)",
+                "validation PSNR against bicubic upsampling (dotted)")
+    return ([("train/err", "--"), ("val/err", "-")], None, 100.0, "error (%)",
             "training (dashed) and validation (solid) error")
 
 
@@ -71,20 +72,23 @@ def curves(runs: list[Run], by: list[str], out: Path) -> Path:
     """Training (dashed) and validation (solid) error against epoch (Fig. 6 layout); PSNR and
     the bicubic baseline for super-resolution runs."""
     panel_key, line_keys = _panels(by)
-    styles, scale, ylabel, title = _curve_style(runs)
+    styles, baseline, scale, ylabel, title = _curve_style(runs)
+    # plain-56 vs ResNet-56 (A): the shortcut is part of a line's name even inside its panel.
+    named = [panel_key] if panel_key == "model.shortcut" else []
     panels = group(runs, [panel_key]) if panel_key else {(None,): runs}
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False,
                              sharey=True)
     for ax, (pkey, members) in zip(axes[0], panels.items()):
         for i, (lkey, lruns) in enumerate(group(members, line_keys).items()):
             color = f"C{i}"
-            name = label(lkey + ((pkey[0],) if panel_key else ()), line_keys +
-                         ([panel_key] if panel_key else []))
+            name = label(lkey + (pkey[0],) * len(named), line_keys + named)
             for metric, style in styles:
                 x, y = _mean_curve(lruns, metric)
                 if x:
-                    ax.plot(x, [scale * v for v in y], style, color=color,
-                            label=f"{name} {metric.split('/')[-1]}")
+                    suffix = f" {metric.split('/')[0]}" if len(styles) > 1 else ""
+                    ax.plot(x, [scale * v for v in y], style, color=color, label=name + suffix)
+        if baseline and (curve := _mean_curve(members, baseline))[0]:
+            ax.plot(*curve, ":", color="black", label=baseline.rsplit("_", 1)[-1])
         ax.set(title=_panel_title(panel_key, pkey[0]), xlabel="epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
@@ -93,18 +97,22 @@ def curves(runs: list[Run], by: list[str], out: Path) -> Path:
 
 
 def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
-    """Final training error and `metric` for every group, as bars with ± std over seeds."""
+    """Final training error and `metric` (and the gain over bicubic, for super-resolution) for
+    every group, as bars with ± std over seeds; plain / non-residual groups in red."""
     groups = group(runs, by)
     names = [label(k, by) for k in groups]
-    metrics = [m for m in dict.fromkeys(["train/err", metric]) if any(m in r.summary for r in runs)]
+    metrics = [m for m in dict.fromkeys(["train/err", metric, "val/psnr_gain"])
+               if any(m in r.summary for r in runs)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(6.0, 1.1 * len(names)) * len(metrics)
                                                       / 1.4, 4.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         stats = [mean_std([r.summary.get(m) for r in members]) for members in groups.values()]
         scale = 1 if higher_is_better(m) else 100
-        colors = ["C3" if "plain" in n else "C0" for n in names]
+        colors = ["C3" if "plain" in n or "global_residual=False" in n else "C0" for n in names]
         ax.bar(range(len(names)), [scale * s[0] for s in stats], yerr=[scale * s[1] for s in stats],
                color=colors, capsize=3)
+        if m.endswith("gain"):
+            ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         unit = "" if higher_is_better(m) else " (%)"
         better = "higher is better" if higher_is_better(m) else "lower is better"

@@ -124,7 +124,8 @@ class EDSR(nn.Module):
         self.upsample = upsampler(ch, scale)
         self.tail = conv(ch, in_channels)
         self.global_residual = global_residual
-        _he_init(self)
+        # PyTorch's default init, as EDSR's reference code: He init without BatchNorm lets the
+        # responses grow block after block (the outputs start far off the image scale).
         if zero_init_residual:
             for b in self.blocks():
                 nn.init.zeros_(b.conv2.weight)
