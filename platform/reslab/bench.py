@@ -13,9 +13,10 @@ import warnings
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from reslab import models, tasks, train
+from reslab import models, tasks, tracking, train
 from reslab.tasks.optim import Schedule, build_optimizer
 
 # Dense bf16 tensor-core peaks (FLOP/s) for MFU; training FLOPs per image = 6 x forward MACs.
@@ -27,34 +28,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class StepTimer:
-    """Lightning callback: wall time from the start of step `warmup` to the start of the step
-    after the last, i.e. whole steps with everything between them (data, hooks, logging)."""
+class StepTimer(Callback):
+    """Wall time from the start of step `warmup` to the start of the step after the last, i.e.
+    whole steps with everything between them (data, hooks, logging)."""
 
-    def __new__(cls, warmup: int, steps: int):
-        from lightning.pytorch.callbacks import Callback
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps = warmup, steps
+        self.t0 = self.t1 = None
 
-        class _Timer(Callback):
-            def __init__(self):
-                self.t0 = self.t1 = None
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup:
+            _sync(pl_module.device)
+            self.t0 = time.perf_counter()
 
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                if trainer.global_step == warmup:
-                    _sync(pl_module.device)
-                    self.t0 = time.perf_counter()
-
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                if trainer.global_step == warmup + steps:
-                    _sync(pl_module.device)
-                    self.t1 = time.perf_counter()
-
-        return _Timer()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.warmup + self.steps:
+            _sync(pl_module.device)
+            self.t1 = time.perf_counter()
 
 
 def time_reslab(cfg, dm, net, warmup: int, steps: int, root) -> float:
     """Seconds per step of train.fit's machinery: its Trainer, callbacks and loggers."""
-    from reslab import tracking
-
     task = tasks.build(cfg, net, dm)
     timer = StepTimer(warmup, steps)
     run = tracking.RunDir(Path(root))
@@ -146,8 +140,7 @@ def bench(cfg, steps: int = 30, rounds: int = 3, warmup: int = 5) -> dict:
     cfg.trainer.max_steps = warmup + steps  # both schedules span exactly the timed window
     dm, net = train.prepare(cfg)
     dm.setup()
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") or (
-        cfg.trainer.accelerator == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device("cuda" if train.uses_cuda(cfg) else "cpu")
     bs = cfg.data.batch_size
     reslab_s, plain_s = [], []
     with tempfile.TemporaryDirectory() as tmp:

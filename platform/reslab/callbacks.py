@@ -38,11 +38,10 @@ class EpochLine(Callback):
     """One line per epoch when stdout is not a terminal (SLURM logs, CI): a tqdm bar there
     would write thousands of carriage returns."""
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._t0 = time.perf_counter()  # a mid-epoch resume gets no on_train_epoch_start
-
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
+
+    on_train_start = on_train_epoch_start  # a mid-epoch resume gets no on_train_epoch_start
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -79,11 +78,13 @@ class SignalPropagation(Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not self.active:
             return
-        metrics = {f"diag/block{i}_std": float(v) for i, v in sorted(self.stds.items())}
+        values = {f"diag/block{i}_std": v for i, v in sorted(self.stds.items())}
         for i, block in enumerate(self.blocks):
             grads = [p.grad.detach().float().norm() for p in block.parameters() if p.grad is not None]
             if grads:
-                metrics[f"diag/block{i}_grad"] = float(torch.stack(grads).norm())
+                values[f"diag/block{i}_grad"] = torch.stack(grads).norm()
+        # One host read for all blocks, not one per value.
+        metrics = dict(zip(values, torch.stack(list(values.values())).tolist())) if values else {}
         self.active = False
         if trainer.is_global_zero:
             for logger in trainer.loggers:

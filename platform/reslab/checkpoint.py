@@ -74,11 +74,10 @@ def save(obj: dict, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:  # disk full, quota, permissions: say which file
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, quota, permissions: say which file
+            raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e}") from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -121,7 +121,7 @@ def cmd_submit(args) -> int:
     from reslab import slurm
 
     if args.sweep:
-        result = slurm.submit_sweep(args.sweep, args.items, dry_run=args.dry_run)
+        result = slurm.submit_sweep(args.sweep, *split_args(args.items), dry_run=args.dry_run)
     else:
         result = slurm.submit(*split_args(args.items), dry_run=args.dry_run, array=args.array)
     if args.dry_run:
@@ -158,12 +158,11 @@ def cmd_sweep(args) -> int:
 def cmd_compare(args) -> int:
     from reslab import compare
 
+    by = args.by.split(",") if args.by else None
     if args.wandb:
-        result = compare.compare_wandb(args.wandb, args.by.split(",") if args.by else None,
-                                       args.metric, args.out)
+        result = compare.compare_wandb(args.wandb, by, args.metric)
     else:
-        result = compare.compare(args.dirs, args.by.split(",") if args.by else None, args.metric,
-                                 args.out)
+        result = compare.compare(args.dirs, by, args.metric, args.out)
     print(result["table"])
     print("written: " + ", ".join(str(p) for p in result["files"]))
     return 0

@@ -88,7 +88,7 @@ def varied_keys(runs: list[Run]) -> list[str]:
     keys = sorted({k for r in runs for k in r.config})
     out = []
     for k in keys:
-        if k.startswith(IGNORED) or k in IGNORED:
+        if k.startswith(IGNORED):
             continue
         if len({json.dumps(r.config.get(k)) for r in runs}) > 1:
             out.append(k)
@@ -182,10 +182,10 @@ def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = N
     files.append(figures.write_report(out, header, rows, files, by, metric))
     with open(out / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
-    return {"table": format_table(header, rows), "files": files, "out": out, "runs": runs}
+    return {"table": format_table(header, rows), "files": files}
 
 
-def compare_wandb(path: str, by: list[str] | None, metric: str | None, out) -> dict:
+def compare_wandb(path: str, by: list[str] | None, metric: str | None) -> dict:
     """Runs from the W&B public API (online): the same table, from W&B configs and summaries."""
     import os
     import socket
@@ -205,4 +205,4 @@ def compare_wandb(path: str, by: list[str] | None, metric: str | None, out) -> d
         raise UserError(f"no runs in W&B project {path}")
     by = by or varied_keys(runs) or ["model.name"]
     header, rows = table(runs, by, metric or default_metric(runs))
-    return {"table": format_table(header, rows), "files": [], "out": out, "runs": runs}
+    return {"table": format_table(header, rows), "files": []}

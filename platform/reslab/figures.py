@@ -105,10 +105,10 @@ def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
                if any(m in r.summary for r in runs)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(6.0, 1.1 * len(names)) * len(metrics)
                                                       / 1.4, 4.2), squeeze=False)
+    colors = ["C3" if "plain" in n or "global_residual=False" in n else "C0" for n in names]
     for ax, m in zip(axes[0], metrics):
         stats = [mean_std([r.summary.get(m) for r in members]) for members in groups.values()]
         scale = 1 if higher_is_better(m) else 100
-        colors = ["C3" if "plain" in n or "global_residual=False" in n else "C0" for n in names]
         ax.bar(range(len(names)), [scale * s[0] for s in stats], yerr=[scale * s[1] for s in stats],
                color=colors, capsize=3)
         if m.endswith("gain"):
@@ -124,14 +124,15 @@ def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
 def diagnostics(runs: list[Run], by: list[str], out: Path) -> Path | None:
     """Fig. 7: std of each block's residual-branch response, and its gradient norm, against
     block index, from the last measured step of every run (mean over seeds)."""
-    if not any(r.last_row_with("diag/") for r in runs):
+    last = {id(r): r.last_row_with("diag/") for r in runs}
+    if not any(last.values()):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for i, (key, members) in enumerate(group(runs, by).items()):
         for ax, kind in zip(axes, ("std", "grad")):
             per_block: dict[int, list[float]] = {}
             for r in members:
-                for k, v in r.last_row_with("diag/").items():
+                for k, v in last[id(r)].items():
                     m = re.fullmatch(r"diag/block(\d+)_" + kind, k)
                     if m:
                         per_block.setdefault(int(m.group(1)), []).append(v)

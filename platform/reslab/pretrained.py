@@ -17,6 +17,7 @@ from torch import nn
 
 from reslab import checkpoint
 from reslab.errors import UserError
+from reslab.tracking import RunDir, read_summary
 
 HEAD = "fc"
 FREEZE_LEVELS = ("none", "stem", "layer1", "layer2", "layer3", "layer4", "backbone")
@@ -69,14 +70,13 @@ def load_file(spec: str) -> dict:
     a Lightning checkpoint or a plain state dict."""
     p = Path(spec)
     if p.is_dir() and not (p / "config.yaml").is_file():
-        done = sorted(d for d in p.iterdir() if (d / "summary.json").is_file()
-                      and '"completed"' in (d / "summary.json").read_text())
+        done = sorted(d for d in p.iterdir()
+                      if read_summary(RunDir(d)).get("status") == "completed")
         if not done:
             raise UserError(f"model.weights={spec}: no completed run in that folder")
         p = done[-1]
     if p.is_dir():
-        p = next((c for c in (p / "checkpoints/best.ckpt", p / "checkpoints/last.ckpt")
-                  if c.is_file()), p / "checkpoints/best.ckpt")
+        p = RunDir(p).weights_ckpt
     if not p.exists():
         raise UserError(f"model.weights={spec} is neither a torchvision weights name nor a "
                         "run directory, checkpoint or state dict file")
@@ -86,10 +86,10 @@ def load_file(spec: str) -> dict:
     return state
 
 
-def load_into(net: nn.Module, spec: str, model_name: str, depth: int | None) -> str | None:
-    """Load `spec` into `net`; returns the log line when the classifier was replaced."""
+def load_into(net: nn.Module, spec: str, model_name: str, depth: int | None) -> None:
+    """Load `spec` into `net`; one printed line says when the classifier was replaced."""
     if spec == "none":
-        return None
+        return
     if is_torchvision_name(spec):
         state = load_torchvision(torchvision_weights(model_name, depth, spec))
     else:
@@ -115,14 +115,13 @@ def load_into(net: nn.Module, spec: str, model_name: str, depth: int | None) -> 
     net.load_state_dict(state, strict=replaced is None)
     if replaced:
         print(replaced, flush=True)
-    return replaced
 
 
-def freeze(net: nn.Module, level: str) -> list[nn.Module]:
-    """Turn off gradients for the stem and stages up to `level` (or all but `fc`); returns the
-    frozen modules, whose BatchNorm layers the task keeps in eval mode."""
+def freeze(net: nn.Module, level: str) -> None:
+    """Turn off gradients for the stem and stages up to `level` (or all but `fc`); the task
+    keeps BatchNorm layers without trainable parameters in eval mode."""
     if level == "none":
-        return []
+        return
     stages = [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(net, n)]
     if level == "backbone":
         names = [n for n, _ in net.named_children() if n != HEAD]
@@ -131,8 +130,6 @@ def freeze(net: nn.Module, level: str) -> list[nn.Module]:
     else:
         raise UserError(f"model.freeze={level} does not exist in this model (it has "
                         f"{', '.join(['stem', *stages, 'backbone'])})")
-    modules = [getattr(net, n) for n in names]
-    for m in modules:
-        for p in m.parameters():
+    for n in names:
+        for p in getattr(net, n).parameters():
             p.requires_grad_(False)
-    return modules

@@ -153,11 +153,10 @@ def render_sweep(cfg, spec_path: Path, items: list[str], sweep_dir: Path,
     return "\n".join(lines) + "\n"
 
 
-def submit_sweep(spec_path: str, items: list[str], dry_run: bool = False) -> dict:
+def submit_sweep(spec_path: str, recipes: list[str], overrides: list[str],
+                 dry_run: bool = False) -> dict:
     from reslab import sweep
 
-    recipes = [i for i in items if "=" not in i]
-    overrides = [i for i in items if "=" in i]
     spec = sweep.load_spec(spec_path, overrides, recipes)
     cfg = spec.base_cfg()
     cfg.run.name = spec.name  # the job's name

@@ -24,14 +24,15 @@ from typing import Any
 
 from reslab import config as C
 from reslab import tracking
+from reslab.compare import COLUMNS, sort_key
+from reslab.compare import format_table as aligned
 from reslab.errors import UserError
 from reslab.registry import did_you_mean
 
 SPEC_KEYS = ("name", "base", "space", "search", "scheduler", "metric", "mode", "num_samples",
              "seeds", "resources_per_trial", "max_concurrent", "max_failures")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
-RESULT_KEYS = ("train/loss", "train/err", "val/err", "val/err_best", "test/err", "val/psnr",
-               "val/psnr_best", "val/psnr_bicubic", "val/psnr_gain", "test/psnr")
+RESULT_KEYS = ("train/loss", *COLUMNS)  # the columns `reslab compare` shows, and the loss
 
 
 @dataclass
@@ -355,8 +356,6 @@ def Progress():  # noqa: N802 - see TuneReport
 def write_results(spec: Spec, out: Path, results) -> list[dict]:
     """sweep.csv, best_config.yaml and the rows for the printed table, in grid order (the
     variants of one depth side by side)."""
-    from reslab.compare import sort_key
-
     rows = []
     for r in results:
         point = {k: v for k, v in r.config.items()}
@@ -389,8 +388,6 @@ def _sentence(error: BaseException) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    from reslab.compare import format_table as aligned
-
     cols = ["trial", "status", *[k for k in RESULT_KEYS if any(r.get(k) is not None for r in rows)],
             "wall_s"]
     return aligned(cols, [[_fmt(r.get(c)) for c in cols] for r in rows])

@@ -48,6 +48,11 @@ class RunDir:
     last_ckpt = property(lambda self: self.path / "checkpoints" / "last.ckpt")
     best_ckpt = property(lambda self: self.path / "checkpoints" / "best.ckpt")
 
+    @property
+    def weights_ckpt(self) -> Path:
+        """best.ckpt, else last.ckpt: the weights to evaluate or to start from."""
+        return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
+
 
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"

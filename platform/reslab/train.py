@@ -141,12 +141,12 @@ def build_trainer(cfg, run: RunDir, task: tasks.Task, loggers: list, extra_callb
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
         enable_progress_bar=t.progress_bar and tty, enable_model_summary=False,
-        plugins=plugins(cfg), strategy=strategy(cfg), num_sanity_val_steps=0,
+        plugins=plugins(), strategy=strategy(cfg), num_sanity_val_steps=0,
         benchmark=t.cudnn_benchmark, sync_batchnorm=t.sync_batchnorm,
     )
 
 
-def plugins(cfg) -> list:
+def plugins() -> list:
     out = [checkpoint.AtomicCheckpointIO()]
     if slurm.in_slurm_step():
         from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -162,9 +162,14 @@ def strategy(cfg):
         return "auto"
     from lightning.pytorch.strategies import DDPStrategy
 
-    cpu = t.accelerator == "cpu" or (t.accelerator == "auto" and not torch.cuda.is_available())
-    return DDPStrategy(process_group_backend="gloo" if cpu else "nccl",
+    return DDPStrategy(process_group_backend="nccl" if uses_cuda(cfg) else "gloo",
                        find_unused_parameters=False, gradient_as_bucket_view=True)
+
+
+def uses_cuda(cfg) -> bool:
+    """trainer.accelerator gpu/cuda, or auto on a machine with a GPU."""
+    t = cfg.trainer.accelerator
+    return t in ("gpu", "cuda") or (t == "auto" and torch.cuda.is_available())
 
 
 def collect(trainer: L.Trainer, task) -> dict:
@@ -183,7 +188,7 @@ def test(run: RunDir, overrides: list[str] = ()) -> dict:
     """Evaluate a run's best checkpoint on its test split; the result goes into summary.json."""
     quiet_lightning()
     cfg = C.load([run.config], overrides)
-    ckpt = run.best_ckpt if run.best_ckpt.is_file() else run.last_ckpt
+    ckpt = run.weights_ckpt
     state = checkpoint.load(ckpt)
     dm, net = prepare(cfg)
     task = tasks.build(cfg, net, dm)

@@ -37,8 +37,8 @@ class SRData(L.LightningDataModule):
     def __init__(self, cfg, seed: int = 0):
         super().__init__()
         self.cfg, self.seed, self.scale = cfg, seed, cfg.scale
-        lr_patch = cfg.patch_size // cfg.scale
-        self.input_size = (3, lr_patch, lr_patch)
+        self.lr_patch = cfg.patch_size // cfg.scale
+        self.input_size = (3, self.lr_patch, self.lr_patch)
         self.pairs: dict[str, list[Pair]] = {}
 
     def images(self) -> dict[str, list[np.ndarray]]:
@@ -66,7 +66,7 @@ class SRData(L.LightningDataModule):
     def train_dataloader(self):
         self.setup()
         rank, world = self._rank_world()
-        return PatchLoader(self.pairs["train"], self.cfg.patch_size // self.scale, self.scale,
+        return PatchLoader(self.pairs["train"], self.lr_patch, self.scale,
                            self.cfg.batch_size, self.cfg.size, augment=self.cfg.augment,
                            seed=self.seed, rank=rank, world_size=world)
 

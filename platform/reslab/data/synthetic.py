@@ -9,6 +9,7 @@ from reslab.data.base import ArrayData
 
 class SyntheticData(ArrayData):
     pad, flip = 4, True  # the CIFAR augmentation, so benchmarks pay for it too
+
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
         self.input_size = tuple(cfg.shape)

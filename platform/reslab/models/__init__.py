@@ -11,7 +11,7 @@ from reslab.models.resnet import MODELS, ResNet
 from reslab.models.sr import EDSR, VDSR
 
 __all__ = ["MODELS", "SHORTCUTS", "BasicBlock", "Bottleneck", "ResNet", "VDSR", "EDSR", "build_model",
-           "count_macs", "count_params", "depth_error", "list_models", "task_of"]
+           "count_macs", "count_params", "depth_error", "list_models"]
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
@@ -29,7 +29,3 @@ def depth_error(family: str, depth: int) -> str | None:
 def list_models(pattern: str = "*") -> list[str]:
     return MODELS.names(pattern)
 
-
-def task_of(name: str) -> str:
-    """`classification` or `super_resolution`: what the model is trained for."""
-    return MODELS.get(name).meta["task"]

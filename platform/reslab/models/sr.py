@@ -19,6 +19,7 @@ from reslab.models.resnet import MODELS
 SR_SHORTCUTS = ("identity", "none")
 SCALES = (2, 3, 4)
 MIN_DEPTH = {"vdsr": 3, "edsr": 1}  # vdsr: conv layers; edsr: residual blocks
+BASE_WIDTH = 64  # features per layer at model.width = 1 (VDSR and the EDSR baseline)
 
 
 def depth_error(family: str, depth: int) -> str | None:
@@ -27,7 +28,6 @@ def depth_error(family: str, depth: int) -> str | None:
         return None
     unit = "conv layers" if family == "vdsr" else "residual blocks"
     return f"depth ({unit}) must be at least {MIN_DEPTH[family]} for {family}, got {depth}"
-BASE_WIDTH = 64  # features per layer at model.width = 1 (VDSR and the EDSR baseline)
 
 
 def conv(inplanes: int, planes: int) -> nn.Conv2d:

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from reslab.pretrained import HEAD
+
 
 def param_groups(net: nn.Module, cfg) -> list[dict]:
     """Conv/linear weights apart from BN parameters + biases (decayed only if
@@ -16,7 +18,7 @@ def param_groups(net: nn.Module, cfg) -> list[dict]:
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in net.named_parameters():
         if p.requires_grad:
-            groups.setdefault((name.startswith("fc."), p.ndim > 1), []).append(p)
+            groups.setdefault((name.startswith(f"{HEAD}."), p.ndim > 1), []).append(p)
     out = []
     for (head, weight), params in sorted(groups.items()):
         decay = cfg.weight_decay if weight or cfg.decay_norm_and_bias else 0.0
