@@ -69,7 +69,8 @@ def cmd_test(args) -> int:
     from reslab import tracking, train
 
     run = tracking.find_run(args.run)
-    result = train.test(run, args.overrides)
+    ckpt = Path(args.run) if Path(args.run).is_file() else None  # RUN_DIR/checkpoints/X.ckpt
+    result = train.test(run, args.overrides, ckpt)
     for k, v in sorted(result.items()):
         print(f"{k} {v:.4f}")
     return 0
@@ -207,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a run from its last checkpoint (same directory, same W&B run)")
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("test", help="evaluate a run's best checkpoint on the test split")
+    e = sub.add_parser("test", help="evaluate a run's best checkpoint (or the one given) on the "
+                       "test split")
     e.add_argument("run", metavar="RUN_DIR|CKPT")
     e.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     e.set_defaults(fn=cmd_test)

@@ -184,11 +184,12 @@ def collect(trainer: L.Trainer, task) -> dict:
     return out
 
 
-def test(run: RunDir, overrides: list[str] = ()) -> dict:
-    """Evaluate a run's best checkpoint on its test split; the result goes into summary.json."""
+def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> dict:
+    """Evaluate `ckpt` (default: the run's best, else last) on the run's test split; the result
+    goes into summary.json."""
     quiet_lightning()
     cfg = C.load([run.config], overrides)
-    ckpt = run.weights_ckpt
+    ckpt = ckpt or run.weights_ckpt
     state = checkpoint.load(ckpt)
     dm, net = prepare(cfg)
     task = tasks.build(cfg, net, dm)

@@ -89,9 +89,11 @@ def test_super_resolution_trains_through_the_same_path_and_reports_psnr(tmp_path
     assert best["state_dict"]["val_psnr_best"] == pytest.approx(s["val/psnr_best"], abs=1e-4)
     assert "val/psnr" in r.stdout and "val/psnr_bicubic" in r.stdout
 
-    t = reslab("test", run)
+    t = reslab("test", run / "checkpoints/last.ckpt")  # a checkpoint named: that one is evaluated
     assert t.returncode == 0, t.stderr
-    assert float(t.stdout.split("test/psnr ")[1].split()[0]) == pytest.approx(s["test/psnr"], abs=1e-3)
+    after = json.loads((run / "summary.json").read_text())
+    assert after["test_checkpoint"] == "last.ckpt"
+    assert float(t.stdout.split("test/psnr ")[1].split()[0]) == pytest.approx(after["test/psnr"], abs=1e-4)
 
 
 def test_models_lists_the_reference_counts():
