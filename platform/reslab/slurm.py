@@ -256,18 +256,19 @@ class StepCheckpoint(Callback):
 
     def __init__(self, path: Path, every_n_steps: int = 0, signum: int = signal.SIGUSR1):
         self.path, self.every, self.signum = path, every_n_steps, signum
-        self.flag = False
+        self.flag = self.armed = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit" and in_slurm_step():
             signal.signal(self.signum, self._on_signal)
+            self.armed = True  # outside SLURM no flag can be raised: no per-step all-reduce
 
     def _on_signal(self, signum, frame) -> None:
         self.flag = True  # nothing else: the save happens at the next step boundary
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         preempt = self.flag
-        if trainer.world_size > 1:  # every rank must take the same decision at the same step
+        if self.armed and trainer.world_size > 1:  # every rank decides alike at the same step
             t = torch.tensor(float(self.flag), device=pl_module.device)
             preempt = bool(trainer.strategy.reduce(t, reduce_op="max").item())
         periodic = self.every and trainer.global_step % self.every == 0
