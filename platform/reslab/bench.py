@@ -16,7 +16,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from reslab import models, tasks, tracking, train
+from reslab import tasks, train
+from reslab.build import build
+from reslab.config.load import derive
+from reslab.config.schema import Config
+from reslab.loggers import CSVMetrics
+from reslab.models.profile import count_macs
+from reslab.rundir import RunDir
 from reslab.tasks.optim import Schedule, build_optimizer
 
 # Dense bf16 tensor-core peaks (FLOP/s) for MFU; training FLOPs per image = 6 x forward MACs.
@@ -47,13 +53,13 @@ class StepTimer(Callback):
             self.t1 = time.perf_counter()
 
 
-def time_reslab(cfg, dm, net, warmup: int, steps: int, root) -> float:
+def time_reslab(cfg: Config, dm, net, warmup: int, steps: int, root) -> float:
     """Seconds per step of train.fit's machinery: its Trainer, callbacks and loggers."""
     task = tasks.build(cfg, net, dm)
     timer = StepTimer(warmup, steps)
-    run = tracking.RunDir(Path(root))
+    run = RunDir(Path(root))
     run.path.mkdir(parents=True)
-    trainer = train.build_trainer(cfg, run, task, [tracking.CSVMetrics(run.metrics)], [timer])
+    trainer = train.build_trainer(cfg, run, task, [CSVMetrics(run)], [timer])
     trainer.limit_val_batches = 0  # steady-state training steps only (so no monitored metric)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
@@ -61,7 +67,7 @@ def time_reslab(cfg, dm, net, warmup: int, steps: int, root) -> float:
     return (timer.t1 - timer.t0) / steps
 
 
-def time_plain(cfg, dm, net, warmup: int, steps: int, device: torch.device) -> float:
+def time_plain(cfg: Config, dm, net, warmup: int, steps: int, device: torch.device) -> float:
     """Seconds per step of the hand-written loop (the task's loss function, nothing else)."""
     loss_fn = tasks.build(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
     net = net.to(device).train()
@@ -89,7 +95,7 @@ def time_plain(cfg, dm, net, warmup: int, steps: int, device: torch.device) -> f
     return (time.perf_counter() - t0) / steps
 
 
-def time_pipelines(cfg, n: int = 8192, batches: int = 40) -> dict:
+def time_pipelines(cfg: Config, n: int = 8192, batches: int = 40) -> dict:
     """Images/s of the in-memory batched pipeline vs a torchvision DataLoader with per-sample
     PIL transforms and 2 workers (the usual CIFAR pipeline), on CIFAR-size uint8 images."""
     import numpy as np
@@ -130,15 +136,16 @@ def time_pipelines(cfg, n: int = 8192, batches: int = 40) -> dict:
     return {"memory_images_per_s": rate(memory), "dataloader_images_per_s": rate(loader)}
 
 
-def bench(cfg, steps: int = 30, rounds: int = 3, warmup: int = 5) -> dict:
+def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = 5) -> dict:
     """Median images/s of both loops over `rounds` alternating rounds, their ratio, peak memory
     and (on GPU) MFU; then the input pipelines alone."""
     import tempfile
 
     train.quiet_lightning()
     torch.manual_seed(cfg.seed)
-    cfg.trainer.max_steps = warmup + steps  # both schedules span exactly the timed window
-    dm, net = train.prepare(cfg)
+    cfg = derive(cfg, {"trainer.max_steps": warmup + steps})  # both schedules span the window
+    built = build(cfg)
+    dm, net = built.datamodule, built.net
     dm.setup()
     device = torch.device("cuda" if train.uses_cuda(cfg) else "cpu")
     bs = cfg.data.batch_size
@@ -160,7 +167,7 @@ def bench(cfg, steps: int = 30, rounds: int = 3, warmup: int = 5) -> dict:
         out["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         peak = next((v for k, v in PEAK_FLOPS.items() if k in out["device"]), None)
         if peak:
-            macs = models.count_macs(net.cpu(), dm.input_size)
+            macs = count_macs(net.cpu(), dm.input_size)
             out["mfu"] = 6 * macs * out["reslab_images_per_s"] / peak
     else:
         import resource

@@ -5,7 +5,6 @@ A checkpoint holds plain types only (tensors, numbers, strings, lists, dicts), s
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 import zipfile
@@ -16,6 +15,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from reslab.errors import UserError
+from reslab.fileio import write_atomic
 
 
 class CheckpointError(UserError):
@@ -63,27 +63,14 @@ def newest_valid(paths: list[Path]) -> tuple[Path | None, int | None]:
 
 
 def save(obj: dict, path: str | Path) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over the target: a
-    crash mid-write leaves the previous checkpoint intact."""
+    """Atomically (a crash mid-write leaves the previous checkpoint intact); a full disk or a
+    permission problem is an OSError that names the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):  # disk full, quota, permissions: say which file
-            raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e}") from None
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        write_atomic(path, lambda f: torch.save(obj, f))
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e}") from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

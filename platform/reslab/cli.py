@@ -10,7 +10,11 @@ import os
 import sys
 from pathlib import Path
 
+from reslab import __version__
 from reslab.errors import TrainingError, UserError
+
+# `reslab train` with no recipe trains the quickstart (configs/ at the top of the source tree).
+DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 
 EPILOG = """\
 examples:
@@ -36,39 +40,39 @@ def split_args(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_train(args) -> int:
-    from reslab import config, tracking, train
+    from reslab import rundir, train
+    from reslab.config.load import load
 
+    recipes, overrides = split_args(args.items)
     if args.resume:
-        run = tracking.find_run(args.resume)
-        recipes, overrides = split_args(args.items)
+        run = rundir.find_run(args.resume)
         if recipes:
             raise UserError("--resume takes the run's own config.yaml; give only KEY=VALUE "
                             f"overrides, not {recipes[0]}")
-        cfg = config.load([run.config], overrides)
+        cfg = load([run.config], overrides)
     else:
         run = None
-        cfg = config.load(*split_args(args.items))
+        cfg = load(recipes or [DEFAULT_RECIPE], overrides)
     summary = train.fit(cfg, resume=run)
-    if tracking.is_rank_zero():
+    if train.is_rank_zero():
         print_summary(summary)
     return 0 if summary.get("status") == "completed" else 1
 
 
 def print_summary(summary: dict) -> None:
-    keys = ("status", "epoch", "global_step", "train/loss", "train/err", "val/err",
-            "val/err_best", "test/err", "val/psnr", "val/psnr_best", "val/psnr_bicubic",
-            "val/psnr_gain", "test/psnr", "test/psnr_gain", "params", "images_per_s", "wall_s")
-    width = max(map(len, keys))
-    for k in keys:
+    from reslab.metrics import SUMMARY
+
+    width = max(map(len, SUMMARY))
+    for k in SUMMARY:
         if k in summary:
             v = summary[k]
             print(f"  {k:<{width}}  {v:.4f}" if "/" in k else f"  {k:<{width}}  {v}")
 
 
 def cmd_test(args) -> int:
-    from reslab import tracking, train
+    from reslab import rundir, train
 
-    run = tracking.find_run(args.run)
+    run = rundir.find_run(args.run)
     ckpt = Path(args.run) if Path(args.run).is_file() else None  # RUN_DIR/checkpoints/X.ckpt
     result = train.test(run, args.overrides, ckpt)
     for k, v in sorted(result.items()):
@@ -78,19 +82,17 @@ def cmd_test(args) -> int:
 
 def cmd_models(args) -> int:
     from reslab import models
+    from reslab.models.profile import profile
 
     names = models.list_models(args.pattern)
     if not names:
         raise UserError(f"no model matches '{args.pattern}' (try `reslab models` for all)")
     rows = []
     for name in names:
-        entry = models.MODELS.get(name)
-        net = entry.builder()
-        meta = entry.meta
-        depth = meta.get("depth") or _default_depth(name)
-        rows.append((name, meta["family"], str(depth), meta["shortcut"] or "-",
-                     f"{models.count_params(net):,}",
-                     _human(models.count_macs(net, meta["input_size"]))))
+        info = models.info(name)
+        params, macs = profile(name)
+        rows.append((name, info.family, str(info.depth or info.default_depth),
+                     info.shortcut or "-", f"{params:,}", _human(macs)))
     header = ("name", "family", "depth", "shortcut", "params", "MACs")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for r in [header] + rows:
@@ -99,32 +101,27 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _default_depth(name: str) -> int:
-    import inspect
-
-    from reslab import models
-
-    return inspect.signature(models.MODELS.get(name).builder).parameters["depth"].default
-
-
 def _human(n: int) -> str:
     return f"{n / 1e9:.2f}G" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
 def cmd_config(args) -> int:
-    from reslab import config
+    from reslab.config.load import load, to_yaml
 
-    print(config.to_yaml(config.load(*split_args(args.items))), end="")
+    recipes, overrides = split_args(args.items)
+    print(to_yaml(load(recipes or [DEFAULT_RECIPE], overrides)), end="")
     return 0
 
 
 def cmd_submit(args) -> int:
-    from reslab import slurm
+    from reslab.slurm import submit
 
+    recipes, overrides = split_args(args.items)
     if args.sweep:
-        result = slurm.submit_sweep(args.sweep, *split_args(args.items), dry_run=args.dry_run)
+        result = submit.submit_sweep(args.sweep, recipes, overrides, dry_run=args.dry_run)
     else:
-        result = slurm.submit(*split_args(args.items), dry_run=args.dry_run, array=args.array)
+        result = submit.submit(recipes or [str(DEFAULT_RECIPE)], overrides,
+                               dry_run=args.dry_run, array=args.array)
     if args.dry_run:
         print(result["script"], end="")
         print(f"# dry run: nothing submitted; directories would be "
@@ -138,17 +135,17 @@ def cmd_submit(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from reslab import sweep
+    from reslab.sweep import results, spec, tune
 
     recipes, overrides = split_args(args.items)
-    spec = sweep.load_spec(args.spec, overrides, recipes)
+    s = spec.load_spec(args.spec, overrides, recipes)
     if args.dry_run:
-        print(sweep.plan(spec, args.cpus or os.cpu_count()))
+        print(spec.plan(s, args.cpus or os.cpu_count()))
         return 0
-    rows = sweep.run(spec, resume=args.resume, address=args.address, cpus=args.cpus)
-    out = sweep.sweep_dir(spec)
-    print(sweep.format_table(rows))
-    print(f"results: {out / 'sweep.csv'}  best config: {out / 'best_config.yaml'}")
+    rows = tune.run(s, resume=args.resume, address=args.address, cpus=args.cpus)
+    out = spec.sweep_dir(s)
+    print(results.format_table(rows))
+    print(f"results: {out.results}  best config: {out.best_config}")
     failed = [r["trial"] for r in rows if r["status"] != "completed"]
     if failed:
         print(f"{len(failed)} of {len(rows)} trials did not complete: {', '.join(failed)}",
@@ -157,7 +154,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from reslab import compare
+    from reslab.report import compare
 
     by = args.by.split(",") if args.by else None
     if args.wandb:
@@ -172,25 +169,26 @@ def cmd_compare(args) -> int:
 def cmd_bench(args) -> int:
     import json
 
-    from reslab import bench, config
+    from reslab import bench
+    from reslab.config.load import load
 
-    cfg = config.load(*split_args(args.items))
+    recipes, overrides = split_args(args.items)
+    cfg = load(recipes or [DEFAULT_RECIPE], overrides)
     result = bench.bench(cfg, steps=args.steps, rounds=args.rounds)
     print(json.dumps(result, indent=2) if args.json else bench.format_result(result))
     return 0
 
 
 def cmd_status(args) -> int:
-    from reslab import slurm
+    from reslab.slurm import status
 
-    paths = [Path(p) for p in args.runs] or sorted(
-        p.parent.parent for p in Path(args.root).glob("*/*/slurm/job_id"))
+    paths = [Path(p) for p in args.runs] or status.submitted_runs(Path(args.root))
     if not paths:
         print(f"no submitted runs under {args.root}/")
         return 0
-    for r in slurm.status_rows(paths):
+    for r in status.status_rows(paths):
         print(f"{r['run']}\n  job {r['job']}  {r['state']}  restarts {r['restarts']}  "
-              f"status {r['status']}  epoch {r['epoch']}  val/err {r['val/err']}\n"
+              f"status {r['status']}  epoch {r['epoch']}  {r['metric']} {r['value']}\n"
               f"  log: {r['log']}")
     return 0
 
@@ -199,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reslab", description="Residual-network experiments: recipes, SLURM, sweeps, W&B.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"reslab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a recipe (default: configs/quickstart.yaml)",

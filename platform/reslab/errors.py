@@ -8,5 +8,9 @@ class UserError(Exception):
         return str(self.args[0]) if self.args else ""
 
 
+class ConfigError(UserError, ValueError):
+    """A bad config value: one sentence naming the key, the value and what is allowed."""
+
+
 class TrainingError(Exception):
     """Training stopped for a reason the run itself caused (a NaN loss): a sentence, exit 1."""

@@ -1,39 +1,32 @@
-"""One small registry: names map to builders, with metadata for listings and validation."""
+"""One small registry: names map to entries (a model's `ModelInfo`, a dataset's `DatasetInfo`)."""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
 from reslab.errors import UserError
+
+T = TypeVar("T")
 
 
 class RegistryError(UserError, KeyError):
     """An unknown or duplicate name."""
 
 
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    builder: Callable[..., Any]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-class Registry:
+class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
-        self._entries: dict[str, Entry] = {}
+        self._entries: dict[str, T] = {}
 
-    def register(self, name: str, builder: Callable[..., Any], **meta: Any) -> Callable[..., Any]:
+    def register(self, name: str, entry: T) -> T:
         if name in self._entries:
             raise RegistryError(f"{self.kind} '{name}' is already registered")
-        self._entries[name] = Entry(name, builder, meta)
-        return builder
+        self._entries[name] = entry
+        return entry
 
-    def get(self, name: str) -> Entry:
+    def get(self, name: str) -> T:
         if name not in self._entries:
             raise RegistryError(f"unknown {self.kind} '{name}'{suggest(name, self._entries)}")
         return self._entries[name]

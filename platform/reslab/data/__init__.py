@@ -1,36 +1,46 @@
-"""LightningDataModules, built by `data.name` from the registry."""
+"""LightningDataModules, built by `data.name`. Importing this package imports neither torch nor
+Lightning: the catalogue says what each dataset is for; `build` imports its module."""
 
 from __future__ import annotations
 
-from reslab.data.base import DataError
-from reslab.data.cifar import CIFAR10Data, CIFAR100Data
-from reslab.data.digits import DigitsData
-from reslab.data.imagefolder import ImageFolderData
-from reslab.data.sr import PhotosData, SRFolderData
-from reslab.data.synthetic import SyntheticData
+import importlib
+from dataclasses import dataclass
+
+from reslab.config.schema import DataConfig
 from reslab.registry import Registry
 
-__all__ = ["DATASETS", "DataError", "build", "model_args", "task_of"]
-
-DATASETS = Registry("dataset")
-DATASETS.register("digits", DigitsData)
-DATASETS.register("cifar10", CIFAR10Data)
-DATASETS.register("cifar100", CIFAR100Data)
-DATASETS.register("imagefolder", ImageFolderData)
-DATASETS.register("synthetic", SyntheticData)
-DATASETS.register("photos", PhotosData)
-DATASETS.register("sr_folder", SRFolderData)
+__all__ = ["DATASETS", "DatasetInfo", "build", "model_args", "task_of"]
 
 
-def build(cfg, seed: int = 0):
-    """The DataModule for `cfg.data`; its `num_classes`, `in_channels` and `input_size` are known
-    before any data is read, so the model can be built first."""
-    return DATASETS.get(cfg.name).builder(cfg, seed)
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    task: str       # classification | super_resolution: what the batches are for
+    builder: str    # `module:Class` under reslab.data
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+for _info in (DatasetInfo("digits", "classification", "digits:DigitsData"),
+              DatasetInfo("cifar10", "classification", "cifar:CIFAR10Data"),
+              DatasetInfo("cifar100", "classification", "cifar:CIFAR100Data"),
+              DatasetInfo("imagefolder", "classification", "imagefolder:ImageFolderData"),
+              DatasetInfo("synthetic", "classification", "synthetic:SyntheticData"),
+              DatasetInfo("photos", "super_resolution", "sr:PhotosData"),
+              DatasetInfo("sr_folder", "super_resolution", "sr:SRFolderData")):
+    DATASETS.register(_info.name, _info)
+
+
+def build(cfg: DataConfig, seed: int = 0, stats: dict | None = None):
+    """The DataModule for `cfg`; its `num_classes`, `in_channels` and `input_size` are known before
+    any data is read, so the model can be built first. `stats` (mean, std, resize_size) come from
+    pretrained weights where the config leaves them unset."""
+    module, attr = DATASETS.get(cfg.name).builder.split(":")
+    cls = getattr(importlib.import_module(f"reslab.data.{module}"), attr)
+    return cls(cfg, seed, **({"stats": stats} if stats else {}))
 
 
 def task_of(name: str) -> str:
-    """`classification` or `super_resolution`: what the dataset's batches are for."""
-    return DATASETS.get(name).builder.task
+    return DATASETS.get(name).task
 
 
 def model_args(dm) -> dict:

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from reslab.config.schema import DataConfig
 from reslab.data.memory import MemoryLoader, random_crop_flip
 from reslab.errors import UserError
 
@@ -27,7 +28,7 @@ class ArrayData(L.LightningDataModule):
     pad: int = 0
     flip: bool = False
 
-    def __init__(self, cfg, seed: int = 0):
+    def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__()
         self.cfg, self.seed = cfg, seed
         if cfg.classes:

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from reslab.config.schema import DataConfig
 from reslab.data.base import DataError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -18,9 +19,16 @@ class ImageFolderData(L.LightningDataModule):
     in_channels = 3
     pad = 0
 
-    def __init__(self, cfg, seed: int = 0):
+    def __init__(self, cfg: DataConfig, seed: int = 0, stats: dict | None = None):
         super().__init__()
         self.cfg, self.seed = cfg, seed
+        # Normalisation and eval resize: the config's, else the pretrained weights' own, else
+        # ImageNet's mean/std and 8/7 x the crop.
+        stats = stats or {}
+        self.mean = cfg.mean or stats.get("mean") or IMAGENET_MEAN
+        self.std = cfg.std or stats.get("std") or IMAGENET_STD
+        self.resize_size = cfg.resize_size or stats.get("resize_size") or round(
+            cfg.image_size * 8 / 7)
         self.root = Path(cfg.root)
         self.input_size = (3, cfg.image_size, cfg.image_size)
         self._sets: dict = {}
@@ -54,14 +62,14 @@ class ImageFolderData(L.LightningDataModule):
         `data.image_size`)."""
         from torchvision.transforms import v2
 
-        s, c = self.cfg.image_size, self.cfg
+        s = self.cfg.image_size
         tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(list(c.mean or IMAGENET_MEAN), list(c.std or IMAGENET_STD))]
+                v2.Normalize(list(self.mean), list(self.std))]
         if train and self.cfg.augment:
             sizes = list(range(round(s * 8 / 7), round(s * 15 / 7) + 1))
             head = [v2.RandomShortestSize(sizes), v2.RandomCrop(s), v2.RandomHorizontalFlip()]
         else:
-            head = [v2.Resize(c.resize_size or round(s * 8 / 7)), v2.CenterCrop(s)]
+            head = [v2.Resize(self.resize_size), v2.CenterCrop(s)]
         return v2.Compose(head + tail)
 
     def setup(self, stage: str | None = None) -> None:

@@ -19,6 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from reslab.config.schema import DataConfig
 from reslab.data.base import DataError
 from reslab.data.memory import ResumableLoader
 
@@ -34,7 +35,7 @@ class SRData(L.LightningDataModule):
     task = "super_resolution"
     in_channels = 3
 
-    def __init__(self, cfg, seed: int = 0):
+    def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__()
         self.cfg, self.seed, self.scale = cfg, seed, cfg.scale
         self.lr_patch = cfg.patch_size // cfg.scale
@@ -166,7 +167,7 @@ def band(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 class SRFolderData(SRData):
-    def __init__(self, cfg, seed: int = 0):
+    def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__(cfg, seed)
         self.root = Path(cfg.root)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from reslab.config.schema import DataConfig
 from reslab.data.base import ArrayData
 
 
 class SyntheticData(ArrayData):
     pad, flip = 4, True  # the CIFAR augmentation, so benchmarks pay for it too
 
-    def __init__(self, cfg, seed: int = 0):
+    def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__(cfg, seed)
         self.input_size = tuple(cfg.shape)
         self.in_channels, self.num_classes = self.input_size[0], cfg.num_classes

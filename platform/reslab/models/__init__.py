@@ -1,31 +1,29 @@
-"""The model zoo: plain PyTorch modules built by name from the registry."""
+"""The model zoo: plain PyTorch modules built by name. Importing this package does not import
+torch: the catalogue (`ModelInfo` per name) is enough to list and validate; `build` imports the
+family's module."""
 
 from __future__ import annotations
 
-from torch import nn
+import importlib
+from typing import Any
 
-from reslab.models import resnet, sr
-from reslab.models.blocks import SHORTCUTS, BasicBlock, Bottleneck
-from reslab.models.profile import count_macs, count_params
-from reslab.models.resnet import MODELS, ResNet
-from reslab.models.sr import EDSR, VDSR
+from reslab.models.catalog import MODELS, ModelInfo, depth_error
 
-__all__ = ["MODELS", "SHORTCUTS", "BasicBlock", "Bottleneck", "ResNet", "VDSR", "EDSR", "build_model",
-           "count_macs", "count_params", "depth_error", "list_models"]
+__all__ = ["MODELS", "ModelInfo", "build", "depth_error", "info", "list_models"]
 
 
-def build_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model, e.g. `build_model("resnet56", shortcut="B", num_classes=100)`."""
-    return MODELS.get(name).builder(**kwargs)
+def info(name: str) -> ModelInfo:
+    return MODELS.get(name)
 
 
-def depth_error(family: str, depth: int) -> str | None:
-    """Why `depth` is not valid for the model family, as a sentence fragment, or None."""
-    if family in sr.MIN_DEPTH:
-        return sr.depth_error(family, depth)
-    return resnet.depth_error(family, depth)
+def build(name: str, **kwargs: Any):
+    """Build a registered model, e.g. `build("resnet56", shortcut="B", num_classes=100)`; a
+    preset's fixed values (depth, shortcut) are defaults the keyword arguments may override."""
+    entry = MODELS.get(name)
+    module, attr = entry.builder.split(":")
+    builder = getattr(importlib.import_module(f"reslab.models.{module}"), attr)
+    return builder(**{**entry.fixed, **kwargs})
 
 
 def list_models(pattern: str = "*") -> list[str]:
     return MODELS.names(pattern)
-

@@ -7,8 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SHORTCUTS = ("A", "B", "C", "none")
-
 
 def conv3x3(inplanes: int, planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)

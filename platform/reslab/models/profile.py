@@ -1,9 +1,20 @@
-"""Parameter and multiply-accumulate counts (the paper's FLOPs column counts MACs, Table 1)."""
+"""Parameter and multiply-accumulate counts (the paper's FLOPs column counts MACs, Table 1).
+`profile` builds the network on PyTorch's meta device: shapes only, no memory, so a 1202-layer
+net is counted in well under a second."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from reslab import models
+
+
+def profile(name: str) -> tuple[int, int]:
+    """(parameters, forward MACs at the model's listed input size) of a registered model."""
+    with torch.device("meta"):
+        net = models.build(name)
+    return count_params(net), count_macs(net, models.info(name).input_size, device="meta")
 
 
 def count_params(model: nn.Module) -> int:
@@ -11,7 +22,7 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
+def count_macs(model: nn.Module, input_size: tuple[int, ...], device: str = "cpu") -> int:
     """Forward MACs of convolutions and linear layers for one image of `input_size` (C, H, W)."""
     total = 0
 
@@ -31,7 +42,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
     was_training = model.training
     try:
         model.eval()
-        model(torch.zeros(1, *input_size))
+        model(torch.zeros(1, *input_size, device=device))
     finally:
         model.train(was_training)
         for h in hooks:

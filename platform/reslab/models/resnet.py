@@ -5,25 +5,22 @@ registered presets are one line each."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 import torch
 from torch import nn
 
-from reslab.models.blocks import SHORTCUTS, BasicBlock, Bottleneck
-from reslab.registry import Registry
-
-MODELS = Registry("model")
+from reslab.models.blocks import BasicBlock, Bottleneck
+from reslab.models.catalog import IMAGENET_DEPTHS, SHORTCUTS, depth_error
 
 CIFAR_WIDTHS = (16, 32, 64)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
-IMAGENET_LAYERS = {
-    18: (BasicBlock, (2, 2, 2, 2)),
-    34: (BasicBlock, (3, 4, 6, 3)),
-    50: (Bottleneck, (3, 4, 6, 3)),
-    101: (Bottleneck, (3, 4, 23, 3)),
-    152: (Bottleneck, (3, 8, 36, 3)),
-}
+IMAGENET_LAYERS = dict(zip(IMAGENET_DEPTHS, [
+    (BasicBlock, (2, 2, 2, 2)),
+    (BasicBlock, (3, 4, 6, 3)),
+    (Bottleneck, (3, 4, 6, 3)),
+    (Bottleneck, (3, 4, 23, 3)),
+    (Bottleneck, (3, 8, 36, 3)),
+]))
 
 
 class ResNet(nn.Module):
@@ -97,19 +94,6 @@ class ResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
-def depth_error(family: str, depth: int) -> str | None:
-    """Why `depth` is not valid for `family`, as a sentence fragment, or None."""
-    if family == "cifar":
-        if depth >= 8 and (depth - 2) % 6 == 0:
-            return None
-        near = max(8, 6 * round((depth - 2) / 6) + 2)
-        return f"depth must be 6n+2 for cifar stems, got {depth} (did you mean {near}?)"
-    if family == "imagenet" and depth not in IMAGENET_LAYERS:
-        allowed = ", ".join(map(str, IMAGENET_LAYERS))
-        return f"depth must be one of {allowed} for the imagenet family, got {depth}"
-    return None
-
-
 def cifar_resnet(depth: int = 20, shortcut: str = "A", **kwargs) -> ResNet:
     """CIFAR ResNet (§4.2): 3x3 stem, 3 stages of n BasicBlocks, widths 16/32/64, depth 6n+2."""
     if err := depth_error("cifar", depth):
@@ -125,20 +109,3 @@ def imagenet_resnet(depth: int = 50, shortcut: str = "B", **kwargs) -> ResNet:
         raise ValueError(err)
     block, layers = IMAGENET_LAYERS[depth]
     return ResNet(block, layers, IMAGENET_WIDTHS, stem="imagenet", shortcut=shortcut, **kwargs)
-
-
-CIFAR_INPUT, IMAGENET_INPUT = (3, 32, 32), (3, 224, 224)
-OPTIONS = ("depth", "shortcut", "preact", "width", "zero_init_residual")  # config keys it takes
-CIFAR = dict(task="classification", family="cifar", input_size=CIFAR_INPUT, shortcuts=SHORTCUTS,
-             options=OPTIONS)
-IMAGENET = dict(CIFAR, family="imagenet", input_size=IMAGENET_INPUT)
-MODELS.register("cifar_resnet", cifar_resnet, depth=None, shortcut="A", **CIFAR)
-MODELS.register("imagenet_resnet", imagenet_resnet, depth=None, shortcut="B", **IMAGENET)
-for _d in (20, 32, 44, 56, 110, 1202):
-    MODELS.register(f"resnet{_d}", partial(cifar_resnet, depth=_d), depth=_d, shortcut="A", **CIFAR)
-for _d in (20, 32, 44, 56, 110):
-    MODELS.register(f"plain{_d}", partial(cifar_resnet, depth=_d, shortcut="none"), depth=_d,
-                    shortcut="none", **CIFAR)
-for _d in IMAGENET_LAYERS:
-    MODELS.register(f"resnet{_d}", partial(imagenet_resnet, depth=_d), depth=_d, shortcut="B",
-                    **IMAGENET)

@@ -14,20 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reslab.models.resnet import MODELS
+from reslab.models.catalog import SR_SCALES as SCALES
+from reslab.models.catalog import SR_SHORTCUTS, depth_error
 
-SR_SHORTCUTS = ("identity", "none")
-SCALES = (2, 3, 4)
-MIN_DEPTH = {"vdsr": 3, "edsr": 1}  # vdsr: conv layers; edsr: residual blocks
 BASE_WIDTH = 64  # features per layer at model.width = 1 (VDSR and the EDSR baseline)
-
-
-def depth_error(family: str, depth: int) -> str | None:
-    """Why `depth` is not valid for an SR family, as a sentence fragment, or None."""
-    if depth >= MIN_DEPTH[family]:
-        return None
-    unit = "conv layers" if family == "vdsr" else "residual blocks"
-    return f"depth ({unit}) must be at least {MIN_DEPTH[family]} for {family}, got {depth}"
 
 
 def conv(inplanes: int, planes: int) -> nn.Conv2d:
@@ -139,11 +129,3 @@ class EDSR(nn.Module):
         if self.global_residual:
             out = out + x
         return self.tail(self.upsample(out))
-
-
-SR_INPUT = (3, 64, 64)  # a low-resolution input for `reslab models` (MACs)
-SR = dict(task="super_resolution", depth=None, input_size=SR_INPUT)
-MODELS.register("vdsr", VDSR, family="vdsr", shortcut=None, shortcuts=(),
-                options=("depth", "width", "global_residual", "zero_init_residual"), **SR)
-MODELS.register("edsr", EDSR, family="edsr", shortcut="identity", shortcuts=SR_SHORTCUTS,
-                options=("depth", "width", "shortcut", "global_residual", "zero_init_residual"), **SR)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from torch import nn
+
+from reslab.config.schema import Config
 from reslab.tasks.base import Task
 from reslab.tasks.classification import ClassificationTask
 from reslab.tasks.super_resolution import SuperResolutionTask
@@ -9,7 +12,7 @@ from reslab.tasks.super_resolution import SuperResolutionTask
 __all__ = ["ClassificationTask", "SuperResolutionTask", "Task", "build"]
 
 
-def build(cfg, net, dm) -> Task:
+def build(cfg: Config, net: nn.Module, dm) -> Task:
     """The task for the data module's kind of data, with the network passed in."""
     t = cfg.trainer
     common = {"channels_last": t.channels_last, "compile": t.compile}

@@ -10,19 +10,19 @@ import lightning as L
 import torch
 from torch import nn
 
+from reslab.config.schema import OptimConfig
 from reslab.errors import TrainingError
+from reslab.metrics import TaskMetrics
 from reslab.tasks.optim import Schedule, build_optimizer
 
 
 class Task(L.LightningModule):
-    """Subclasses set MONITOR (the metric `best.ckpt` follows, and its direction), SUMMARY (the
-    metrics summary.json keeps) and PROGRESS (the metrics of the one-line-per-epoch log)."""
+    """Subclasses set METRICS, their task's keys (reslab.metrics): the metric `best.ckpt`
+    follows and its direction, what summary.json keeps, what the epoch line shows."""
 
-    MONITOR: tuple[str, str]
-    SUMMARY: tuple[str, ...]
-    PROGRESS: tuple[str, ...]
+    METRICS: TaskMetrics
 
-    def __init__(self, net: nn.Module, optim_cfg, channels_last: bool = False,
+    def __init__(self, net: nn.Module, optim_cfg: OptimConfig, channels_last: bool = False,
                  compile: bool = False):
         super().__init__()
         self.net, self.optim_cfg = net, optim_cfg
@@ -31,7 +31,7 @@ class Task(L.LightningModule):
             net.to(memory_format=torch.channels_last)
         # Not a registered submodule: checkpoints keep the plain `net.*` keys.
         object.__setattr__(self, "_forward", torch.compile(net) if compile else net)
-        metric, mode = self.MONITOR
+        metric, mode = self.METRICS.monitor
         # e.g. val_err_best: the best validation value so far, saved in checkpoints.
         self.register_buffer(self.best_name, torch.tensor(float("inf" if mode == "min" else "-inf")))
         # First step whose loss was NaN/Inf (-1: none), kept on the device: no sync per step.
@@ -42,7 +42,7 @@ class Task(L.LightningModule):
 
     @property
     def best_name(self) -> str:
-        return f"{self.MONITOR[0]}_best".replace("/", "_")
+        return f"{self.METRICS.monitor[0]}_best".replace("/", "_")
 
     def train(self, mode: bool = True):
         """Frozen BatchNorm layers (no trainable parameters) keep their running statistics."""
@@ -83,9 +83,9 @@ class Task(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         best = getattr(self, self.best_name)
-        pick = torch.minimum if self.MONITOR[1] == "min" else torch.maximum
+        pick = torch.minimum if self.METRICS.monitor[1] == "min" else torch.maximum
         setattr(self, self.best_name, pick(best, value.to(best)))
-        self.log(f"{self.MONITOR[0]}_best", getattr(self, self.best_name), sync_dist=True)
+        self.log(f"{self.METRICS.monitor[0]}_best", getattr(self, self.best_name), sync_dist=True)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start, self._epoch_images = time.perf_counter(), 0

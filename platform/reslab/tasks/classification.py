@@ -8,19 +8,18 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from reslab.config.schema import OptimConfig
+from reslab.metrics import CLASSIFICATION
 from reslab.tasks.base import Task
 
 WARM_CHECK_EVERY = 20  # steps between the host reads the ResNet-110 rule needs
 
 
 class ClassificationTask(Task):
-    MONITOR = ("val/err", "min")
-    SUMMARY = ("train/loss", "train/err", "val/err", "val/err_best", "val/err_top5", "test/err",
-               "test/err_top5")
-    PROGRESS = ("train/loss", "train/err", "val/err", "val/err_best")
+    METRICS = CLASSIFICATION
 
-    def __init__(self, net: nn.Module, num_classes: int, optim_cfg, channels_last: bool = False,
-                 compile: bool = False):
+    def __init__(self, net: nn.Module, num_classes: int, optim_cfg: OptimConfig,
+                 channels_last: bool = False, compile: bool = False):
         super().__init__(net, optim_cfg, channels_last, compile)
         self.label_smoothing = optim_cfg.label_smoothing
         top5 = min(5, num_classes)

@@ -7,10 +7,11 @@ import math
 import torch
 from torch import nn
 
-from reslab.pretrained import HEAD
+from reslab.config.schema import OptimConfig
+from reslab.models.catalog import HEAD
 
 
-def param_groups(net: nn.Module, cfg) -> list[dict]:
+def param_groups(net: nn.Module, cfg: OptimConfig) -> list[dict]:
     """Conv/linear weights apart from BN parameters + biases (decayed only if
     `decay_norm_and_bias`, as in the paper's Caffe/Torch setup), and the classifier `fc` apart
     from the backbone (whose lr is scaled by `backbone_lr_mult` when fine-tuning). Frozen
@@ -27,7 +28,7 @@ def param_groups(net: nn.Module, cfg) -> list[dict]:
     return out
 
 
-def build_optimizer(cfg, net: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: OptimConfig, net: nn.Module) -> torch.optim.Optimizer:
     groups = param_groups(net, cfg)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -40,10 +41,10 @@ class Schedule:
     A callable object (not a closure) so LambdaLR saves its attributes in checkpoints — including
     `warm`, the state of the ResNet-110 rule (§4.2: lr 0.01 until training error < 80 %)."""
 
-    def __init__(self, cfg, total_steps: int | None = None):
+    def __init__(self, cfg: OptimConfig, total_steps: int | None = None):
         # total_steps may be set later (see ClassificationTask.on_train_start); step 0 of every
         # schedule is independent of it.
-        self.kind, self.total = cfg.schedule, total_steps
+        self.kind, self.total = str(cfg.schedule), total_steps  # plain str: saved in checkpoints
         self.milestones, self.gamma = list(cfg.milestones), cfg.gamma
         self.warmup_steps = cfg.warmup_steps
         self.warm_factor = (cfg.warmup_lr / cfg.lr) if cfg.warmup_lr else 1.0

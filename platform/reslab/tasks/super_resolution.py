@@ -15,6 +15,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from reslab.config.schema import OptimConfig
+from reslab.metrics import SUPER_RESOLUTION
 from reslab.models.sr import bicubic
 from reslab.tasks.base import Task
 
@@ -22,14 +24,10 @@ EVAL_METRICS = ("psnr", "ssim", "psnr_bicubic")
 
 
 class SuperResolutionTask(Task):
-    MONITOR = ("val/psnr", "max")
-    SUMMARY = ("train/loss", "val/loss", "val/psnr", "val/psnr_best", "val/ssim",
-               "val/psnr_bicubic", "val/psnr_gain", "test/psnr", "test/ssim",
-               "test/psnr_bicubic", "test/psnr_gain")
-    PROGRESS = ("train/loss", "val/psnr", "val/psnr_bicubic", "val/psnr_best")
+    METRICS = SUPER_RESOLUTION
 
-    def __init__(self, net: nn.Module, scale: int, optim_cfg, channels_last: bool = False,
-                 compile: bool = False):
+    def __init__(self, net: nn.Module, scale: int, optim_cfg: OptimConfig,
+                 channels_last: bool = False, compile: bool = False):
         super().__init__(net, optim_cfg, channels_last, compile)
         self.scale = scale
         self.metrics = nn.ModuleDict({f"{split}_{m}": MeanMetric() for split in ("val", "test")

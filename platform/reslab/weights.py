@@ -17,10 +17,10 @@ from torch import nn
 
 from reslab import checkpoint
 from reslab.errors import UserError
-from reslab.tracking import RunDir, read_summary
+from reslab.models import ModelInfo
+from reslab.rundir import RunDir, is_run_dir, read_summary
 
-HEAD = "fc"
-FREEZE_LEVELS = ("none", "stem", "layer1", "layer2", "layer3", "layer4", "backbone")
+STEM = ("conv1", "bn1")
 
 
 def is_torchvision_name(spec: str) -> bool:
@@ -69,7 +69,7 @@ def load_file(spec: str) -> dict:
     """A run directory (best.ckpt, else last.ckpt), a run-name folder (its newest completed run),
     a Lightning checkpoint or a plain state dict."""
     p = Path(spec)
-    if p.is_dir() and not (p / "config.yaml").is_file():
+    if p.is_dir() and not is_run_dir(p):
         done = sorted(d for d in p.iterdir()
                       if read_summary(RunDir(d)).get("status") == "completed")
         if not done:
@@ -86,12 +86,12 @@ def load_file(spec: str) -> dict:
     return state
 
 
-def load_into(net: nn.Module, spec: str, model_name: str, depth: int | None) -> None:
+def load_into(net: nn.Module, spec: str, info: ModelInfo, depth: int | None) -> None:
     """Load `spec` into `net`; one printed line says when the classifier was replaced."""
     if spec == "none":
         return
     if is_torchvision_name(spec):
-        state = load_torchvision(torchvision_weights(model_name, depth, spec))
+        state = load_torchvision(torchvision_weights(info.name, depth, spec))
     else:
         state = load_file(spec)
     own = net.state_dict()
@@ -99,11 +99,11 @@ def load_into(net: nn.Module, spec: str, model_name: str, depth: int | None) -> 
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
     replaced = None
-    head = [k for k in own if k.startswith(f"{HEAD}.")]
+    head = [k for k in own if info.head and k.startswith(f"{info.head}.")]
     if set(mismatched) & set(head) and set(mismatched) <= set(head):
-        old = state[f"{HEAD}.weight"].shape[0]
-        replaced = (f"classifier {HEAD} replaced: the weights have {old} classes, the data "
-                    f"{own[f'{HEAD}.weight'].shape[0]}")
+        old = state[f"{info.head}.weight"].shape[0]
+        replaced = (f"classifier {info.head} replaced: the weights have {old} classes, the data "
+                    f"{own[f'{info.head}.weight'].shape[0]}")
         state = {k: v for k, v in state.items() if k not in head}
         missing, mismatched = [k for k in missing if k not in head], []
     problems = [("shape differs", mismatched), ("missing in the weights", missing),
@@ -111,25 +111,25 @@ def load_into(net: nn.Module, spec: str, model_name: str, depth: int | None) -> 
     for what, keys in problems:
         if keys:
             shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
-            raise UserError(f"model.weights={spec} does not fit model {model_name}: {what}: {shown}")
+            raise UserError(f"model.weights={spec} does not fit model {info.name}: {what}: {shown}")
     net.load_state_dict(state, strict=replaced is None)
     if replaced:
         print(replaced, flush=True)
 
 
-def freeze(net: nn.Module, level: str) -> None:
-    """Turn off gradients for the stem and stages up to `level` (or all but `fc`); the task
-    keeps BatchNorm layers without trainable parameters in eval mode."""
+def freeze(net: nn.Module, level: str, info: ModelInfo) -> None:
+    """Turn off gradients for the stem and the stages up to and including `level` (or all but
+    the classifier: `backbone`); the task keeps BatchNorm layers without trainable parameters
+    in eval mode (their statistics are part of what was learned)."""
     if level == "none":
         return
-    stages = [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(net, n)]
     if level == "backbone":
-        names = [n for n, _ in net.named_children() if n != HEAD]
-    elif level == "stem" or level in stages:
-        names = ["conv1", "bn1"] + stages[: stages.index(level) + 1 if level != "stem" else 0]
+        names = [n for n, _ in net.named_children() if n != info.head]
+    elif level == "stem" or level in info.stages:
+        names = [*STEM, *info.stages[: info.stages.index(level) + 1 if level != "stem" else 0]]
     else:
-        raise UserError(f"model.freeze={level} does not exist in this model (it has "
-                        f"{', '.join(['stem', *stages, 'backbone'])})")
+        raise UserError(f"model.freeze={level} does not exist in model {info.name} (it has "
+                        f"{', '.join(['stem', *info.stages, 'backbone'])})")
     for n in names:
         for p in getattr(net, n).parameters():
             p.requires_grad_(False)

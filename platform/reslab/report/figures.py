@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import re
 from pathlib import Path
 
@@ -12,7 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from reslab.compare import Run, group, higher_is_better, mean_std  # noqa: E402
+from reslab.metrics import higher_is_better  # noqa: E402
+from reslab.report.runs import Run  # noqa: E402
+from reslab.report.table import group, mean_std  # noqa: E402
 
 
 def label(key: tuple, by: list[str]) -> str:
@@ -162,25 +162,4 @@ def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
-
-
-def write_report(out: Path, header: list[str], rows: list[list[str]], figures: list[Path],
-                 by: list[str], metric: str) -> Path:
-    """One HTML file with the table and the figures inlined: it opens anywhere, offline."""
-    cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
-    imgs = "".join(
-        f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"'
-        f' alt="{p.stem}"><figcaption>{p.name}</figcaption></figure>' for p in figures)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>reslab compare</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}th{{background:#f3f3f3}}
-img{{max-width:100%}}</style></head><body><h1>reslab compare</h1>
-<p>grouped by {html.escape(', '.join(by))}; metric {html.escape(metric)}
-({'higher' if higher_is_better(metric) else 'lower'} is better); mean ± std over n runs.</p>
-<table><tr>{cells}</tr>{body}</table>{imgs}</body></html>"""
-    path = out / "report.html"
-    path.write_text(page)
     return path

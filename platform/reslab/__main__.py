@@ -1,0 +1,7 @@
+"""`python -m reslab`: the same command as `reslab`."""
+
+import sys
+
+from reslab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""From a validated config to the objects a run trains: the DataModule and the network (with
+pretrained weights loaded and stages frozen). The config is read, never changed: statistics
+that pretrained weights bring (their input normalisation) go to the DataModule as arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from reslab import data, models, weights
+from reslab.config.schema import Config
+from reslab.errors import UserError
+from reslab.models import ModelInfo
+
+
+@dataclass(frozen=True)
+class Built:
+    datamodule: Any          # a LightningDataModule
+    net: nn.Module
+    info: ModelInfo
+
+
+def build(cfg: Config, device: str | None = None) -> Built:
+    """Everything that can refuse the config — data present, model buildable, weights that fit —
+    happens here, before any file of the run is written."""
+    dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
+    dm.check()
+    info = models.info(cfg.model.name)
+    with torch.device(device or "cpu"):
+        net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
+    if cfg.diagnostics.every_n_steps and not hasattr(net, "blocks"):
+        raise UserError(f"diagnostics.every_n_steps needs a model with residual blocks (a ResNet "
+                        f"or edsr), got model.name={cfg.model.name}; set it to 0")
+    weights.load_into(net, cfg.model.weights, info, cfg.model.depth)
+    weights.freeze(net, str(cfg.model.freeze), info)
+    return Built(dm, net, info)
+
+
+def check(cfg: Config) -> None:
+    """`build` without the cost where it can: the network on PyTorch's meta device (shapes
+    only) unless weights must be loaded into it. For `reslab submit` on a login node."""
+    build(cfg, device="cpu" if cfg.model.weights != "none" else "meta")
+
+
+def model_kwargs(cfg: Config) -> dict[str, Any]:
+    """The keyword arguments the model builder takes from config (None = the model's default)."""
+    options = models.info(cfg.model.name).options
+    return {k: v for k in options if (v := getattr(cfg.model, k)) is not None}
+
+
+def data_stats(cfg: Config) -> dict | None:
+    """Image folders read with torchvision weights get the weights' own normalisation and
+    resize (the config's data.mean/std/resize_size win where set); in-memory sets normalise
+    from their own training images."""
+    spec = cfg.model.weights
+    if cfg.data.name != "imagefolder" or not weights.is_torchvision_name(spec):
+        return None
+    tf = weights.torchvision_weights(cfg.model.name, cfg.model.depth, spec).transforms()
+    return {"mean": list(tf.mean), "std": list(tf.std), "resize_size": tf.resize_size[0]}

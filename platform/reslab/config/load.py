@@ -1,0 +1,198 @@
+"""Load a config: safe YAML recipes and KEY=VALUE overrides merged in order onto the schema
+(OmegaConf struct mode refuses unknown keys and wrong types), validated, and handed out as a
+frozen `Config`. This is the one place that refuses a bad config value."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from reslab.config import validate as V
+from reslab.config.schema import Config
+from reslab.errors import ConfigError
+from reslab.registry import did_you_mean
+
+MAX_YAML_BYTES = 1 << 20
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def load(recipes: list[str | Path] = (), overrides: list[str] = ()) -> Config:
+    """Schema defaults ← each recipe in order ← KEY=VALUE overrides, validated and frozen."""
+    cfg = OmegaConf.structured(Config)
+    for path in recipes:
+        cfg = merge(cfg, read_yaml(path), source=f"recipe file '{path}'")
+    cfg = merge(cfg, parse_overrides(overrides), source="the command line")
+    return freeze(cfg)
+
+
+def derive(cfg: Config, changes: dict[str, Any]) -> Config:
+    """A new validated config: `cfg` with dotted keys set (`{"trainer.max_steps": 35}`). The
+    code's way to vary a config (sweep trials, bench, SLURM geometry): `cfg` stays as it was."""
+    nested: dict = {}
+    for key, value in changes.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return freeze(merge(OmegaConf.structured(cfg), nested, source="the derived config"))
+
+
+def freeze(cfg: DictConfig) -> Config:
+    obj = OmegaConf.to_object(cfg)
+    V.validate(obj)
+    return obj
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Safe YAML only: no Python tags, bounded size, no alias expansion bombs, no interpolation."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe file '{path}' does not exist")
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"recipe file '{path}' is larger than {MAX_YAML_BYTES} bytes")
+    try:
+        text = p.read_text()
+        events = list(yaml.parse(text, Loader=yaml.SafeLoader))
+        if any(isinstance(e, yaml.AliasEvent) for e in events):
+            raise ConfigError(f"recipe file '{path}' uses YAML aliases (*name), which reslab "
+                              "does not allow; write the values out")
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe file '{path}' is not text (UTF-8 YAML)") from None
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"recipe file '{path}' is not valid YAML: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe file '{path}' must hold a mapping of keys, got "
+                          f"{type(data).__name__}")
+    return data
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """`model.depth=56` → {"model": {"depth": 56}}. Values are YAML, except for keys whose
+    schema type is text (a path, a name, a time): those keep the characters as typed."""
+    out: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' must look like KEY=VALUE (e.g. model.depth=56)")
+        if CONTROL.search(item):
+            raise ConfigError(f"override {item!r} contains a control character (a newline?)")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}' sets a key below the value '{part}'")
+        node[leaf] = _value(key, raw)
+    return out
+
+
+def _value(key: str, raw: str) -> Any:
+    kind = field_type(key)
+    if kind is not None and _is_text(kind):
+        return None if raw in ("null", "~") and type(None) in typing.get_args(kind) else raw
+    try:
+        return yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def _is_text(kind: Any) -> bool:
+    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+    return len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], str) \
+        and not issubclass(args[0], Enum)
+
+
+def field_type(key: str, schema: type = Config) -> Any:
+    """The annotated type of a dotted key, or None when the schema has no such key."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        sub = typing.get_type_hints(schema).get(part)
+        if not dataclasses.is_dataclass(sub):
+            return None
+        schema = sub
+    return typing.get_type_hints(schema).get(leaf)
+
+
+def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") -> DictConfig:
+    """`data` onto the structured `cfg` (struct mode: unknown keys and wrong types refused)."""
+    check_no_interpolation(data, source)
+    try:
+        return OmegaConf.merge(cfg, data)
+    except ConfigKeyError as e:
+        key = e.full_key or "?"
+        raise ConfigError(f"unknown {what} '{key}' in {source}"
+                          f"{did_you_mean(key, keys_of(cfg))}") from None
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"bad value for config key '{key}' in {source}: {msg}") from None
+
+
+def check_no_interpolation(data: Any, source: str, key: str = "") -> None:
+    """`${oc.env:WANDB_API_KEY}` would read the environment into the run's files: refused."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            check_no_interpolation(v, source, f"{key}.{k}" if key else str(k))
+    elif isinstance(data, list):
+        for v in data:
+            check_no_interpolation(v, source, key)
+    elif isinstance(data, str) and "${" in data:
+        raise ConfigError(f"{key}={data!r} in {source} uses interpolation ('${{...}}'), which "
+                          "reslab does not allow (it can read the environment); write the value")
+
+
+def all_keys() -> list[str]:
+    """Every dotted key of the config schema."""
+    return keys_of(OmegaConf.structured(Config))
+
+
+def keys_of(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """The dotted keys of a structured config (its schema's keys)."""
+    keys = []
+    for name in cfg:
+        node = cfg._get_node(name)
+        if isinstance(node, DictConfig) and node._metadata.object_type not in (None, dict):
+            keys += keys_of(node, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def select(cfg: Config, key: str) -> Any:
+    """The value at a dotted key (`trainer.devices`)."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict:
+    """Plain types only (Enum members as their strings): for YAML, JSON, W&B and checkpoints."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'depth': 56}} -> {'model.depth': 56}: the flat keys W&B and sweeps group by."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,102 @@
+"""Rules a config must satisfy beyond its schema types: each failure is one sentence with the
+key, the value and what is allowed. They read the config and the two catalogues (models,
+datasets) only — no torch, no data on disk."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from reslab import data, models
+from reslab.config.schema import PRECISIONS, Config, ModelConfig
+from reslab.errors import ConfigError
+from reslab.models.catalog import SR_SCALES
+from reslab.registry import did_you_mean, suggest
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+POSITIVE = ("data.batch_size", "trainer.max_epochs", "trainer.devices", "trainer.num_nodes",
+            "trainer.log_every_n_steps", "trainer.check_val_every_n_epoch", "slurm.nodes",
+            "slurm.cpus_per_task")
+# model.* keys that go to the builder; each registered model lists the ones it takes (`options`).
+BUILDER_KEYS = ("depth", "shortcut", "preact", "width", "zero_init_residual", "global_residual")
+
+
+def validate(cfg: Config) -> None:
+    if cfg.trainer.precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got "
+                          f"'{cfg.trainer.precision}'{did_you_mean(cfg.trainer.precision, PRECISIONS)}")
+    for key in POSITIVE:
+        section, name = key.split(".")
+        if (value := getattr(getattr(cfg, section), name)) < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    if cfg.data.name not in data.DATASETS:
+        raise ConfigError(f"data.name: unknown dataset '{cfg.data.name}'"
+                          f"{suggest(cfg.data.name, data.DATASETS.names())}")
+    validate_model(cfg)
+    if not 0 < cfg.optim.lr < 100:
+        raise ConfigError(f"optim.lr must be in (0, 100), got {cfg.optim.lr}")
+    if cfg.data.val_size < 0:
+        raise ConfigError(f"data.val_size must be a fraction or a count >= 0, got {cfg.data.val_size}")
+    check_run_name(cfg.run.name)
+
+
+def validate_model(cfg: Config) -> None:
+    m = cfg.model
+    if m.name not in models.MODELS:
+        raise ConfigError(f"model.name: unknown model '{m.name}'"
+                          f"{suggest(m.name, models.MODELS.names())}")
+    info = models.info(m.name)
+    if unused := unused_options(m, info.options):
+        key = unused[0]
+        default = yaml.safe_dump(getattr(ModelConfig(), key)).split("\n")[0]
+        raise ConfigError(f"model.{key}={getattr(m, key)} does not apply to model.name={m.name}, "
+                          f"which takes {', '.join('model.' + o for o in info.options)} (reset "
+                          f"it with model.{key}={default})")
+    if m.shortcut is not None and m.shortcut not in info.shortcuts:
+        raise ConfigError(f"model.shortcut must be one of {', '.join(info.shortcuts)} for "
+                          f"{m.name} (none = the plain network), got '{m.shortcut}'")
+    if m.depth is not None:
+        if info.depth is not None and m.depth != info.depth:
+            raise ConfigError(f"model.depth={m.depth} conflicts with model.name={m.name} (depth "
+                              f"{info.depth}); use model.name={info.family}_resnet to choose "
+                              "the depth")
+        if err := models.depth_error(info.family, m.depth):
+            raise ConfigError(f"model.{err}")
+    if m.width <= 0:
+        raise ConfigError(f"model.width must be positive, got {m.width}")
+    data_task = data.task_of(cfg.data.name)
+    if info.task != data_task:
+        fits = [n for n in data.DATASETS.names() if data.task_of(n) == info.task]
+        raise ConfigError(f"model.name={m.name} is a {info.task.replace('_', '-')} model but "
+                          f"data.name={cfg.data.name} is a {data_task.replace('_', '-')} dataset; "
+                          f"use data.name={' or '.join(fits)}")
+    if info.task == "super_resolution":
+        validate_sr(cfg)
+
+
+def unused_options(m: ModelConfig, options: tuple[str, ...]) -> list[str]:
+    """Builder keys set away from their schema default that this model does not take."""
+    defaults = ModelConfig()
+    return [k for k in BUILDER_KEYS if k not in options and getattr(m, k) != getattr(defaults, k)]
+
+
+def validate_sr(cfg: Config) -> None:
+    d = cfg.data
+    if d.scale not in SR_SCALES:
+        raise ConfigError(f"data.scale must be one of {', '.join(map(str, SR_SCALES))}, got {d.scale}")
+    if d.patch_size % d.scale or d.patch_size < 4 * d.scale:
+        raise ConfigError(f"data.patch_size must be a multiple of data.scale={d.scale} and at "
+                          f"least {4 * d.scale}, got {d.patch_size}")
+    if cfg.model.freeze != "none":
+        raise ConfigError(f"model.freeze={cfg.model.freeze} applies to ResNet classifiers only; "
+                          "super-resolution models train whole (model.freeze=none)")
+
+
+def check_run_name(name: str) -> None:
+    """Run names become directory names and job names: one path component, printable."""
+    if not name or CONTROL.search(name) or "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"run.name must be a single printable path component (no '/', '..' or "
+                          f"control characters), got {name!r}")
+
+

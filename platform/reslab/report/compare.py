@@ -1,0 +1,56 @@
+"""`reslab compare`: run and sweep directories (or a W&B project) -> the grouped table, figures,
+report.html and table.csv."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from reslab.errors import UserError
+from reslab.report import figures, html
+from reslab.report.runs import Run, find_runs
+from reslab.report.table import default_metric, format_table, table, varied_keys
+
+
+def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = None,
+            out: str | Path | None = None) -> dict:
+    """Table (printed by the CLI) plus figures and report.html in `out`."""
+    runs = find_runs(dirs)
+    by = by or varied_keys(runs) or ["model.name"]
+    metric = metric or default_metric(runs)
+    unknown = [k for k in by if all(k not in r.config for r in runs)]
+    if unknown:
+        raise UserError(f"--by key '{unknown[0]}' is in no run's config (e.g. model.depth, "
+                        "model.shortcut)")
+    header, rows = table(runs, by, metric)
+    out = Path(out or (Path(dirs[0]) / "compare"))
+    out.mkdir(parents=True, exist_ok=True)
+    files = figures.write_all(runs, by, metric, out)
+    files.append(html.write_report(out, header, rows, files, by, metric))
+    with open(out / "table.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    files.append(out / "table.csv")
+    return {"table": format_table(header, rows), "files": files}
+
+
+def compare_wandb(path: str, by: list[str] | None, metric: str | None) -> dict:
+    """Runs from the W&B public API (online): the same table, from W&B configs and summaries."""
+    import os
+    import socket
+
+    if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled"):
+        raise UserError(f"--wandb {path} needs W&B online, but WANDB_MODE="
+                        f"{os.environ['WANDB_MODE']}; compare the run directories instead")
+    try:
+        socket.create_connection(("api.wandb.ai", 443), timeout=5).close()
+    except OSError:
+        raise UserError(f"--wandb {path}: W&B is unreachable (no network); compare the run "
+                        "directories instead") from None
+    import wandb
+
+    runs = [Run(Path(r.id), dict(r.config), dict(r.summary)) for r in wandb.Api().runs(path)]
+    if not runs:
+        raise UserError(f"no runs in W&B project {path}")
+    by = by or varied_keys(runs) or ["model.name"]
+    header, rows = table(runs, by, metric or default_metric(runs))
+    return {"table": format_table(header, rows), "files": []}

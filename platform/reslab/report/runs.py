@@ -1,0 +1,57 @@
+"""Runs as tables and figures see them: a run directory's flat config, summary and metric rows
+(read through the run-directory contract), found under any mix of run and sweep directories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reslab.errors import UserError
+from reslab.rundir import RunDir, read_flat_config, read_metrics, read_summary
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    summary: dict
+    rows: list[dict] = field(default_factory=list)
+
+    def get(self, key: str):
+        return self.summary[key] if key in self.summary else self.config.get(key)
+
+    def epochs(self, key: str) -> list[tuple[int, float]]:
+        """(epoch, value) for every row that logged `key` (epoch-level rows)."""
+        out = {}
+        for r in self.rows:
+            if r.get(key) not in (None, ""):
+                out[int(float(r["epoch"])) + 1] = float(r[key])
+        return sorted(out.items())
+
+    def last_row_with(self, prefix: str) -> dict:
+        for r in reversed(self.rows):
+            vals = {k: float(v) for k, v in r.items() if k.startswith(prefix) and v not in ("", None)}
+            if vals:
+                return vals
+        return {}
+
+
+def find_runs(dirs: list[str | Path]) -> list[Run]:
+    runs = []
+    for d in dirs:
+        d = Path(d)
+        if not d.exists():
+            raise UserError(f"{d} does not exist")
+        found = [d] if RunDir(d).config.is_file() else sorted(
+            p.parent for p in d.rglob(RunDir(d).config.name)
+            if "tune" not in p.relative_to(d).parts[:1])
+        runs += [load_run(p) for p in found if RunDir(p).summary.is_file()]
+    if not runs:
+        raise UserError(f"no runs (directories with config.yaml and summary.json) under "
+                        f"{', '.join(map(str, dirs))}")
+    return runs
+
+
+def load_run(path: Path) -> Run:
+    run = RunDir(path)
+    return Run(path, read_flat_config(run), read_summary(run), read_metrics(run))

@@ -1,0 +1,201 @@
+"""The run-directory contract, and the only module that knows its file names:
+
+    <run.root>/<run.name>/<run_id>/
+        config.yaml  summary.json  metrics.csv  checkpoints/{last,best}.ckpt  wandb/
+        slurm/{job.sbatch, job_id, log}
+    <run.root>/<sweep name>/
+        <trial>/ (a run directory)  sweep.csv  best_config.yaml  tune/
+
+Run ids, paths that cannot escape run.root, config and summary I/O (atomic, secrets redacted)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reslab.config.load import flatten, to_dict
+from reslab.config.schema import Config
+from reslab.config.validate import check_run_name
+from reslab.errors import UserError
+from reslab.fileio import write_atomic
+
+SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)", re.I)
+SECRET_ENV = ("WANDB_API_KEY",)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    config = property(lambda self: self.path / "config.yaml")
+    summary = property(lambda self: self.path / "summary.json")
+    metrics = property(lambda self: self.path / "metrics.csv")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    last_ckpt = property(lambda self: self.path / "checkpoints" / "last.ckpt")
+    best_ckpt = property(lambda self: self.path / "checkpoints" / "best.ckpt")
+    slurm = property(lambda self: self.path / "slurm")
+    job_id_file = property(lambda self: self.path / "slurm" / "job_id")
+    log_pointer = property(lambda self: self.path / "slurm" / "log")
+
+    @property
+    def weights_ckpt(self) -> Path:
+        """best.ckpt, else last.ckpt: the weights to evaluate or to start from."""
+        return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
+
+    def job_id(self) -> str | None:
+        """The SLURM job (or array task) this run was submitted as."""
+        return self.job_id_file.read_text().strip() if self.job_id_file.is_file() else None
+
+    def log(self) -> Path | None:
+        """The SLURM log file of the run's job (the pointer written at submission)."""
+        return Path(self.log_pointer.read_text().strip()) if self.log_pointer.is_file() else None
+
+    def record_job(self, job_id: str, log: str) -> None:
+        self.slurm.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.job_id_file, job_id + "\n")
+        write_atomic(self.log_pointer, log + "\n")
+
+
+@dataclass(frozen=True)
+class SweepDir:
+    path: Path
+
+    results = property(lambda self: self.path / "sweep.csv")
+    best_config = property(lambda self: self.path / "best_config.yaml")
+    tune = property(lambda self: self.path / "tune")
+    slurm = property(lambda self: self.path / "slurm")
+
+    def trial(self, name: str) -> RunDir:
+        return RunDir(self.path / name)
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file()
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def run_path(cfg: Config, run_id: str) -> Path:
+    """<run.root>/<run.name>/<run_id>, refusing anything that would land outside run.root."""
+    check_run_name(cfg.run.name)
+    root = Path(cfg.run.root).resolve()
+    path = (root / cfg.run.name / run_id).resolve()
+    if root not in path.parents:
+        raise UserError(f"run directory {path} would be outside run.root {root}")
+    return path
+
+
+def open_run(cfg: Config, run_id: str | None = None) -> RunDir:
+    """Create the run directory and write its resolved, redacted config.yaml."""
+    run = RunDir(run_path(cfg, run_id or new_run_id()))
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    write_config(run, cfg)
+    return run
+
+
+def write_config(run: RunDir, cfg: Config) -> None:
+    write_atomic(run.config, yaml.safe_dump(redact(to_dict(cfg)), sort_keys=False))
+
+
+def find_run(path: str | Path) -> RunDir:
+    """A run directory given by the user (resume, test), or a checkpoint inside one."""
+    p = Path(path)
+    if p.is_file() and p.parent.name == "checkpoints":
+        p = p.parent.parent
+    if not is_run_dir(p):
+        raise UserError(f"{path} is not a run directory (no config.yaml in it)")
+    return RunDir(p.resolve())
+
+
+def read_summary(run: RunDir) -> dict:
+    try:
+        return json.loads(run.summary.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_summary(run: RunDir, summary: dict) -> None:
+    write_atomic(run.summary, json.dumps(redact(summary), indent=2, sort_keys=True) + "\n")
+
+
+def read_flat_config(run: RunDir) -> dict[str, Any]:
+    """config.yaml as flat keys (`model.depth`): what tables group by."""
+    return flatten(yaml.safe_load(run.config.read_text()) or {})
+
+
+def read_metrics(run: RunDir, up_to_step: int | None = None) -> list[dict]:
+    """metrics.csv rows (strings, as written), optionally only those up to a step."""
+    if not run.metrics.is_file():
+        return []
+    with open(run.metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows if up_to_step is None else [r for r in rows if int(r["step"]) <= up_to_step]
+
+
+def redact(obj: Any) -> Any:
+    """Mask values under secret-looking keys and any value equal to a secret in the environment."""
+    env_secrets = {v for k in SECRET_ENV if (v := os.environ.get(k))}
+    if isinstance(obj, dict):
+        return {k: "***" if SECRET_KEY.search(str(k)) and v else redact(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str) and any(s in obj for s in env_secrets):
+        return "***"
+    return obj
+
+
+def env_info() -> dict:
+    """What reproducing the run needs besides its config: code version and package versions."""
+    return {
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        **{name: _version(name) for name in ("torch", "torchvision", "lightning")},
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "ray_node_id": _ray_node_id(),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node a sweep trial ran on (which SLURM node, in a multi-node sweep job)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
+def _git_commit() -> str | None:
+    src = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,95 @@
+"""sbatch scripts rendered from the same config that builds the Trainer. Every value written is
+validated (no control characters, `$(` or backticks) and quoted; no secret is written (the W&B
+key stays in the submitting user's environment, which sbatch exports to the job).
+
+Preemption: SLURM sends USR1 `slurm.signal_margin_s` before the time limit (or `scancel
+--signal=USR1`); the ranks checkpoint at the next step boundary and requeue the job, which
+restarts with the same job id and resumes the same run directory (reslab.callbacks)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from importlib import resources
+from pathlib import Path
+
+from reslab.config.schema import Config
+from reslab.errors import ConfigError
+from reslab.rundir import RunDir, SweepDir
+
+UNSAFE = re.compile(r"[\x00-\x1f\x7f]|\$\(|`")
+
+
+def check_value(key: str, value) -> str:
+    text = str(value)
+    if UNSAFE.search(text):
+        raise ConfigError(f"{key}={text!r} contains a control character, '$(' or a backtick, "
+                          "which reslab never writes into a job script")
+    return text
+
+
+def header(cfg: Config, log: Path, array: int = 0, signal: str = "USR1",
+           tasks_per_node: int | None = None) -> list[str]:
+    """The #SBATCH block: geometry, requeue, append-mode log, the preemption signal."""
+    s = cfg.slurm
+    per_node = max(1, s.gpus_per_node) if tasks_per_node is None else tasks_per_node
+    opts = [("job-name", "run.name", cfg.run.name), ("nodes", "slurm.nodes", s.nodes),
+            ("ntasks-per-node", "slurm.gpus_per_node", per_node),
+            ("cpus-per-task", "slurm.cpus_per_task", s.cpus_per_task),
+            ("gpus-per-node", "slurm.gpus_per_node", s.gpus_per_node or None),
+            ("time", "slurm.time", s.time), ("partition", "slurm.partition", s.partition),
+            ("account", "slurm.account", s.account), ("qos", "slurm.qos", s.qos),
+            ("mem", "slurm.mem", s.mem), ("constraint", "slurm.constraint", s.constraint),
+            ("array", "--array", f"0-{array - 1}" if array > 1 else None),
+            ("output", "run.root", log),
+            ("signal", "slurm.signal_margin_s", f"{signal}@{int(s.signal_margin_s)}")]
+    lines = ["#!/bin/bash"]
+    for opt, key, value in opts:
+        if value is not None:
+            lines.append(f"#SBATCH --{opt}={_sbatch_quote(check_value(key, value))}")
+    lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
+    lines += [f"#SBATCH {check_value('slurm.extra', e)}" for e in s.extra]
+    lines += ["", "set -euo pipefail", 'echo "reslab: job $SLURM_JOB_ID attempt '
+              '$((${SLURM_RESTART_COUNT:-0} + 1)) on $SLURM_JOB_NODELIST"']
+    return lines + [check_value("slurm.setup", line) for line in s.setup]
+
+
+def _sbatch_quote(value: str) -> str:
+    # sbatch reads #SBATCH lines itself (no shell): double quotes keep spaces in one value.
+    if '"' in value:
+        raise ConfigError(f"a job option cannot contain a double quote, got {value!r}")
+    return f'"{value}"' if re.search(r"\s", value) else value
+
+
+def render(cfg: Config, runs: list[RunDir], log: Path, python: str = sys.executable) -> str:
+    """The sbatch script for one run, or a job array with one run directory per task."""
+    lines = header(cfg, log, array=len(runs))
+    lines.append("# every attempt (first or requeued) resumes the same run directory")
+    train = " ".join(shlex.quote(c) for c in [python, "-m", "reslab", "train", "--resume"])
+    if len(runs) == 1:
+        target = shlex.quote(check_value("run.root", runs[0].path))
+    else:
+        quoted = " ".join(shlex.quote(check_value("run.root", r.path)) for r in runs)
+        lines.append(f"RUNS=({quoted})")
+        target = '"${RUNS[$SLURM_ARRAY_TASK_ID]}"'
+    lines.append(f"srun --kill-on-bad-exit=1 {train} {target}")
+    return "\n".join(lines) + "\n"
+
+
+def render_sweep(cfg: Config, spec_path: Path, items: list[str], sweep: SweepDir,
+                 python: str = sys.executable) -> str:
+    """A job that starts a Ray cluster over its nodes (ray_cluster.sh) and runs the sweep driver
+    against it. USR1 goes to the batch shell (B:), which requeues the job; the requeued job
+    continues the sweep with --resume (trials restart from their own checkpoints)."""
+    lines = header(cfg, sweep.slurm / "slurm-%j.out", signal="B:USR1", tasks_per_node=1)
+    lines.append(f"RAY={shlex.quote(str(Path(python).with_name('ray')))}")
+    lines.append(resources.files("reslab.slurm").joinpath("ray_cluster.sh").read_text())
+    lines.append('trap \'echo "reslab: preempted, requeueing"; scontrol requeue '
+                 '"$SLURM_JOB_ID"\' USR1')
+    resume = f'$( [ -d {shlex.quote(str(sweep.tune))} ] && echo --resume || true)'
+    driver = " ".join(shlex.quote(check_value("sweep", c)) for c in
+                      [python, "-m", "reslab", "sweep", str(spec_path), *items])
+    lines.append(f'{driver} --address "$head_ip:$port" {resume} &')
+    lines.append("wait $!")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""`reslab status`: the queue state, restarts, progress and log tail of submitted runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from reslab.metrics import BY_TASK
+from reslab.rundir import RunDir, read_summary
+
+
+def submitted_runs(root: Path) -> list[Path]:
+    """Run directories under `root` that were submitted to SLURM."""
+    return sorted(p.parent.parent for p in Path(root).glob("*/*/slurm/job_id"))
+
+
+def status_rows(paths: list[Path]) -> list[dict]:
+    rows = []
+    for p in paths:
+        run = RunDir(Path(p))
+        jid = run.job_id()
+        state, n = _scontrol(jid) if jid else ("-", "-")
+        s = read_summary(run)
+        log = run.log()
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log and log.is_file() \
+            else []
+        rows.append({"run": str(run.path), "job": jid or "-", "state": state, "restarts": n,
+                     "status": s.get("status", "-"), "epoch": s.get("epoch", "-"),
+                     "metric": (metric := monitored(s)), "value": s.get(metric, "-"),
+                     "log": tail[0] if tail else ""})
+    return rows
+
+
+def monitored(summary: dict) -> str:
+    """The metric the run's task selects checkpoints on (val/err, val/psnr)."""
+    keys = [m.monitor[0] for m in BY_TASK.values()]
+    return next((k for k in keys if k in summary), keys[0])
+
+
+def _scontrol(jid: str) -> tuple[str, str]:
+    try:
+        out = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True,
+                             timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "-"
+    state = re.search(r"JobState=(\S+)", out)
+    n = re.search(r"Restarts=(\d+)", out)
+    return (state.group(1) if state else "gone"), (n.group(1) if n else "-")

@@ -1,0 +1,97 @@
+"""`reslab submit`: render the job script from the same config, write it into the run's slurm/
+folder and sbatch it. Everything that can refuse happens before anything is written."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from reslab import build
+from reslab.config.load import derive, load, select
+from reslab.config.schema import Config
+from reslab.errors import ConfigError, UserError
+from reslab.rundir import RunDir, new_run_id, open_run, run_path
+from reslab.slurm.script import render, render_sweep
+from reslab.sweep.spec import load_spec, sweep_dir
+
+
+def with_geometry(cfg: Config) -> Config:
+    """trainer.num_nodes / trainer.devices / accelerator come from the slurm section alone; an
+    explicit trainer value that disagrees is refused before anything is queued."""
+    s = cfg.slurm
+    want = {"trainer.num_nodes": s.nodes, "trainer.devices": max(1, s.gpus_per_node)}
+    for key, value in want.items():
+        have = select(cfg, key)
+        if have not in (1, value):
+            raise ConfigError(f"{key}={have} conflicts with the slurm section ({key} = {value} "
+                              f"from slurm.nodes={s.nodes}, slurm.gpus_per_node="
+                              f"{s.gpus_per_node}); set slurm.* instead")
+    return derive(cfg, {**want, "trainer.accelerator": "gpu" if s.gpus_per_node else "cpu"})
+
+
+def parse_array(spec: str | None) -> tuple[str, list[str]] | None:
+    """`--array seed=0,1,2` -> ("seed", ["0", "1", "2"])."""
+    if spec is None:
+        return None
+    key, sep, values = spec.partition("=")
+    items = [v for v in values.split(",") if v != ""]
+    if not sep or not key or not items:
+        raise UserError(f"--array must look like KEY=V1,V2,... (e.g. seed=0,1,2), got {spec!r}")
+    if key.startswith("slurm.") or key in ("trainer.num_nodes", "trainer.devices"):
+        raise UserError(f"--array cannot vary {key}: every task of an array has the same shape")
+    return key, items
+
+
+def submit(recipes: list[str], overrides: list[str], dry_run: bool = False,
+           array: str | None = None) -> dict:
+    """Render, write into the run's slurm/ folder and sbatch; nothing is created on dry runs."""
+    spec = parse_array(array)
+    variants = [[f"{spec[0]}={v}"] for v in spec[1]] if spec else [[]]
+    cfgs = [with_geometry(load(recipes, overrides + extra)) for extra in variants]
+    for cfg in cfgs:
+        build.check(cfg)  # a missing dataset or weights that do not fit: refused before queueing
+    runs = [RunDir(run_path(c, new_run_id())) for c in cfgs]
+    if spec:
+        base = runs[0].path.parent / f"array-{runs[0].run_id}"
+        log = base / "slurm-%A_%a.out"
+    else:
+        base, log = runs[0].slurm, runs[0].slurm / "slurm-%j.out"
+    script = render(cfgs[0], runs, log)
+    if dry_run:
+        return {"script": script, "run_dirs": [str(r.path) for r in runs]}
+    for cfg, run in zip(cfgs, runs):
+        open_run(cfg, run.run_id)
+    base.mkdir(parents=True, exist_ok=True)
+    return _sbatch(script, base, runs, log, array=bool(spec))
+
+
+def submit_sweep(spec_path: str, recipes: list[str], overrides: list[str],
+                 dry_run: bool = False) -> dict:
+    spec = load_spec(spec_path, overrides, recipes)
+    cfg = derive(spec.base_cfg(), {"run.name": spec.name})  # the job's name
+    sweep = sweep_dir(spec)
+    items = [str(Path(r).resolve()) for r in recipes] + overrides
+    script = render_sweep(cfg, Path(spec_path).resolve(), items, sweep)
+    if dry_run:
+        return {"script": script, "run_dirs": [str(sweep.path)]}
+    sweep.slurm.mkdir(parents=True, exist_ok=True)
+    return _sbatch(script, sweep.slurm, [RunDir(sweep.path)], sweep.slurm / "slurm-%j.out",
+                   array=False)
+
+
+def _sbatch(script: str, folder: Path, runs: list[RunDir], log: Path, array: bool) -> dict:
+    if not shutil.which("sbatch"):
+        raise UserError("sbatch is not on PATH: run this on a SLURM login node (or "
+                        "`slurm/local-cluster.sh up` for the local cluster)")
+    (folder / "job.sbatch").write_text(script)
+    out = subprocess.run(["sbatch", "--parsable", str(folder / "job.sbatch")],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise UserError(f"sbatch refused the job: {out.stderr.strip().splitlines()[-1]}")
+    jid = out.stdout.strip().split(";")[0]
+    for i, run in enumerate(runs):
+        task_log = str(log).replace("%A", jid).replace("%a", str(i)).replace("%j", jid)
+        run.record_job(f"{jid}_{i}" if array else jid, task_log)
+    return {"job_id": jid, "run_dirs": [str(r.path) for r in runs],
+            "log": str(log).replace("%A", jid).replace("%j", jid), "script": script}
