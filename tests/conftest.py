@@ -1,22 +1,20 @@
-"""Shared fixtures: every test writes under its own tmp dir and W&B stays offline and quiet."""
+"""Fixtures: every test runs from the repository root with W&B offline and quiet under its own
+tmp dir and no SLURM variables; `cli` runs the `reslab` command in this process."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-RESLAB = [sys.executable, "-m", "reslab.cli"]
+from reslab import cli as reslab_cli
+from support import ROOT
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
@@ -26,43 +24,29 @@ def _isolated_env(monkeypatch, tmp_path):
         monkeypatch.delenv(k)
 
 
-def reslab(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None
-           ) -> subprocess.CompletedProcess:
-    """Run the real `reslab` command in a fresh process."""
-    return subprocess.run([*RESLAB, *map(str, args)], cwd=cwd or ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-# Small, fast settings for end-to-end runs on the embedded digits.
-TINY = ["model.name=cifar_resnet", "model.depth=8", "trainer.accelerator=cpu",
-        "data.batch_size=256", "trainer.log_every_n_steps=1"]
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`cli("train", "model.depth=8", ...)` -> Result: `reslab.cli.main` in this process, with
+    its exit status and what it printed."""
 
+    def call(*args, cwd=None, env: dict | None = None) -> Result:
+        for k, v in (env or {}).items():
+            monkeypatch.setenv(k, v)
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = reslab_cli.main([str(a) for a in args])
+        except SystemExit as e:  # argparse usage errors
+            code = e.code if isinstance(e.code, int) else 1
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    """Poll `predicate` until it returns something truthy, at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def assert_resumes_mid_epoch(make_loader, epoch: int, skip: int) -> list:
-    """A loader restored from another's state after `skip` batches of `epoch` yields exactly the
-    remaining batches of an uninterrupted pass; returns that pass."""
-    full = make_loader()
-    full.set_epoch(epoch)
-    expected = [tuple(t.clone() for t in batch) for batch in full]
-    first = make_loader()
-    first.set_epoch(epoch)
-    stream = iter(first)
-    for _ in range(skip):
-        next(stream)
-    resumed = make_loader()
-    resumed.load_state_dict(first.state_dict())
-    rest = list(resumed)
-    assert len(rest) == len(expected) - skip
-    for got, want in zip(rest, expected[skip:]):
-        assert all(torch.equal(a, b) for a, b in zip(got, want))
-    return expected
+    return call

@@ -14,17 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, reslab
 from reslab import checkpoint, train
-from reslab import config as C
+from reslab.config import load as C
 from reslab.errors import TrainingError
 from reslab.tasks.classification import ClassificationTask
-
-
-def _run_dir(root: Path) -> Path:
-    dirs = [p.parent for p in root.rglob("config.yaml")]
-    assert len(dirs) == 1, dirs
-    return dirs[0]
+from support import TINY
+from support import run_dir as _run_dir
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
@@ -54,27 +49,27 @@ class _Exploit:
         return (os.system, ("touch pwned",))
 
 
-def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_runs_nothing(tmp_path):
-    r = reslab("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
+def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_runs_nothing(cli, tmp_path):
+    r = cli("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
                "run.test=false", f"run.root={tmp_path}/runs")
     assert r.returncode == 0, r.stderr
     run = _run_dir(tmp_path / "runs")
     torch.save({"state_dict": {}, "payload": _Exploit()}, run / "checkpoints/best.ckpt")
-    t = reslab("test", run, cwd=tmp_path)
+    t = cli("test", run, cwd=tmp_path)
     assert t.returncode == 2 and "refused: loading it could run code" in t.stderr, t.stderr
     assert not (tmp_path / "pwned").exists()
 
 
-def test_a_checkpoint_url_is_refused(tmp_path):
-    r = reslab("train", *TINY, "model.weights=https://example.com/evil.ckpt",
+def test_a_checkpoint_url_is_refused(cli, tmp_path):
+    r = cli("train", *TINY, "model.weights=https://example.com/evil.ckpt",
                f"run.root={tmp_path}")
     assert r.returncode == 2 and "model.weights=https://example.com/evil.ckpt" in r.stderr
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("name", ["../escape", "/etc/cron.d", "a/../../b", ".."])
-def test_run_names_cannot_escape_the_run_root(tmp_path, name):
-    r = reslab("train", *TINY, f"run.name={name}", f"run.root={tmp_path}/runs")
+def test_run_names_cannot_escape_the_run_root(cli, tmp_path, name):
+    r = cli("train", *TINY, f"run.name={name}", f"run.root={tmp_path}/runs")
     assert r.returncode == 2 and "run.name" in r.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
 
@@ -117,12 +112,12 @@ def test_a_full_disk_fails_naming_the_path_and_keeps_earlier_files(tmp_path, mon
     assert not list(tmp_path.glob(".last.ckpt.tmp-*")), "no temporary file left behind"
 
 
-def test_secrets_never_reach_the_run_directory_or_the_job_script(tmp_path):
+def test_secrets_never_reach_the_run_directory_or_the_job_script(cli, tmp_path):
     canary = "canary-5e1f0a9b7c"
     env = {"WANDB_API_KEY": canary}
-    r = reslab("train", *TINY, "trainer.max_epochs=1", f"run.root={tmp_path}/runs", env=env)
+    r = cli("train", *TINY, "trainer.max_epochs=1", f"run.root={tmp_path}/runs", env=env)
     assert r.returncode == 0, r.stderr
-    s = reslab("submit", "configs/quickstart.yaml", "configs/slurm/local.yaml", "--dry-run",
+    s = cli("submit", "configs/quickstart.yaml", "configs/slurm/local.yaml", "--dry-run",
                f"run.root={tmp_path}/runs", env=env)
     assert s.returncode == 0 and canary not in s.stdout + s.stderr
     leaks = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()
@@ -131,27 +126,27 @@ def test_secrets_never_reach_the_run_directory_or_the_job_script(tmp_path):
     assert list((tmp_path / "runs").rglob("offline-run-*")), "the W&B files were written"
 
 
-def test_w_and_b_unreachable_does_not_stop_training(tmp_path):
-    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "x" * 40, "WANDB_INIT_TIMEOUT": "15",
+def test_w_and_b_unreachable_does_not_stop_training(cli, tmp_path):
+    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "x" * 40, "WANDB_INIT_TIMEOUT": "4",
            "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
            "WANDB_BASE_URL": "http://127.0.0.1:9"}
-    r = reslab("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=online",
-               "run.test=false", f"run.root={tmp_path}", env=env, timeout=240)
+    with pytest.warns(UserWarning, match="W&B could not start"):
+        r = cli("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=online",
+                "run.test=false", f"run.root={tmp_path}", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "W&B could not start" in r.stderr
     run = _run_dir(tmp_path)
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
     assert (run / "metrics.csv").stat().st_size > 0
 
 
-def test_resume_falls_back_to_the_newest_valid_checkpoint_not_to_step_0(tmp_path):
-    r = reslab("train", *TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled",
+def test_resume_falls_back_to_the_newest_valid_checkpoint_not_to_step_0(cli, tmp_path):
+    r = cli("train", *TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled",
                "run.test=false", "trainer.checkpoint_every_n_steps=0", f"run.root={tmp_path}")
     assert r.returncode == 0, r.stderr
     run = _run_dir(tmp_path)
     best_step = torch.load(run / "checkpoints/best.ckpt", weights_only=True)["global_step"]
     (run / "checkpoints/last.ckpt").write_bytes(b"\x00" * 100)  # a torn last.ckpt
-    again = reslab("train", "--resume", run, "trainer.max_epochs=3")
+    again = cli("train", "--resume", run, "trainer.max_epochs=3")
     assert again.returncode == 0, again.stderr
     assert "last.ckpt" in again.stderr and "newest valid checkpoint" in again.stderr
     assert f"resuming at step {best_step}" in again.stdout and best_step > 0

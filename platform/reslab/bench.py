@@ -34,6 +34,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class Window:
+    """What a loop did inside its timed window: optimizer steps actually taken (counted by a
+    hook on the optimizer, so a skipped step is not counted) and images fed."""
+
+    def __init__(self):
+        self.open, self.steps, self.images = False, 0, 0
+
+    def watch(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.register_step_post_hook(self._stepped)
+
+    def _stepped(self, *_) -> None:
+        self.steps += self.open
+
+
 class StepTimer(Callback):
     """Wall time from the start of step `warmup` to the start of the step after the last, i.e.
     whole steps with everything between them (data, hooks, logging)."""
@@ -41,19 +55,28 @@ class StepTimer(Callback):
     def __init__(self, warmup: int, steps: int):
         self.warmup, self.steps = warmup, steps
         self.t0 = self.t1 = None
+        self.window = Window()
+
+    def on_train_start(self, trainer, pl_module):
+        for opt in trainer.optimizers:
+            self.window.watch(opt)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.warmup:
             _sync(pl_module.device)
             self.t0 = time.perf_counter()
+            self.window.open = True
+        if self.window.open:
+            self.window.images += len(batch[0])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.warmup + self.steps:
             _sync(pl_module.device)
             self.t1 = time.perf_counter()
+            self.window.open = False
 
 
-def time_reslab(cfg: Config, dm, net, warmup: int, steps: int, root) -> float:
+def time_reslab(cfg: Config, dm, net, warmup: int, steps: int, root) -> tuple[float, Window]:
     """Seconds per step of train.fit's machinery: its Trainer, callbacks and loggers."""
     task = tasks.build(cfg, net, dm)
     timer = StepTimer(warmup, steps)
@@ -64,14 +87,17 @@ def time_reslab(cfg: Config, dm, net, warmup: int, steps: int, root) -> float:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
         trainer.fit(task, datamodule=dm)
-    return (timer.t1 - timer.t0) / steps
+    return (timer.t1 - timer.t0) / steps, timer.window
 
 
-def time_plain(cfg: Config, dm, net, warmup: int, steps: int, device: torch.device) -> float:
+def time_plain(cfg: Config, dm, net, warmup: int, steps: int, device: torch.device
+               ) -> tuple[float, Window]:
     """Seconds per step of the hand-written loop (the task's loss function, nothing else)."""
     loss_fn = tasks.build(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
     net = net.to(device).train()
     opt = build_optimizer(cfg.optim, net)
+    window = Window()
+    window.watch(opt)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule(cfg.optim, warmup + steps))
     dtype = torch.bfloat16 if cfg.trainer.precision.startswith("bf16") else None
     loader, done, t0 = dm.train_dataloader(), 0, 0.0
@@ -80,6 +106,8 @@ def time_plain(cfg: Config, dm, net, warmup: int, steps: int, device: torch.devi
             if done == warmup:
                 _sync(device)
                 t0 = time.perf_counter()
+                window.open = True
+            window.images += len(x) if window.open else 0
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss = loss_fn(net(x), y)
@@ -92,7 +120,7 @@ def time_plain(cfg: Config, dm, net, warmup: int, steps: int, device: torch.devi
                 break
         loader.set_epoch(loader.epoch + 1)
     _sync(device)
-    return (time.perf_counter() - t0) / steps
+    return (time.perf_counter() - t0) / steps, window
 
 
 def time_pipelines(cfg: Config, n: int = 8192, batches: int = 40) -> dict:
@@ -149,12 +177,15 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = 5) -> dic
     dm.setup()
     device = torch.device("cuda" if train.uses_cuda(cfg) else "cpu")
     bs = cfg.data.batch_size
-    reslab_s, plain_s = [], []
+    reslab_s, plain_s, windows = [], [], {"reslab": [], "plain": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
-            reslab_s.append(time_reslab(cfg, dm, copy.deepcopy(net), warmup, steps,
-                                        f"{tmp}/r{r}"))
-            plain_s.append(time_plain(cfg, dm, copy.deepcopy(net), warmup, steps, device))
+            t, w = time_reslab(cfg, dm, copy.deepcopy(net), warmup, steps, f"{tmp}/r{r}")
+            reslab_s.append(t)
+            windows["reslab"].append(w)
+            t, w = time_plain(cfg, dm, copy.deepcopy(net), warmup, steps, device)
+            plain_s.append(t)
+            windows["plain"].append(w)
     out = {"model": cfg.model.name, "depth": cfg.model.depth, "batch_size": bs,
            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "precision": cfg.trainer.precision, "steps": steps, "rounds": rounds,
@@ -163,6 +194,9 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = 5) -> dic
            "reslab_ms_per_step": 1000 * statistics.median(reslab_s),
            "plain_ms_per_step": 1000 * statistics.median(plain_s)}
     out["ratio"] = out["reslab_images_per_s"] / out["plain_images_per_s"]
+    for side, ws in windows.items():  # measured, per round: what each timed window really did
+        out[f"{side}_optimizer_steps"] = [w.steps for w in ws]
+        out[f"{side}_images"] = [w.images for w in ws]
     if device.type == "cuda":
         out["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         peak = next((v for k, v in PEAK_FLOPS.items() if k in out["device"]), None)

@@ -12,5 +12,9 @@ class ConfigError(UserError, ValueError):
     """A bad config value: one sentence naming the key, the value and what is allowed."""
 
 
+class DataError(UserError):
+    """A dataset that is missing or malformed on disk."""
+
+
 class TrainingError(Exception):
     """Training stopped for a reason the run itself caused (a NaN loss): a sentence, exit 1."""

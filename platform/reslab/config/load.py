@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
 import typing
 from enum import Enum
 from pathlib import Path
@@ -110,7 +111,9 @@ def _value(key: str, raw: str) -> Any:
 
 
 def _is_text(kind: Any) -> bool:
-    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+    """str or str | None (not a list of str, not an Enum)."""
+    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+    args = [a for a in typing.get_args(kind) if a is not type(None)] if union else [kind]
     return len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], str) \
         and not issubclass(args[0], Enum)
 
@@ -137,6 +140,11 @@ def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") ->
                           f"{did_you_mean(key, keys_of(cfg))}") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "?"
+        kind = field_type(key, OmegaConf.get_type(cfg))
+        if isinstance(kind, type) and issubclass(kind, Enum):
+            value, allowed = str(OmegaConf.select(OmegaConf.create(data), key)), [m.value for m in kind]
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got '{value}'"
+                              f"{did_you_mean(value, allowed)}") from None
         msg = str(e).splitlines()[0]
         raise ConfigError(f"bad value for config key '{key}' in {source}: {msg}") from None
 

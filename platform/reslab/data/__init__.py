@@ -7,9 +7,10 @@ import importlib
 from dataclasses import dataclass
 
 from reslab.config.schema import DataConfig
+from reslab.errors import DataError
 from reslab.registry import Registry
 
-__all__ = ["DATASETS", "DatasetInfo", "build", "model_args", "task_of"]
+__all__ = ["DATASETS", "DataError", "DatasetInfo", "build", "model_args", "task_of"]
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from reslab.config.schema import DataConfig
 from reslab.data.memory import MemoryLoader, random_crop_flip
-from reslab.errors import UserError
-
-
-class DataError(UserError):
-    """A dataset that is missing or malformed on disk."""
+from reslab.errors import DataError
 
 
 class ArrayData(L.LightningDataModule):

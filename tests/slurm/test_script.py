@@ -6,15 +6,16 @@ import shlex
 
 import pytest
 
-from reslab import slurm
-from reslab.config import ConfigError
+from reslab.slurm import env as slurm_env
+from reslab.slurm.submit import submit
+from reslab.errors import ConfigError
 from reslab.errors import UserError
 
 LOCAL = ["configs/quickstart.yaml", "configs/slurm/local.yaml"]
 
 
 def dry(*overrides, array=None):
-    return slurm.submit(LOCAL, list(overrides), dry_run=True, array=array)
+    return submit(LOCAL, list(overrides), dry_run=True, array=array)
 
 
 def test_the_script_derives_geometry_and_always_requeues(tmp_path):
@@ -52,7 +53,7 @@ def test_a_newline_in_a_recipe_value_is_refused(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text('run:\n  name: "x\\nhostname"\n')
     with pytest.raises(ConfigError, match="run.name"):
-        slurm.submit([*LOCAL, str(bad)], [f"run.root={tmp_path}"], dry_run=True)
+        submit([*LOCAL, str(bad)], [f"run.root={tmp_path}"], dry_run=True)
 
 
 def test_paths_with_spaces_and_quotes_are_quoted(tmp_path):
@@ -83,18 +84,15 @@ def test_arrays_get_one_run_directory_per_task(tmp_path):
 def test_a_malformed_job_id_is_refused_before_any_command(monkeypatch, value):
     monkeypatch.setenv("SLURM_JOB_ID", value)
     with pytest.raises(UserError, match="not a job id"):
-        slurm.job_id()
+        slurm_env.job_id()
     with pytest.raises(UserError, match="not a job id"):
-        slurm.requeue(value)
+        slurm_env.requeue(value)
 
 
 def test_max_restarts_ends_the_loop_with_a_sentence(monkeypatch):
-    from reslab import config, train
-
-    cfg = config.load(LOCAL, ["slurm.max_restarts=2"])
     monkeypatch.setenv("SLURM_JOB_ID", "41")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-    assert train.preempted_status(cfg)["status"] == "preempted"
+    assert slurm_env.preempted_status(max_restarts=2)["status"] == "preempted"
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
-    out = train.preempted_status(cfg)
+    out = slurm_env.preempted_status(max_restarts=2)
     assert out["status"] == "failed" and "slurm.max_restarts=2" in out["error"]

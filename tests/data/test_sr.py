@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from conftest import ROOT, assert_resumes_mid_epoch
-from reslab import config as C
+from support import ROOT, assert_resumes_mid_epoch
+from reslab.config import load as C
 from reslab import data
 from reslab.data.sr import PatchLoader, dihedral, make_pair
 from reslab.tasks.super_resolution import luma, psnr, quantize
@@ -135,13 +135,13 @@ def test_bad_sr_values_are_refused_with_a_sentence(overrides, message):
 
 
 def test_diagnostics_need_residual_blocks():
-    from reslab import train
+    from reslab.build import build
     from reslab.errors import UserError
 
     cfg = C.load([ROOT / "configs/experiment/sr_vdsr_sample.yaml"], ["diagnostics.every_n_steps=5"])
     with pytest.raises(UserError, match=r"diagnostics.every_n_steps needs a model with residual "
                                         r"blocks \(a ResNet or edsr\), got model.name=vdsr"):
-        train.prepare(cfg)
+        build(cfg)
 
 
 def test_a_classification_model_on_photos_names_the_fitting_datasets():

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_resumes_mid_epoch
-from reslab import config as C
+from support import assert_resumes_mid_epoch
+from reslab.config import load as C
 from reslab import data
 from reslab.data.memory import MemoryLoader, random_crop_flip
 

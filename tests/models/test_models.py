@@ -7,7 +7,9 @@ import pytest
 import torch
 import torchvision
 
-from reslab.models import MODELS, build_model, count_macs, count_params, list_models
+from reslab.models import build as build_model
+from reslab.models import info, list_models
+from reslab.models.profile import count_macs, count_params, profile
 
 # He et al. 2015, CIFAR family; A has no shortcut parameters, so A == plain.
 PARAMS = {
@@ -36,7 +38,7 @@ def test_presets_match_their_family_builder():
 
 
 def _small_input(name: str) -> torch.Tensor:
-    c, h, w = MODELS.get(name).meta["input_size"]
+    c, h, w = info(name).input_size
     return torch.randn(2, c, 32 if h > 32 else 8, 32 if w > 32 else 8)
 
 
@@ -45,8 +47,8 @@ VARIANTS = [{}, {"preact": True, "width": 0.5}, {"shortcut": "C"}, {"shortcut": 
 
 
 def _applies(name: str, variant: dict) -> bool:
-    meta = MODELS.get(name).meta
-    return set(variant) <= set(meta["options"]) and variant.get("shortcut") in (None, *meta["shortcuts"])
+    i = info(name)
+    return set(variant) <= set(i.options) and variant.get("shortcut") in (None, *i.shortcuts)
 
 
 # Every model with its defaults; the variants it takes on every model but ResNet-1202 (whose
@@ -57,7 +59,7 @@ CASES = [(n, v) for n in list_models() for v in VARIANTS
 
 @pytest.mark.parametrize("name,variant", CASES)
 def test_every_registered_model_trains_a_step(name, variant):
-    task = MODELS.get(name).meta["task"]
+    task = info(name).task
     x = _small_input(name)
     if task == "classification":
         net = build_model(name, num_classes=7, **variant)
@@ -75,7 +77,7 @@ def test_every_registered_model_trains_a_step(name, variant):
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("name", [n for n in list_models() if MODELS.get(n).meta["task"] ==
+@pytest.mark.parametrize("name", [n for n in list_models() if info(n).task ==
                                   "super_resolution"])
 def test_sr_models_upscale_by_their_factor(name, scale):
     x = torch.rand(1, 3, 6, 5)
@@ -128,7 +130,7 @@ def test_torchvision_state_dicts_load_unchanged_and_agree(name):
                                        ("resnet110", 252.9e6), ("resnet18", 1.81e9),
                                        ("resnet50", 4.09e9)])
 def test_macs_match_the_reference_anchors(name, macs):
-    measured = count_macs(build_model(name), MODELS.get(name).meta["input_size"])
+    measured = count_macs(build_model(name), info(name).input_size)
     assert abs(measured - macs) / macs < 0.005
 
 

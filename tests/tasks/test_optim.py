@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from reslab import config as C
+from reslab.config import load as C
 from reslab.tasks.optim import Schedule
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import reslab, wait_for
+from support import reslab, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 

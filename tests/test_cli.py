@@ -1,27 +1,20 @@
-"""`reslab train/test/models/config` end to end, in fresh processes, on the embedded data."""
+"""`reslab train/test/models/config/status` through `cli.main`, in this process, on the embedded
+data: the run-directory contract, exact resume, super-resolution, listings and refusals."""
 
 from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY, reslab
-
-pytestmark = pytest.mark.integration
-
-
-def _run_dir(root: Path) -> Path:
-    dirs = [p.parent for p in root.rglob("config.yaml")]
-    assert len(dirs) == 1, dirs
-    return dirs[0]
+from support import TINY
+from support import run_dir as _run_dir
 
 
-def test_train_writes_the_run_directory_contract_and_test_reevaluates(tmp_path):
-    r = reslab("train", *TINY, "trainer.max_epochs=2", f"run.root={tmp_path}", "run.name=smoke")
+def test_train_writes_the_run_directory_contract_and_test_reevaluates(cli, tmp_path):
+    r = cli("train", *TINY, "trainer.max_epochs=2", f"run.root={tmp_path}", "run.name=smoke")
     assert r.returncode == 0, r.stderr
     run = _run_dir(tmp_path)
     assert f"run directory: {run}" in r.stdout
@@ -38,23 +31,23 @@ def test_train_writes_the_run_directory_contract_and_test_reevaluates(tmp_path):
     ckpt = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 10
 
-    t = reslab("test", run)
+    t = cli("test", run)
     assert t.returncode == 0, t.stderr
     assert json.loads((run / "summary.json").read_text())["test/err"] == pytest.approx(
         float(t.stdout.split("test/err ")[1].split()[0]), abs=1e-4)
 
 
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(cli, tmp_path):
     """A run stopped after epoch 2 and resumed ends with the same weights, bit for bit, as one
     that ran straight through (RNG, optimizer, schedule and data order are in the checkpoint)."""
     common = [*TINY, "optim.schedule=constant", "optim.warmup_steps=7",
               "logger.wandb.mode=disabled", "run.test=false"]
-    straight = reslab("train", *common, "trainer.max_epochs=4", f"run.root={tmp_path}/a")
+    straight = cli("train", *common, "trainer.max_epochs=4", f"run.root={tmp_path}/a")
     assert straight.returncode == 0, straight.stderr
-    first = reslab("train", *common, "trainer.max_epochs=2", f"run.root={tmp_path}/b")
+    first = cli("train", *common, "trainer.max_epochs=2", f"run.root={tmp_path}/b")
     assert first.returncode == 0, first.stderr
     b = _run_dir(tmp_path / "b")
-    resumed = reslab("train", "--resume", b, "trainer.max_epochs=4")
+    resumed = cli("train", "--resume", b, "trainer.max_epochs=4")
     assert resumed.returncode == 0, resumed.stderr
 
     a_state = torch.load(_run_dir(tmp_path / "a") / "checkpoints/last.ckpt", weights_only=True)
@@ -72,8 +65,8 @@ SR_TINY = ["configs/experiment/sr_vdsr_sample.yaml", "model.depth=3", "model.wid
            "data.patch_size=16", "data.size=32", "data.batch_size=8", "trainer.max_epochs=2"]
 
 
-def test_super_resolution_trains_through_the_same_path_and_reports_psnr(tmp_path):
-    r = reslab("train", *SR_TINY, f"run.root={tmp_path}")
+def test_super_resolution_trains_through_the_same_path_and_reports_psnr(cli, tmp_path):
+    r = cli("train", *SR_TINY, f"run.root={tmp_path}")
     assert r.returncode == 0, r.stderr
     run = _run_dir(tmp_path)
     s = json.loads((run / "summary.json").read_text())
@@ -89,15 +82,15 @@ def test_super_resolution_trains_through_the_same_path_and_reports_psnr(tmp_path
     assert best["state_dict"]["val_psnr_best"] == pytest.approx(s["val/psnr_best"], abs=1e-4)
     assert "val/psnr" in r.stdout and "val/psnr_bicubic" in r.stdout
 
-    t = reslab("test", run / "checkpoints/last.ckpt")  # a checkpoint named: that one is evaluated
+    t = cli("test", run / "checkpoints/last.ckpt")  # a checkpoint named: that one is evaluated
     assert t.returncode == 0, t.stderr
     after = json.loads((run / "summary.json").read_text())
     assert after["test_checkpoint"] == "last.ckpt"
     assert float(t.stdout.split("test/psnr ")[1].split()[0]) == pytest.approx(after["test/psnr"], abs=1e-4)
 
 
-def test_models_lists_the_reference_counts():
-    r = reslab("models", "resnet*")
+def test_models_lists_the_reference_counts(cli):
+    r = cli("models", "resnet*")
     assert r.returncode == 0, r.stderr
     lines = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
     assert "269,722" in lines["resnet20"] and "19,421,274" in lines["resnet1202"]
@@ -123,15 +116,15 @@ def _refused(r, *words):
     (["configs/experiment/sr_vdsr_sample.yaml", "data.patch_size=400"],
      ["data.patch_size=400 is larger than a training image"]),
 ])
-def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(tmp_path, args, words):
-    r = reslab("train", *args, f"run.root={tmp_path}/runs")
+def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(cli, tmp_path, args, words):
+    r = cli("train", *args, f"run.root={tmp_path}/runs")
     _refused(r, *words)
     assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
-def test_a_corrupted_checkpoint_is_refused_naming_the_file(tmp_path, damage):
-    r = reslab("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
+def test_a_corrupted_checkpoint_is_refused_naming_the_file(cli, tmp_path, damage):
+    r = cli("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
                "run.test=false", f"run.root={tmp_path}")
     assert r.returncode == 0, r.stderr
     run = _run_dir(tmp_path)
@@ -140,6 +133,6 @@ def test_a_corrupted_checkpoint_is_refused_naming_the_file(tmp_path, damage):
         data = p.read_bytes()
         p.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 64)
     before = (run / "summary.json").read_text()
-    _refused(reslab("test", run), "best.ckpt", "cannot load checkpoint")
-    _refused(reslab("train", "--resume", run), "last.ckpt", "cannot load checkpoint")
+    _refused(cli("test", run), "best.ckpt", "cannot load checkpoint")
+    _refused(cli("train", "--resume", run), "last.ckpt", "cannot load checkpoint")
     assert (run / "summary.json").read_text() == before
