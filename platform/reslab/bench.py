@@ -20,6 +20,7 @@ from reslab import tasks, train
 from reslab.build import build
 from reslab.config.load import derive
 from reslab.config.schema import Config
+from reslab.data.memory import MemoryLoader
 from reslab.loggers import CSVMetrics
 from reslab.models.profile import count_macs
 from reslab.rundir import RunDir
@@ -107,7 +108,8 @@ def time_plain(cfg: Config, dm, net, warmup: int, steps: int, device: torch.devi
                 _sync(device)
                 t0 = time.perf_counter()
                 window.open = True
-            window.images += len(x) if window.open else 0
+            if window.open:
+                window.images += len(x)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss = loss_fn(net(x), y)
@@ -130,8 +132,6 @@ def time_pipelines(cfg: Config, n: int = 8192, batches: int = 40) -> dict:
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
-
-    from reslab.data.memory import MemoryLoader
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)

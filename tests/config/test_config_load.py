@@ -9,6 +9,7 @@ import pytest
 from reslab.config import load as C
 from reslab.config.schema import Config, LRSchedule
 from support import ROOT
+
 RECIPES = sorted((ROOT / "configs").rglob("*.yaml"))
 
 

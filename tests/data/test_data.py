@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from support import assert_resumes_mid_epoch
-from reslab.config import load as C
 from reslab import data
+from reslab.config import load as C
 from reslab.data.memory import MemoryLoader, random_crop_flip
+from support import assert_resumes_mid_epoch
 
 
 def _cfg(*overrides):

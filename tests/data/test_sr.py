@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from support import ROOT, assert_resumes_mid_epoch
-from reslab.config import load as C
 from reslab import data
+from reslab.config import load as C
 from reslab.data.sr import PatchLoader, dihedral, make_pair
 from reslab.tasks.super_resolution import luma, psnr, quantize
+from support import ROOT, assert_resumes_mid_epoch
 
 SR = ["model.name=vdsr", "model.shortcut=null", "data.name=photos"]
 

@@ -9,7 +9,7 @@ import torchvision
 
 from reslab.models import build as build_model
 from reslab.models import info, list_models
-from reslab.models.profile import count_macs, count_params, profile
+from reslab.models.profile import count_macs, count_params
 
 # He et al. 2015, CIFAR family; A has no shortcut parameters, so A == plain.
 PARAMS = {

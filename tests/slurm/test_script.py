@@ -6,10 +6,9 @@ import shlex
 
 import pytest
 
+from reslab.errors import ConfigError, UserError
 from reslab.slurm import env as slurm_env
 from reslab.slurm.submit import submit
-from reslab.errors import ConfigError
-from reslab.errors import UserError
 
 LOCAL = ["configs/quickstart.yaml", "configs/slurm/local.yaml"]
 

@@ -1,0 +1,50 @@
+"""The package's shape, checked: imports point down (import-linter's layers contract in
+pyproject.toml), no reslab import hides inside a function (only reslab.commands loads the module of
+the command it runs lazily, so `reslab config` does not import Lightning), modules stay small, and
+`import reslab` and the config path import no heavy library."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import ROOT
+
+PACKAGE = ROOT / "platform" / "reslab"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+LAZY_OK = {PACKAGE / "commands.py"}
+
+
+def test_the_layers_contract_holds():
+    lint = [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"]
+    out = subprocess.run(lint, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "BROKEN" not in out.stdout, out.stdout[-3000:]
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if p not in LAZY_OK],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_reslab_import_inside_a_function(path):
+    tree = ast.parse(path.read_text())
+    hidden = [f"line {node.lineno}" for fn in ast.walk(tree)
+              if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for node in ast.walk(fn)
+              if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reslab")
+              or isinstance(node, ast.Import) and any(a.name.startswith("reslab") for a in node.names)]
+    assert not hidden, f"{path.name}: a reslab import inside a function ({', '.join(hidden)})"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_is_over_300_lines(path):
+    assert len(path.read_text().splitlines()) <= 300
+
+
+def test_the_config_path_imports_no_heavy_library():
+    code = ("import sys, reslab.cli, reslab.config.load, reslab.models, reslab.data; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'lightning', 'torchvision', 'ray', 'wandb', 'matplotlib'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
