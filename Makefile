@@ -12,9 +12,9 @@ run: $(STAMP)
 test: $(STAMP) slurm-up
 	$(PY) -m pytest $(PYTEST)
 
-# Everything but the real-SLURM tests (no root or apt needed).
+# Everything but the real-SLURM and Ray tests (no root or apt needed; a few minutes).
 test-fast: $(STAMP)
-	$(PY) -m pytest $(PYTEST) -m "not slurm"
+	$(PY) -m pytest $(PYTEST) -m "not slurm and not ray"
 
 # constraints.txt pins the versions tested together; pyproject keeps open ranges for users.
 $(STAMP): pyproject.toml constraints.txt
@@ -31,8 +31,10 @@ slurm-up:
 slurm-down:
 	bash slurm/local-cluster.sh down
 
+# ruff, and import-linter's layers contract (pyproject.toml): imports point down.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check platform tests
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

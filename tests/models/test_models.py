@@ -9,7 +9,7 @@ import torchvision
 
 from reslab.models import build as build_model
 from reslab.models import info, list_models
-from reslab.models.profile import count_macs, count_params
+from reslab.models.profile import count_macs, count_params, profile
 
 # He et al. 2015, CIFAR family; A has no shortcut parameters, so A == plain.
 PARAMS = {
@@ -159,3 +159,9 @@ def test_unknown_model_and_bad_depth_are_sentences():
         build_model("resnet65")
     with pytest.raises(ValueError, match=r"6n\+2 .* got 57 \(did you mean 56\?\)"):
         build_model("cifar_resnet", depth=57)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain56", "resnet110", "resnet18", "vdsr", "edsr"])
+def test_profile_counts_without_running_the_full_net_equal_the_real_counts(name):
+    net = build_model(name)
+    assert profile(name) == (count_params(net), count_macs(net, info(name).input_size))

@@ -1,20 +1,55 @@
 """Parameter and multiply-accumulate counts (the paper's FLOPs column counts MACs, Table 1).
-`profile` builds the network on PyTorch's meta device: shapes only, no memory, so a 1202-layer
-net is counted in well under a second."""
+
+`profile` never initialises or runs the full network: it is built on the meta device (shapes,
+no memory) with weight initialisation skipped, and a convolution's MACs are its weight count
+times its output's spatial size — the same in a copy of the net 1/16 as wide, which runs in a
+fraction of the time. `reslab models` lists all 17 models in a few seconds."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from reslab import models
 
 
+NARROW = 1 / 16  # the width of the copy whose forward pass gives the spatial sizes
+
+
 def profile(name: str) -> tuple[int, int]:
     """(parameters, forward MACs at the model's listed input size) of a registered model."""
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipInit():
         net = models.build(name)
-    return count_params(net), count_macs(net, models.info(name).input_size, device="meta")
+    sizes = output_sizes(models.build(name, width=NARROW), models.info(name).input_size)
+    macs = sum(m.weight.numel() * sizes.get(n, 1) for n, m in net.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear)))
+    return count_params(net), macs
+
+
+class _SkipInit(TorchFunctionMode):
+    """Initialisers fill tensors in place; on the meta device there is nothing to fill."""
+
+    FILLS = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.fill_, torch.Tensor.zero_}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.FILLS:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+@torch.no_grad()
+def output_sizes(model: nn.Module, input_size: tuple[int, ...]) -> dict[str, int]:
+    """Spatial size (H x W) of each convolution's output for one input of `input_size`."""
+    sizes: dict[str, int] = {}
+    hooks = [m.register_forward_hook(lambda m, i, out, n=n: sizes.__setitem__(n, out[0, 0].numel()))
+             for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    try:
+        model.eval()(torch.zeros(1, *input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sizes
 
 
 def count_params(model: nn.Module) -> int:
@@ -22,7 +57,7 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, input_size: tuple[int, ...], device: str = "cpu") -> int:
+def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
     """Forward MACs of convolutions and linear layers for one image of `input_size` (C, H, W)."""
     total = 0
 
@@ -42,7 +77,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...], device: str = "cpu
     was_training = model.training
     try:
         model.eval()
-        model(torch.zeros(1, *input_size, device=device))
+        model(torch.zeros(1, *input_size))
     finally:
         model.train(was_training)
         for h in hooks:
