@@ -22,6 +22,8 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     for k in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(k)
+    for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):  # set by in-process train.fit
+        monkeypatch.delenv(k, raising=False)
 
 
 @dataclass

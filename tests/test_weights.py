@@ -3,88 +3,99 @@ runs as a source, refusal of weights that do not fit, freezing and per-part lear
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import torchvision
 
-from conftest import TINY, reslab
-from reslab import config as C
-from reslab import pretrained, tasks, train
+from reslab import tasks, train, weights
+from reslab.build import build
+from reslab.config.load import load
 from reslab.errors import UserError
 from reslab.tasks.optim import build_optimizer
+from support import ROOT, TINY
+
+QUICKSTART = ROOT / "configs/quickstart.yaml"
 
 
 def test_torchvision_weights_load_from_the_cache_with_the_classifier_replaced(tmp_path,
                                                                               monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    path = pretrained.cache_path(weights)
+    tv = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    path = weights.cache_path(tv)
     assert path.parent == tmp_path / "torch/hub/checkpoints"
     path.parent.mkdir(parents=True)
     reference = torchvision.models.resnet18().state_dict()
     torch.save(reference, path)
-    cfg = C.load([], ["model.name=resnet18", "model.depth=null", "model.shortcut=null",
-                      "model.weights=IMAGENET1K_V1", "data.name=synthetic",
-                      "data.num_classes=7", "data.shape=[3,32,32]"])
-    dm, net = train.prepare(cfg)
-    for k, v in net.state_dict().items():
+    for split in ("train", "val"):  # an ImageNet-layout folder with 7 classes
+        for c in range(7):
+            (tmp_path / "images" / split / f"class{c}").mkdir(parents=True)
+    cfg = load([], ["model.name=resnet18", "model.depth=null", "model.shortcut=null",
+                    "model.weights=IMAGENET1K_V1", "data.name=imagefolder",
+                    f"data.root={tmp_path / 'images'}", "data.image_size=160"])
+    built = build(cfg)
+    for k, v in built.net.state_dict().items():
         if k.startswith("fc."):
             assert v.shape[0] == 7
         else:
             assert torch.equal(v, reference[k]), k
-    assert cfg.data.mean == [0.485, 0.456, 0.406] and cfg.data.resize_size == 256
+    # The inputs follow the weights' own normalisation and resize (not 8/7 x the 160 crop).
+    dm = built.datamodule
+    assert list(dm.mean) == [0.485, 0.456, 0.406] and dm.resize_size == 256
 
 
 def test_missing_cache_without_network_is_a_sentence(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    monkeypatch.setattr(pretrained.socket, "create_connection",
+    monkeypatch.setattr(weights.socket, "create_connection",
                         lambda *a, **k: (_ for _ in ()).throw(OSError("no route")))
-    cfg = C.load([], ["model.name=resnet50", "model.depth=null", "model.shortcut=null",
-                      "model.weights=IMAGENET1K_V2"])
+    cfg = load([], ["model.name=resnet50", "model.depth=null", "model.shortcut=null",
+                    "model.weights=IMAGENET1K_V2"])
     with pytest.raises(UserError, match=r"not in the cache .*resnet50-11ad3fa6.pth"):
-        train.prepare(cfg)
+        build(cfg)
 
 
 def test_unknown_torchvision_name_lists_the_choices():
     with pytest.raises(UserError, match="choose from IMAGENET1K_V1, IMAGENET1K_V2"):
-        train.prepare(C.load([], ["model.name=resnet50", "model.depth=null",
-                                  "model.weights=IMAGENET1K_V9"]))
+        build(load([], ["model.name=resnet50", "model.depth=null",
+                        "model.weights=IMAGENET1K_V9"]))
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    r = reslab("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
-               "run.test=false", f"run.root={root}", "run.name=src")
-    assert r.returncode == 0, r.stderr
-    return next(root.glob("src/*"))
+    summary = train.fit(load([QUICKSTART], [*TINY, "trainer.max_epochs=1",
+                                            "logger.wandb.mode=disabled", "run.test=false",
+                                            f"run.root={root}", "run.name=src"]))
+    assert summary["status"] == "completed"
+    run, = root.glob("src/*")
+    return run
 
 
 def test_a_run_directory_is_a_weights_source(digits_run):
-    cfg = C.load([], [*TINY, f"model.weights={digits_run}", "data.classes=[5,6,7]"])
-    _, net = train.prepare(cfg)
+    cfg = load([], [*TINY, f"model.weights={digits_run}", "data.classes=[5,6,7]"])
+    net = build(cfg).net
     ckpt = torch.load(digits_run / "checkpoints/best.ckpt", weights_only=True)["state_dict"]
     assert torch.equal(net.conv1.weight, ckpt["net.conv1.weight"])
     assert net.fc.out_features == 3  # replaced: 10 classes in the weights, 3 in the data
 
 
-def test_a_mismatched_architecture_is_refused_naming_the_layers(digits_run):
-    cfg = C.load([], ["model.name=cifar_resnet", "model.depth=14", f"model.weights={digits_run}"])
+def test_a_mismatched_architecture_is_refused_naming_the_layers(digits_run, cli, tmp_path):
+    cfg = load([], ["model.name=cifar_resnet", "model.depth=14", f"model.weights={digits_run}"])
     with pytest.raises(UserError, match=r"does not fit model cifar_resnet: missing in the "
                                         r"weights: layer1\.1\.conv1\.weight"):
-        train.prepare(cfg)
-    r = reslab("train", "model.name=cifar_resnet", "model.depth=14", f"model.weights={digits_run}")
+        build(cfg)
+    r = cli("train", "model.name=cifar_resnet", "model.depth=14", f"model.weights={digits_run}",
+            f"run.root={tmp_path}")
     assert r.returncode == 2 and "layer1.1.conv1.weight" in r.stderr
+    assert not any(tmp_path.iterdir()), "a refused run wrote files"
 
 
 @pytest.mark.parametrize("level,trainable", [("backbone", {"fc"}), ("layer1", {"layer2", "layer3", "fc"}),
                                              ("stem", {"layer1", "layer2", "layer3", "fc"})])
 def test_freezing_stops_gradients_and_keeps_frozen_bn_in_eval(level, trainable):
-    cfg = C.load([], [*TINY, f"model.freeze={level}", "optim.backbone_lr_mult=0.1"])
-    dm, net = train.prepare(cfg)
-    task = tasks.build(cfg, net, dm).train()
+    cfg = load([], [*TINY, f"model.freeze={level}", "optim.backbone_lr_mult=0.1"])
+    built = build(cfg)
+    net = built.net
+    task = tasks.build(cfg, net, built.datamodule).train()
     learning = {n.split(".")[0] for n, p in net.named_parameters() if p.requires_grad}
     assert learning == trainable
     assert not net.bn1.training and (net.layer3[0].bn1.training == ("layer3" in trainable))
@@ -100,15 +111,15 @@ def test_fine_tuning_beats_training_from_scratch_on_the_embedded_data(tmp_path):
     """Digits 0-4 -> 5-9: after the same 3 epochs, starting from the pretrained ResNet-20 gives
     a lower validation error than starting from scratch, frozen and unfrozen."""
     common = ["logger.wandb.mode=disabled", f"run.root={tmp_path}"]
-    pre = reslab("train", "configs/experiment/pretrain_digits_0to4.yaml", "trainer.max_epochs=10",
-                 "run.test=false", *common)
-    assert pre.returncode == 0, pre.stderr
+    pre = train.fit(load([ROOT / "configs/experiment/pretrain_digits_0to4.yaml"],
+                         ["trainer.max_epochs=10", "run.test=false", *common]))
+    assert pre["status"] == "completed"
     err = {}
     for name, extra in (("scratch", ["model.weights=none"]), ("finetune", []),
                         ("frozen", ["model.freeze=backbone"])):
-        r = reslab("train", "configs/experiment/transfer_digits.yaml", *common,
-                   f"model.weights={tmp_path}/digits_0to4", f"run.name={name}", *extra)
-        assert r.returncode == 0, r.stderr
-        summary = json.loads(next((tmp_path / name).glob("*/summary.json")).read_text())
+        summary = train.fit(load([ROOT / "configs/experiment/transfer_digits.yaml"],
+                                 [*common, f"model.weights={tmp_path}/digits_0to4",
+                                  f"run.name={name}", *extra]))
+        assert summary["status"] == "completed"
         err[name] = summary["val/err_best"]
     assert err["finetune"] < err["scratch"] and err["frozen"] < err["scratch"], err

@@ -9,9 +9,12 @@ import statistics
 import pytest
 import yaml
 
-from conftest import TINY, reslab
-from reslab import compare
+from reslab import train
+from reslab.config.load import load
 from reslab.errors import UserError
+from reslab.metrics import higher_is_better
+from reslab.report import compare
+from support import ROOT, TINY
 
 
 def fake_run(root, depth, shortcut, seed, train_err, val_err, *, data="digits", diag=False):
@@ -66,10 +69,14 @@ def test_groups_by_the_varied_keys_with_mean_std_and_n(sweep_dir, tmp_path):
     assert (tmp_path / "out/report.html").read_text().count("data:image/png;base64,") == 3
 
 
-def test_paper_recipe_runs_show_table6_and_the_delta(tmp_path):
+def test_paper_recipe_runs_show_table6_and_the_delta(tmp_path, cli):
     fake_run(tmp_path / "p", 56, "A", 0, 0.01, 0.0720, data="cifar10")
-    result = compare.compare([tmp_path / "p"], by=["model.depth"], out=tmp_path / "o")
-    assert "6.97" in result["table"] and "+0.23" in result["table"]
+    r = cli("compare", tmp_path / "p", "--by", "model.depth", "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.splitlines()[:2]
+    assert header.split()[:2] == ["model.depth", "n"] and "paper test err %" in header
+    assert "6.97" in row and "+0.23" in row
+    assert f"{tmp_path / 'o' / 'table.csv'}" in r.stdout.splitlines()[-1]
 
 
 def sr_run(root, depth, residual, psnr, bicubic=29.5):
@@ -104,24 +111,25 @@ def test_super_resolution_runs_compare_on_psnr_with_the_bicubic_gain(tmp_path):
 
 
 def test_metric_direction_is_known():
-    assert not compare.higher_is_better("val/err") and compare.higher_is_better("val/psnr")
+    assert not higher_is_better("val/err") and higher_is_better("val/psnr")
 
 
-def test_bad_input_is_a_sentence(tmp_path, sweep_dir):
+def test_bad_input_is_a_sentence(tmp_path, sweep_dir, cli):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no runs"):
         compare.compare([tmp_path / "empty"])
     with pytest.raises(UserError, match="--by key 'model.dpeth'"):
         compare.compare([sweep_dir], by=["model.dpeth"], out=tmp_path / "o")
-    r = reslab("compare", "--wandb", "someone/project", env={"WANDB_MODE": "offline"})
+    r = cli("compare", "--wandb", "someone/project", env={"WANDB_MODE": "offline"})
     assert r.returncode == 2 and "needs W&B online" in r.stderr
 
 
 @pytest.mark.parametrize("every", [0, 3])
 def test_diagnostics_are_logged_only_when_switched_on(tmp_path, every):
-    r = reslab("train", *TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled",
-               "run.test=false", f"diagnostics.every_n_steps={every}", f"run.root={tmp_path}")
-    assert r.returncode == 0, r.stderr
+    summary = train.fit(load([ROOT / "configs/quickstart.yaml"], [
+        *TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled", "run.test=false",
+        f"diagnostics.every_n_steps={every}", f"run.root={tmp_path}"]))
+    assert summary["status"] == "completed"
     metrics, = tmp_path.rglob("metrics.csv")
     with open(metrics) as f:
         rows = list(csv.DictReader(f))

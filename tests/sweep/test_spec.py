@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from reslab import sweep
 from reslab.errors import UserError
+from reslab.sweep import spec as S
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_every_shipped_spec_validates_and_plans(path):
-    spec = sweep.load_spec(path)
-    assert spec.name and f"sweep '{spec.name}'" in sweep.plan(spec, 2)
+    spec = S.load_spec(path)
+    assert spec.name and f"sweep '{spec.name}'" in S.plan(spec, 2)
 
 
 def test_the_degradation_grid_is_the_paper_comparison():
-    spec = sweep.load_spec(ROOT / "sweeps/degradation_digits.yaml")
-    names = [sweep.trial_name(p) for p in sweep.grid_points(spec)]
+    spec = S.load_spec(ROOT / "sweeps/degradation_digits.yaml")
+    names = [S.trial_name(p) for p in S.grid_points(spec)]
     assert len(names) == 6 and "depth=56,shortcut=none,seed=0" in names
 
 
@@ -32,7 +30,7 @@ def _spec(tmp_path, text):
 
 
 @pytest.mark.parametrize("text,match", [
-    ("nmae: x\n", r"unknown sweep key 'nmae' .*did you mean 'name'"),
+    ("nmae: x\n", r"unknown sweep key 'nmae' in .*s\.yaml \(did you mean 'name'\?\)"),
     ("space:\n  model.dpeth: [20]\n", r"'model.dpeth' is not a config key .*model.depth"),
     ("space:\n  optim.lr: {normal: [0, 1]}\n", "must be a list .* or one of choice"),
     ("space:\n  optim.lr: {loguniform: [0.01, 1]}\n", "use search: random"),
@@ -45,11 +43,11 @@ def _spec(tmp_path, text):
 def test_spec_typos_are_refused_with_a_sentence(tmp_path, text, match):
     base = "base:\n  recipes: [configs/quickstart.yaml]\n"
     with pytest.raises(UserError, match=match):
-        sweep.load_spec(_spec(tmp_path, base + text))
+        S.load_spec(_spec(tmp_path, base + text))
 
 
 def test_trial_names_are_short_and_unambiguous():
-    assert sweep.trial_name({"model.depth": 56, "model.shortcut": "none", "seed": 1}) == \
+    assert S.trial_name({"model.depth": 56, "model.shortcut": "none", "seed": 1}) == \
         "depth=56,shortcut=none,seed=1"
-    assert sweep.trial_name({"optim.lr": 0.0123456, "model.lr": 1, "seed": 0}) == \
+    assert S.trial_name({"optim.lr": 0.0123456, "model.lr": 1, "seed": 0}) == \
         "optim.lr=0.01235,model.lr=1,seed=0"

@@ -1,22 +1,26 @@
 """`reslab sweep` with a real local Ray: results, W&B grouping, a killed trial worker is retried
-from its checkpoint, a trial that keeps failing is reported, a killed driver resumes."""
+from its checkpoint, a trial that keeps failing is reported, a killed driver resumes. The Ray
+sweeps run as fresh processes (the sweep driver and its Ray are what is killed); the refusals
+before Ray starts run in this process."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, reslab, wait_for
+from reslab.rundir import SweepDir
+from reslab.sweep import spec as S
+from reslab.sweep import tune
+from support import RESLAB, ROOT, reslab, wait_for
 from wandb_files import run_info
-
-pytestmark = pytest.mark.integration
 
 
 def write_spec(tmp_path, *, epochs=3, depths=(8, 14), max_failures=1, concurrent=0) -> Path:
@@ -36,68 +40,118 @@ max_concurrent: {concurrent}
     return spec
 
 
-def rows(sweep_dir: Path) -> list[dict]:
-    with open(sweep_dir / "sweep.csv") as f:
+def sweep_dir(spec: Path) -> SweepDir:
+    return S.sweep_dir(S.load_spec(spec))
+
+
+def rows(out: SweepDir) -> list[dict]:
+    with open(out.results) as f:
         return list(csv.DictReader(f))
 
 
-def test_a_sweep_writes_results_and_groups_trials_in_wandb(tmp_path):
-    canary = "canary-ray-41be7a"
-    r = reslab("sweep", write_spec(tmp_path), "--cpus", "2", timeout=600,
-               env={"WANDB_API_KEY": canary})
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    out = tmp_path / "runs/tiny"
-    table = rows(out)
-    assert len(table) == 4 and {t["status"] for t in table} == {"completed"}
-    assert (out / "best_config.yaml").is_file()
-    assert "4 done, 0 running, 0 failed" in r.stdout
-    for t in table:
-        trial = out / t["trial"]
-        assert json.loads((trial / "summary.json").read_text())["status"] == "completed"
-        wandb_file, = trial.glob("wandb/offline-run-*/*.wandb")
-        info = run_info(wandb_file)
-        assert info["group"] == "tiny" and info["name"] == t["trial"]
-        assert info["config"]["model.depth"] == int(t["model.depth"])
-        assert info["config"]["model.shortcut"] == t["model.shortcut"]
-    leaks = [p for p in out.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
-    assert not leaks, f"the W&B key leaked into {leaks}"  # trial dirs and Ray's results
-
-
-def ray_trial_workers() -> list[int]:
+def session(sid: int) -> list[int]:
+    """The processes of session `sid`: a sweep driver started in its own session, its Ray
+    (GCS, raylet, ...) and Ray's workers, which keep the session though not the process group."""
     pids = []
     for p in Path("/proc").iterdir():
         try:
-            if p.name.isdigit() and b"ImplicitFunc" in (p / "cmdline").read_bytes():
+            if p.name.isdigit() and os.getsid(int(p.name)) == sid:
                 pids.append(int(p.name))
         except OSError:
             pass
     return pids
 
 
-def start_sweep(spec: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "reslab.cli", "sweep", str(spec), "--cpus",
-                             "2", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def kill_session(sid: int) -> None:
+    for pid in session(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
-def first_checkpoint(out: Path):
-    return next(iter(out.glob("*/checkpoints/last.ckpt")), None)
+def ray_trial_workers(sid: int) -> list[int]:
+    """The Ray trial workers of the sweep driver `sid` (not those of any other Ray here)."""
+    pids = []
+    for pid in session(sid):
+        try:
+            if b"ImplicitFunc" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            pass
+    return pids
 
 
+@pytest.fixture
+def start_sweep():
+    """`start_sweep(spec)` -> the `reslab sweep` driver in a fresh process and session; whatever
+    is left of it and its Ray is killed after the test, and its Ray temp dir removed."""
+    started = []
+
+    def start(spec: Path, *args: str) -> subprocess.Popen:
+        proc = subprocess.Popen([*RESLAB, "sweep", str(spec), "--cpus", "2", *args], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        kill_session(proc.pid)
+        proc.wait(timeout=30)
+        # A killed driver leaves its private Ray's temp dir (tune.start_ray) behind.
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"reslab-ray-{os.getuid()}-{proc.pid}",
+                      ignore_errors=True)
+
+
+def first_checkpoint(out: SweepDir):
+    return next(iter(out.path.glob("*/checkpoints/last.ckpt")), None)
+
+
+@pytest.mark.ray
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_sweep_writes_results_and_groups_trials_in_wandb(tmp_path):
+    canary = "canary-ray-41be7a"
+    spec = write_spec(tmp_path)
+    r = reslab("sweep", spec, "--cpus", "2", timeout=600, env={"WANDB_API_KEY": canary})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out = sweep_dir(spec)
+    table = rows(out)
+    assert len(table) == 4 and {t["status"] for t in table} == {"completed"}
+    assert out.best_config.is_file()
+    assert "4 done, 0 running, 0 failed" in r.stdout
+    for t in table:
+        trial = out.trial(t["trial"])
+        assert json.loads(trial.summary.read_text())["status"] == "completed"
+        wandb_file, = trial.path.glob("wandb/offline-run-*/*.wandb")
+        info = run_info(wandb_file)
+        assert info["group"] == "tiny" and info["name"] == t["trial"]
+        assert info["config"]["model.depth"] == int(t["model.depth"])
+        assert info["config"]["model.shortcut"] == t["model.shortcut"]
+    leaks = [p for p in out.path.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
+    assert not leaks, f"the W&B key leaked into {leaks}"  # trial dirs and Ray's results
+
+
+@pytest.mark.ray
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.parametrize("max_failures", [1, 0])
-def test_a_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, max_failures):
+def test_a_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, start_sweep,
+                                                               max_failures):
     spec = write_spec(tmp_path, epochs=40, depths=(8,), max_failures=max_failures, concurrent=1)
     proc = start_sweep(spec)
-    out = tmp_path / "runs/tiny"
+    out = sweep_dir(spec)
     ckpt = wait_for(lambda: first_checkpoint(out), 300, "a trial's first checkpoint")
     victim = ckpt.parent.parent.name
-    os.kill(wait_for(ray_trial_workers, 30, "the trial's Ray worker")[0], signal.SIGKILL)
+    os.kill(wait_for(lambda: ray_trial_workers(proc.pid), 30, "the trial's Ray worker")[0],
+            signal.SIGKILL)
     log, _ = proc.communicate(timeout=600)
     table = {t["trial"]: t for t in rows(out)}
     if max_failures:
         assert proc.returncode == 0, log[-3000:]
         assert {t["status"] for t in table.values()} == {"completed"}
-        summary = json.loads((out / victim / "summary.json").read_text())
+        summary = json.loads(out.trial(victim).summary.read_text())
         assert summary["resumed_at_steps"] and summary["resumed_at_steps"][0] > 0
     else:
         assert proc.returncode == 1, log[-3000:]
@@ -106,34 +160,55 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint(tmp_path, max_fail
         assert others and {t["status"] for t in others} == {"completed"}
 
 
-def test_a_killed_driver_continues_with_resume(tmp_path):
+@pytest.mark.ray
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_killed_driver_continues_with_resume(tmp_path, start_sweep):
     spec = write_spec(tmp_path, epochs=25, depths=(8,), concurrent=1)
     proc = start_sweep(spec)
-    out = tmp_path / "runs/tiny"
-    done = wait_for(lambda: next((p.parent for p in out.glob("*/summary.json")
+    out = sweep_dir(spec)
+    done = wait_for(lambda: next((p.parent for p in out.path.glob("*/summary.json")
                                   if '"completed"' in p.read_text()), None), 300, "a finished trial")
     finished = (done / "summary.json").read_text()
     wait_for(lambda: any("TERMINATED" in p.read_text() for p in
-                         (out / "tune").glob("experiment_state-*.json")), 60,
+                         out.tune.glob("experiment_state-*.json")), 60,
              "Tune to record the finished trial")
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+    kill_session(proc.pid)  # the driver, the Ray it started and Ray's workers
     proc.wait(timeout=30)
-    r = reslab("sweep", spec, "--cpus", "2", "--resume", timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    resumed = start_sweep(spec, "--resume")
+    log, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, log[-3000:]
     table = rows(out)
     assert sorted(t["trial"] for t in table) == sorted({t["trial"] for t in table})
     assert len(table) == 2 and {t["status"] for t in table} == {"completed"}
     assert (done / "summary.json").read_text() == finished, "a finished trial was not rerun"
 
 
+@pytest.mark.ray
+@pytest.mark.integration
 def test_a_corrupted_sweep_state_is_a_sentence_and_overwrites_nothing(tmp_path):
     spec = write_spec(tmp_path, epochs=1, depths=(8,))
-    out = tmp_path / "runs/tiny"
-    (out / "tune").mkdir(parents=True)
-    (out / "tune/experiment_state-2026-11-22_00-00-00.json").write_text('{"trial_data": [tru')
-    (out / "sweep.csv").write_text("trial,status\ndepth=8,shortcut=A,seed=0,completed\n")
-    before = (out / "sweep.csv").read_text()
+    out = sweep_dir(spec)
+    out.tune.mkdir(parents=True)
+    (out.tune / "experiment_state-2026-11-22_00-00-00.json").write_text('{"trial_data": [tru')
+    out.results.write_text("trial,status\ndepth=8,shortcut=A,seed=0,completed\n")
+    before = out.results.read_text()
     r = reslab("sweep", spec, "--cpus", "2", "--resume", timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "cannot resume the sweep" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert (out / "sweep.csv").read_text() == before
+    assert out.results.read_text() == before
+
+
+def test_resume_without_a_sweep_and_a_rerun_over_one_are_refused_before_ray(tmp_path, cli,
+                                                                            monkeypatch):
+    def no_ray(*_):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(tune, "start_ray", no_ray)
+    spec = write_spec(tmp_path, epochs=1, depths=(8,))
+    out = sweep_dir(spec)
+    r = cli("sweep", spec, "--cpus", "2", "--resume")
+    assert r.returncode == 2 and "nothing to resume" in r.stderr and not out.path.exists()
+    out.tune.mkdir(parents=True)
+    r = cli("sweep", spec, "--cpus", "2")
+    assert r.returncode == 2 and "already holds a sweep: pass --resume" in r.stderr

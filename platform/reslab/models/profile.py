@@ -13,7 +13,6 @@ from torch.overrides import TorchFunctionMode
 
 from reslab import models
 
-
 NARROW = 1 / 16  # the width of the copy whose forward pass gives the spatial sizes
 
 
