@@ -4,12 +4,10 @@ tmp dir and no SLURM variables; `cli` runs the `reslab` command in this process.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import pytest
 
-from reslab import cli as reslab_cli
-from support import ROOT
+from support import ROOT, Result, run_main
 
 
 @pytest.fixture(autouse=True)
@@ -26,29 +24,15 @@ def _isolated_env(monkeypatch, tmp_path):
         monkeypatch.delenv(k, raising=False)
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 @pytest.fixture
-def cli(capsys, monkeypatch):
-    """`cli("train", "model.depth=8", ...)` -> Result: `reslab.cli.main` in this process, with
-    its exit status and what it printed."""
+def cli(monkeypatch):
+    """`cli("train", "model.depth=8", ...)` -> Result: the `reslab` command in this process."""
 
     def call(*args, cwd=None, env: dict | None = None) -> Result:
         for k, v in (env or {}).items():
             monkeypatch.setenv(k, v)
         if cwd is not None:
             monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        try:
-            code = reslab_cli.main([str(a) for a in args])
-        except SystemExit as e:  # argparse usage errors
-            code = e.code if isinstance(e.code, int) else 1
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
+        return run_main(*args)
 
     return call

@@ -3,16 +3,39 @@ is tested), tiny settings, bounded polling, the run directory a test produced.""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from reslab import cli as reslab_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 RESLAB = [sys.executable, "-m", "reslab"]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(*args) -> Result:
+    """`reslab.cli.main` in this process, with its exit status and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = reslab_cli.main([str(a) for a in args])
+        except SystemExit as e:  # argparse usage errors
+            code = e.code if isinstance(e.code, int) else 1
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def reslab(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None

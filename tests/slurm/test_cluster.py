@@ -12,11 +12,12 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
 
-from support import reslab, wait_for
+from support import run_main, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -44,7 +45,8 @@ CANARY = "canary-slurm-7d2c9e"  # a fake W&B key in the submitting environment
 
 
 def submit(root: Path, *extra: str) -> tuple[str, Path, Path]:
-    r = reslab("submit", *JOB, f"run.root={root}", *extra, env={"WANDB_API_KEY": CANARY})
+    with mock.patch.dict(os.environ, {"WANDB_API_KEY": CANARY}):  # sbatch exports it to the job
+        r = run_main("submit", *JOB, f"run.root={root}", *extra)
     assert r.returncode == 0, r.stderr
     jid = re.search(r"submitted job (\d+)", r.stdout).group(1)
     run = Path(re.search(r"run directory: (.*)", r.stdout).group(1))
@@ -53,7 +55,7 @@ def submit(root: Path, *extra: str) -> tuple[str, Path, Path]:
 
 
 def test_an_array_runs_one_task_per_value_and_status_reports_them(tmp_path):
-    r = reslab("submit", *JOB, f"run.root={tmp_path}", "slurm.nodes=1", "trainer.max_epochs=2",
+    r = run_main("submit", *JOB, f"run.root={tmp_path}", "slurm.nodes=1", "trainer.max_epochs=2",
                "--array", "seed=3,4")
     assert r.returncode == 0, r.stderr
     jid = re.search(r"submitted job (\d+)", r.stdout).group(1)
@@ -66,7 +68,7 @@ def test_an_array_runs_one_task_per_value_and_status_reports_them(tmp_path):
         assert summary["status"] == "completed", (run / "slurm/log").read_text()
         assert f"seed: {seed}" in (run / "config.yaml").read_text()
         assert len(list((run / "wandb").glob("offline-run-*"))) == 1
-    st = reslab("status", "--root", tmp_path)
+    st = run_main("status", "--root", tmp_path)
     assert st.returncode == 0, st.stderr
     assert st.stdout.count("COMPLETED") == 2 and f"job {jid}_0" in st.stdout
 
@@ -77,15 +79,18 @@ def wait_done(jid: str, timeout: float = 240) -> dict:
                     f"job {jid} to finish")
 
 
-def requeue_now(jid: str) -> None:
-    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead. A
-    StartTime sent while the job is still COMPLETING is overwritten, so repeat until it runs."""
+def requeue_now(jid: str, attempt: int = 2) -> None:
+    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead. The job
+    may still be RUNNING its first attempt when this is called: wait for the requeue (Restarts)
+    first. A StartTime sent while the job is still COMPLETING is overwritten, so repeat until it
+    runs."""
     def started() -> bool:
         s = job_state(jid)
         if s.get("JobState") == "PENDING" and s.get("Reason") == "BeginTime":
             subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True)
-        return s.get("JobState") in ("RUNNING", "COMPLETED")
-    wait_for(started, 90, f"requeued job {jid} to start again", interval=1.0)
+        return int(s.get("Restarts", 0)) >= attempt - 1 and \
+            s.get("JobState") in ("RUNNING", "COMPLETED")
+    wait_for(started, 90, f"requeued job {jid} to start again", interval=0.5)
 
 
 def final_weights(run: Path) -> dict:
@@ -166,7 +171,7 @@ space:
   model.depth: [8, 14]
   model.shortcut: [none, A]
 """)
-    r = reslab("submit", "--sweep", spec, "configs/slurm/local.yaml")
+    r = run_main("submit", "--sweep", spec, "configs/slurm/local.yaml")
     assert r.returncode == 0, r.stderr
     jid = re.search(r"submitted job (\d+)", r.stdout).group(1)
     state = wait_done(jid, timeout=420)
