@@ -136,3 +136,40 @@ def test_a_corrupted_checkpoint_is_refused_naming_the_file(cli, tmp_path, damage
     _refused(cli("test", run), "best.ckpt", "cannot load checkpoint")
     _refused(cli("train", "--resume", run), "last.ckpt", "cannot load checkpoint")
     assert (run / "summary.json").read_text() == before
+
+
+def test_last_ckpt_is_the_final_state_when_the_last_epoch_is_not_the_best(cli, tmp_path,
+                                                                          monkeypatch):
+    from reslab.tasks.classification import ClassificationTask
+
+    real = ClassificationTask._eval_epoch_end
+
+    def rising(self, split):  # val/err = the epoch index: epoch 1 is the best, never again
+        if split != "val":
+            return real(self, split)
+        for m in self.metrics.values():
+            m.reset()
+        err = torch.tensor(float(self.current_epoch))
+        self.log("val/err", err, prog_bar=True, sync_dist=True)
+        return err
+
+    monkeypatch.setattr(ClassificationTask, "_eval_epoch_end", rising)
+    r = cli("train", *TINY, "trainer.max_epochs=4", "logger.wandb.mode=disabled",
+            "run.test=false", f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    run = _run_dir(tmp_path)
+    assert torch.load(run / "checkpoints/best.ckpt", weights_only=True)["global_step"] == 5
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 20
+    more = cli("train", "--resume", run, "trainer.max_epochs=5")
+    assert more.returncode == 0 and "resuming at step 20" in more.stdout, more.stderr
+    with open(run / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert max(steps) == 24 and set(range(20, 25)) <= set(steps)  # epoch 5: steps 20-24
+
+
+def test_max_steps_mid_epoch_saves_the_state_it_stopped_at(cli, tmp_path):
+    r = cli("train", *TINY, "trainer.max_steps=7", "logger.wandb.mode=disabled",
+            "run.test=false", f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    run = _run_dir(tmp_path)
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 7

@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from reslab import checkpoint, train
+from reslab import checkpoint, rundir, train
 from reslab.config import load as C
 from reslab.errors import TrainingError
 from reslab.tasks.classification import ClassificationTask
@@ -149,3 +150,70 @@ def test_resume_falls_back_to_the_newest_valid_checkpoint_not_to_step_0(cli, tmp
     assert again.returncode == 0, again.stderr
     assert "last.ckpt" in again.stderr and "newest valid checkpoint" in again.stderr
     assert f"resuming at step {best_step}" in again.stdout and best_step > 0
+
+
+def _trained(cli, tmp_path, *extra) -> Path:
+    r = cli("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
+            "run.test=false", f"run.root={tmp_path}", *extra)
+    assert r.returncode == 0, r.stderr
+    return _run_dir(tmp_path)
+
+
+def _files(run: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def test_a_second_process_cannot_train_in_a_run_directory_in_use(cli, tmp_path):
+    run = _trained(cli, tmp_path)
+    before = _files(run)
+    with rundir.locked(rundir.RunDir(run)):  # as a requeued job's old attempt would
+        r = cli("train", "--resume", run, "trainer.max_epochs=2")
+    assert r.returncode == 2 and f"is in use by pid {os.getpid()}" in r.stderr, r.stderr
+    assert _files(run) == before
+
+
+def test_a_resume_that_cannot_restore_leaves_the_record_as_it_was(cli, tmp_path):
+    run = _trained(cli, tmp_path)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("depth: 8", "depth: 14"))
+    before = _files(run)
+    r = cli("train", "--resume", run, "trainer.max_epochs=2")
+    assert r.returncode == 2 and "does not fit the run's model" in r.stderr, r.stderr
+    assert _files(run) == before
+
+
+def test_a_trained_run_without_checkpoints_is_not_restarted_from_step_0(cli, tmp_path):
+    run = _trained(cli, tmp_path)
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):
+        ckpt.unlink()
+    before = _files(run)
+    r = cli("train", "--resume", run, "trainer.max_epochs=2")
+    assert r.returncode == 2 and "holds no checkpoint to resume from" in r.stderr, r.stderr
+    assert _files(run) == before
+
+
+def test_an_accelerator_the_machine_lacks_is_refused_before_the_run_directory(cli, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = cli("train", *TINY, "trainer.accelerator=gpu", f"run.root={tmp_path}/runs")
+    assert r.returncode == 2 and "trainer.accelerator=gpu" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["data.val_size=5000"], "leaves no training data"),
+    (["data.classes=[3, 11]"], "data.classes has labels with no images: [11]"),
+])
+def test_data_that_cannot_be_used_is_refused_before_the_run_directory(cli, tmp_path, overrides,
+                                                                      words):
+    r = cli("train", *TINY, *overrides, f"run.root={tmp_path}/runs")
+    assert r.returncode == 2 and words in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_reslab_test_records_the_overrides_it_ran_with(cli, tmp_path):
+    run = _trained(cli, tmp_path)
+    r = cli("test", run, "data.batch_size=64")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_overrides"] == ["data.batch_size=64"] and "test/err" in summary

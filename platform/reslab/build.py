@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from reslab import data, models, weights
+from reslab.config.load import derive
 from reslab.config.schema import Config
 from reslab.errors import UserError
 from reslab.models import ModelInfo
@@ -23,11 +24,17 @@ class Built:
     info: ModelInfo
 
 
-def build(cfg: Config, device: str | None = None) -> Built:
-    """Everything that can refuse the config — data present, model buildable, weights that fit —
-    happens here, before any file of the run is written."""
+def build(cfg: Config, device: str | None = None, open_data: bool = True) -> Built:
+    """Everything that can refuse the config — the accelerator, data present and readable
+    (opened: labels, sizes, splits), model buildable, weights that fit — happens here, before
+    any file of the run is written."""
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(f"trainer.accelerator={cfg.trainer.accelerator} but this machine has no "
+                        "CUDA GPU; use trainer.accelerator=auto or cpu")
     dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
     dm.check()
+    if open_data:
+        dm.setup("fit")
     info = models.info(cfg.model.name)
     with torch.device(device or "cpu"):
         net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
@@ -40,9 +47,12 @@ def build(cfg: Config, device: str | None = None) -> Built:
 
 
 def check(cfg: Config) -> None:
-    """`build` without the cost where it can: the network on PyTorch's meta device (shapes
-    only) unless weights must be loaded into it. For `reslab submit` on a login node."""
-    build(cfg, device="cpu" if cfg.model.weights != "none" else "meta")
+    """`build` without the cost where it can: no data decoded, the network on PyTorch's meta
+    device (shapes only) unless weights must be loaded into it. For `reslab submit` on a login
+    node, whose GPUs (if any) are not the job's."""
+    if cfg.trainer.accelerator in ("gpu", "cuda"):
+        cfg = derive(cfg, {"trainer.accelerator": "auto"})
+    build(cfg, device="cpu" if cfg.model.weights != "none" else "meta", open_data=False)
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:

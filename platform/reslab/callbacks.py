@@ -1,16 +1,18 @@
 """The Lightning callbacks of the training path: RNG state in checkpoints, the epoch line,
 signal-propagation diagnostics, and step-boundary checkpoints (periodic, and on preemption).
 
-Preemption (He et al. is a 64k-iteration recipe; clusters preempt): the signal handler only sets a
-flag; at the next step boundary every rank agrees on it, `last.ckpt` is written into the run's
-stable directory and fit ends (`Preempted`); the caller requeues the job (REFERENCE §4: saving
-inside the signal handler can deadlock or never finish)."""
+Stopping (Ctrl-C, SIGTERM; SLURM preemption — He et al. is a 64k-iteration recipe): the signal
+handler only sets a flag; at the next step boundary every rank agrees on it, `last.ckpt` is
+written into the run's stable directory and fit ends (`Stopped`); the caller requeues the job or
+exits 130/143 (REFERENCE §4: saving inside the signal handler can deadlock or never finish)."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from reslab.errors import TrainingError
 from reslab.slurm.env import in_slurm_step
 
 
@@ -101,35 +104,69 @@ class SignalPropagation(Callback):
                 logger.log_metrics(metrics, step=trainer.global_step)
 
 
-class Preempted(Exception):
-    """Raised at the step boundary after the preemption checkpoint is written: it ends `fit`
-    at once, before Lightning's end-of-epoch validation and checkpointing could run."""
+class Stopped(Exception):
+    """Raised at a step boundary after last.ckpt is written because a signal asked the run to
+    stop: it ends `fit` at once, before Lightning's end-of-epoch validation could run."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
 
 
-class StepCheckpoint(Callback):
-    """Writes last.ckpt at step boundaries: every `every_n_steps` (so a hard kill loses little),
-    and when a preemption signal arrived on any rank."""
+def stop_signals() -> tuple[int, ...]:
+    """Ctrl-C and SIGTERM (`timeout`, a container stop, a cluster's preemption); under SLURM
+    also USR1, which `--signal=USR1@margin` sends before the time limit."""
+    extra = (signal.SIGUSR1,) if in_slurm_step() else ()
+    return (signal.SIGINT, signal.SIGTERM, *extra)
 
-    def __init__(self, path: Path, every_n_steps: int = 0, signum: int = signal.SIGUSR1):
-        self.path, self.every, self.signum = path, every_n_steps, signum
-        self.flag = self.armed = False
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        if stage == "fit" and in_slurm_step():
-            signal.signal(self.signum, self._on_signal)
-            self.armed = True  # outside SLURM no flag can be raised: no per-step all-reduce
+class LastCheckpoint(Callback):
+    """last.ckpt is the run's last state, whatever the best: written at the end of every epoch
+    and of fit, every `every_n_steps` steps (so a hard kill loses little), at the step boundary
+    after a stop signal arrived on any rank (then `Stopped` is raised), and when a
+    single-process run fails with finite weights."""
+
+    def __init__(self, path: Path, every_n_steps: int = 0):
+        self.path, self.every = path, every_n_steps
+        self.signum, self.armed, self.saved_at = 0, False, -1
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # After Lightning registered its own SIGTERM handler (which ends fit as if it had
+        # completed); Lightning puts the original handlers back when fit ends.
+        if threading.current_thread() is threading.main_thread():
+            for signum in stop_signals():
+                signal.signal(signum, self._on_signal)
+            self.armed = True
 
     def _on_signal(self, signum, frame) -> None:
-        self.flag = True  # nothing else: the save happens at the next step boundary
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.signum = self.signum or signum  # the save happens at the next step boundary
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        preempt = self.flag
+        signum = self.signum
         if self.armed and trainer.world_size > 1:  # every rank decides alike at the same step
-            t = torch.tensor(float(self.flag), device=pl_module.device)
-            preempt = bool(trainer.strategy.reduce(t, reduce_op="max").item())
-        periodic = self.every and trainer.global_step % self.every == 0
-        if preempt or periodic:
-            pl_module.check_finite()
-            trainer.save_checkpoint(self.path)
-        if preempt:
-            raise Preempted(f"preempted at step {trainer.global_step}")
+            t = torch.tensor(float(signum), device=pl_module.device)
+            signum = int(trainer.strategy.reduce(t, reduce_op="max").item())
+        if signum or self.every and trainer.global_step % self.every == 0:
+            self.save(trainer, pl_module)
+        if signum:
+            raise Stopped(signum, trainer.global_step)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.save(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.saved_at != trainer.global_step:  # fit ended mid-epoch (trainer.max_steps)
+            self.save(trainer, pl_module)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if trainer.world_size == 1 and not isinstance(exception, (Stopped, TrainingError)) \
+                and self.saved_at != trainer.global_step:
+            with contextlib.suppress(Exception):  # the failure itself is what gets reported
+                self.save(trainer, pl_module)
+
+    def save(self, trainer, pl_module) -> None:
+        pl_module.check_finite()
+        trainer.save_checkpoint(self.path)
+        self.saved_at = trainer.global_step

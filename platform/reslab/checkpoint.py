@@ -62,6 +62,21 @@ def newest_valid(paths: list[Path]) -> tuple[Path | None, int | None]:
     return path, step
 
 
+def check_fits(path: Path, module: torch.nn.Module) -> None:
+    """Refuse, before anything is written, a checkpoint whose weights do not fit `module` (the
+    run's config.yaml was edited, or the checkpoint is another model's)."""
+    saved = load(path, mmap=True).get("state_dict")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint {path} holds no state_dict (not a reslab checkpoint)")
+    own = module.state_dict()
+    missing = [k for k in own if k not in saved]
+    other = [k for k in saved if k not in own or getattr(saved[k], "shape", None) != own[k].shape]
+    if missing or other:
+        key = (missing or other)[0]
+        raise CheckpointError(f"checkpoint {path} does not fit the run's model ({key} "
+                              f"{'is missing' if missing else 'differs'}; was config.yaml edited?)")
+
+
 def save(obj: dict, path: str | Path) -> None:
     """Atomically (a crash mid-write leaves the previous checkpoint intact); a full disk or a
     permission problem is an OSError that names the file."""

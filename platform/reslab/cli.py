@@ -21,7 +21,7 @@ from reslab.commands import (
     cmd_test,
     cmd_train,
 )
-from reslab.errors import TrainingError, UserError
+from reslab.errors import Interrupted, TrainingError, UserError
 
 EPILOG = """\
 examples:
@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"reslab {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except TrainingError as e:
         print(f"reslab {args.command}: failed: {e}", file=sys.stderr)
         return 1

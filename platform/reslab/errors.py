@@ -18,3 +18,12 @@ class DataError(UserError):
 
 class TrainingError(Exception):
     """Training stopped for a reason the run itself caused (a NaN loss): a sentence, exit 1."""
+
+
+class Interrupted(Exception):
+    """A signal stopped the run at a step boundary with its last state saved: exit 128 + signal
+    (130 for Ctrl-C, 143 for SIGTERM), with the sentence that says how to resume."""
+
+    def __init__(self, signum: int, step: int, run: str):
+        super().__init__(f"interrupted at step {step}; resume with `reslab train --resume {run}`")
+        self.exit_code = 128 + signum

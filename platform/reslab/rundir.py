@@ -10,7 +10,9 @@ Run ids, paths that cannot escape run.root, config and summary I/O (atomic, secr
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import platform
@@ -52,6 +54,7 @@ class RunDir:
     last_ckpt = property(lambda self: self.path / "checkpoints" / "last.ckpt")
     best_ckpt = property(lambda self: self.path / "checkpoints" / "best.ckpt")
     slurm = property(lambda self: self.path / "slurm")
+    lock_file = property(lambda self: self.path / ".lock")
     job_id_file = property(lambda self: self.path / "slurm" / "job_id")
     log_pointer = property(lambda self: self.path / "slurm" / "log")
 
@@ -115,6 +118,29 @@ def open_run(cfg: Config, run_id: str | None = None) -> RunDir:
 
 def write_config(run: RunDir, cfg: Config) -> None:
     write_atomic(run.config, yaml.safe_dump(redact(to_dict(cfg)), sort_keys=False))
+
+
+@contextlib.contextmanager
+def locked(run: RunDir):
+    """Held while a process trains in `run`: a second one (a requeued job whose old attempt
+    still runs, two `--resume`) is refused, naming the holder. The kernel releases the lock
+    when the holder dies, however it dies."""
+    f = open(run.lock_file, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UserError(f"run directory {run.path} is in use by {holder}; wait for it to "
+                            "finish or stop it, then resume") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()
 
 
 def find_run(path: str | Path) -> RunDir:

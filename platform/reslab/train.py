@@ -3,7 +3,9 @@ and test(run) -> metrics. The Trainer is built here and nowhere else."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
 import time
 import warnings
@@ -16,9 +18,10 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from reslab import checkpoint, rundir, tasks
 from reslab.build import build
-from reslab.callbacks import EpochLine, Preempted, RNGState, SignalPropagation, StepCheckpoint
+from reslab.callbacks import EpochLine, LastCheckpoint, RNGState, SignalPropagation, Stopped
 from reslab.config.load import load
 from reslab.config.schema import Config
+from reslab.errors import Interrupted, UserError
 from reslab.loggers import CSVMetrics, finish_wandb, wandb_logger
 from reslab.models.profile import count_params
 from reslab.rundir import RunDir
@@ -28,38 +31,63 @@ from reslab.slurm import env as slurm_env
 def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = ()) -> dict:
     """Train `cfg` in a new run directory (or continue `resume`: a run directory, with or without
     a checkpoint yet) and return its summary. Under SLURM every rank calls this; only global
-    rank 0 writes files. `callbacks` are added to the Trainer (a sweep's Tune reporter)."""
+    rank 0 writes files (and holds the run directory's lock). `callbacks` are added to the
+    Trainer (a sweep's Tune reporter)."""
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     built = build(cfg)
-    run = resume or new_run(cfg)
-    ckpt, resume_step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt]) if resume \
-        else (None, None)
-    say(f"run directory: {run.path}" + (f" (resuming at step {resume_step})" if ckpt else ""))
-
     task = tasks.build(cfg, built.net, built.datamodule)
-    summary = start_summary(run, built.net, resume_step if ckpt else None)
+    run = resume or new_run(cfg)
+    with rundir.locked(run) if is_rank_zero() else contextlib.nullcontext():
+        start = resume_point(run, task) if resume else (None, None)
+        return train_in(run, cfg, built, task, start, callbacks)
+
+
+def resume_point(run: RunDir, task: tasks.Task) -> tuple[Path | None, int | None]:
+    """The checkpoint to continue `run` from, checked against the model before anything is
+    written; None for a run that has not trained yet (a submitted job's first attempt)."""
+    ckpt, step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt])
+    if ckpt is not None:
+        checkpoint.check_fits(ckpt, task)
+        return ckpt, step
+    record = rundir.read_summary(run)
+    if record.get("status") == "completed" or record.get("global_step", 0) > 0:
+        raise UserError(f"{run.path} has trained (status {record.get('status')}, step "
+                        f"{record.get('global_step', '?')}) but holds no checkpoint to resume "
+                        "from; start a new run instead")
+    return None, None
+
+
+def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
+             start: tuple[Path | None, int | None], callbacks: list) -> dict:
+    """Fit (and test) in `run`, from the checkpoint in `start` if any; the summary records every
+    outcome."""
+    ckpt, resume_step = start
+    say(f"run directory: {run.path}" + (f" (resuming at step {resume_step})" if ckpt else ""))
+    summary = start_summary(run, built.net, resume_step)
     trainer = build_trainer(cfg, run, task, loggers(cfg, run, resume_step),
-                            [StepCheckpoint(run.last_ckpt, cfg.trainer.checkpoint_every_n_steps),
+                            [LastCheckpoint(run.last_ckpt, cfg.trainer.checkpoint_every_n_steps),
                              *callbacks])
     if trainer.world_size > 1:
         say(f"world size {trainer.world_size} ({trainer.num_nodes} nodes x "
             f"{trainer.num_devices} devices, DDP)")
     t0, wall_before = time.perf_counter(), summary.get("wall_s", 0.0)
     try:
-        trainer.fit(task, datamodule=built.datamodule, ckpt_path=ckpt)
-        summary.update(collect(trainer, task))
-        if cfg.run.test:
-            best = run.best_ckpt if run.best_ckpt.is_file() else None
-            trainer.test(task, datamodule=built.datamodule, ckpt_path=best, verbose=False)
+        with lightning_interrupts():
+            trainer.fit(task, datamodule=built.datamodule, ckpt_path=ckpt)
             summary.update(collect(trainer, task))
+            if cfg.run.test:
+                best = run.best_ckpt if run.best_ckpt.is_file() else None
+                trainer.test(task, datamodule=built.datamodule, ckpt_path=best, verbose=False)
+                summary.update(collect(trainer, task))
         summary["status"] = "completed"
-    except Preempted:
+    except Stopped as e:
         summary.update(collect(trainer, task))
-        summary.update(slurm_env.preempted_status(cfg.slurm.max_restarts))
+        summary.update(stopped_status(e, cfg.slurm.max_restarts))
     except BaseException as e:
         summary.update(collect(trainer, task))
-        summary.update(status="failed", error=f"{type(e).__name__}: {e}"[:500])
+        summary.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                       error=f"{type(e).__name__}: {e}"[:500])
         raise
     finally:
         summary["wall_s"] = round(wall_before + time.perf_counter() - t0, 3)
@@ -68,7 +96,30 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = ()) -> dict
     if summary["status"] == "preempted" and is_rank_zero():
         say(f"preempted at step {trainer.global_step}: checkpoint saved, requeueing")
         slurm_env.requeue(slurm_env.job_id())
+    if summary["status"] == "interrupted":
+        raise Interrupted(summary["stop_signal"], trainer.global_step, str(run.path))
     return summary
+
+
+def stopped_status(stop: Stopped, max_restarts: int) -> dict:
+    """USR1 (SLURM's warning before the time limit) requeues the job. SIGTERM is SLURM's cancel
+    and its preemption alike: the run stops with last.ckpt at the stop step and SLURM decides —
+    a preempted job (PreemptMode=REQUEUE) comes back and resumes there, a cancelled one stays
+    cancelled. Anything else is an interruption the user resumes."""
+    if slurm_env.in_slurm_step() and stop.signum == signal.SIGUSR1:
+        return slurm_env.preempted_status(max_restarts)
+    return {"status": "interrupted", "stop_signal": stop.signum}
+
+
+@contextlib.contextmanager
+def lightning_interrupts():
+    """Lightning turns a KeyboardInterrupt into `sys.exit(1)`: give it back as the interrupt."""
+    try:
+        yield
+    except SystemExit as e:
+        if isinstance(e.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
 
 
 def new_run(cfg: Config) -> RunDir:
@@ -101,8 +152,9 @@ def build_trainer(cfg: Config, run: RunDir, task: tasks.Task, loggers: list,
                   extra_callbacks: list = ()) -> L.Trainer:
     t = cfg.trainer
     metric, mode = task.METRICS.monitor
+    # best.ckpt follows the monitored metric; last.ckpt is LastCheckpoint's, the last state.
     best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=metric, mode=mode,
-                           save_last=True, enable_version_counter=False)
+                           save_last=False, enable_version_counter=False)
     callbacks = [best, RNGState(), *extra_callbacks]
     if cfg.diagnostics.every_n_steps > 0:
         callbacks.append(SignalPropagation(cfg.diagnostics.every_n_steps))
@@ -129,7 +181,7 @@ def plugins() -> list:
     if slurm_env.in_slurm_step():
         from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-        # reslab owns requeueing (StepCheckpoint): Lightning's own USR1 handler must be off.
+        # reslab owns requeueing (LastCheckpoint): Lightning's own USR1 handler must be off.
         out.append(SLURMEnvironment(auto_requeue=False))
     return out
 
@@ -178,7 +230,7 @@ def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> di
     trainer.test(task, datamodule=built.datamodule, verbose=False)
     result = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     write_summary(run, {**rundir.read_summary(run), **result,
-                        "test_checkpoint": str(Path(ckpt).name)})
+                        "test_checkpoint": str(Path(ckpt).name), "test_overrides": list(overrides)})
     return result
 
 

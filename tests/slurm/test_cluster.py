@@ -80,17 +80,23 @@ def wait_done(jid: str, timeout: float = 240) -> dict:
 
 
 def requeue_now(jid: str, attempt: int = 2) -> None:
-    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead. The job
-    may still be RUNNING its first attempt when this is called: wait for the requeue (Restarts)
-    first. A StartTime sent while the job is still COMPLETING is overwritten, so repeat until it
-    runs."""
+    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead, but
+    only once the nodes are idle: a job started while its old attempt still completes is killed
+    ("Job credential revoked"). The job may still be RUNNING its first attempt when this is
+    called: wait for the requeue (Restarts) before taking RUNNING as the new attempt."""
     def started() -> bool:
         s = job_state(jid)
-        if s.get("JobState") == "PENDING" and s.get("Reason") == "BeginTime":
+        if s.get("JobState") == "PENDING" and s.get("Reason") == "BeginTime" and nodes_idle():
             subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True)
         return int(s.get("Restarts", 0)) >= attempt - 1 and \
             s.get("JobState") in ("RUNNING", "COMPLETED")
     wait_for(started, 90, f"requeued job {jid} to start again", interval=0.5)
+
+
+def nodes_idle() -> bool:
+    states = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True,
+                            text=True).stdout.split()
+    return bool(states) and all(s == "idle" for s in states)
 
 
 def final_weights(run: Path) -> dict:
@@ -137,6 +143,41 @@ def test_usr1_requeues_and_resumes_bitwise_exactly(reference, tmp_path):
         assert torch.equal(v, ours[k]), k
     runs = list((run / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and len({p.name.split("-", 3)[-1] for p in runs}) == 1, runs
+
+
+def test_usr1_to_every_process_of_the_job_requeues_it_from_the_step_it_stopped(tmp_path):
+    """`scancel --full` signals the batch shell too: it must survive and forward the signal."""
+    jid, run, log = submit(tmp_path)
+    wait_for(lambda: log.is_file() and "epoch 2/" in log.read_text(), 180, "epoch 2 in the log")
+    subprocess.run(["scancel", "--signal=USR1", "--full", jid], check=True)
+    requeue_now(jid)
+    state = wait_done(jid)
+    text = log.read_text()
+    assert state["JobState"] == "COMPLETED" and state["Restarts"] == "1", text[-3000:]
+    stopped = re.search(r"preempted at step (\d+)", text).group(1)
+    assert f"resuming at step {stopped}" in text
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_sigterm_to_the_ranks_saves_the_stop_step_and_a_requeue_resumes_there(tmp_path):
+    """SIGTERM is how SLURM cancels and how it preempts (PreemptMode=REQUEUE, which then
+    requeues the job itself): the ranks checkpoint at the next step boundary and do not requeue;
+    the requeue here stands in for SLURM's."""
+    jid, run, log = submit(tmp_path)
+    wait_for(lambda: log.is_file() and "epoch 2/" in log.read_text(), 180, "epoch 2 in the log")
+    subprocess.run(["scancel", "--signal=TERM", jid], check=True)
+    first = wait_done(jid)
+    text = log.read_text()
+    stopped = re.search(r"interrupted at step (\d+)", text)
+    assert stopped and first["Restarts"] == "0", text[-3000:]
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == \
+        int(stopped.group(1))
+    subprocess.run(["scontrol", "requeue", jid], check=True)
+    requeue_now(jid)
+    state = wait_done(jid)
+    text = log.read_text()
+    assert state["JobState"] == "COMPLETED", text[-3000:]
+    assert f"resuming at step {stopped.group(1)}" in text
 
 
 def test_kill_9_then_requeue_resumes_from_the_periodic_checkpoint(tmp_path):

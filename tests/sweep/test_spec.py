@@ -39,6 +39,10 @@ def _spec(tmp_path, text):
     ("num_samples: 3\n", "for replicates of a grid use seeds"),
     ("resources_per_trial: {cpu: 0}\n", "cpu > 0"),
     ("resources_per_trial: {cpu: 1, gpu: 2}\n", "multi-GPU trials .* not supported yet"),
+    ("seeds: [0, 0]\n", r"trial seed=0 twice"),
+    ("space:\n  model.depth: [20, 20]\n", r"trial depth=20,seed=0 twice"),
+    ("seeds: [0, x]\n", "seeds must be a count or a list of integers"),
+    ("num_samples: many\n", r"num_samples"),
 ])
 def test_spec_typos_are_refused_with_a_sentence(tmp_path, text, match):
     base = "base:\n  recipes: [configs/quickstart.yaml]\n"

@@ -3,8 +3,9 @@ validated (no control characters, `$(` or backticks) and quoted; no secret is wr
 key stays in the submitting user's environment, which sbatch exports to the job).
 
 Preemption: SLURM sends USR1 `slurm.signal_margin_s` before the time limit (or `scancel
---signal=USR1`); the ranks checkpoint at the next step boundary and requeue the job, which
-restarts with the same job id and resumes the same run directory (reslab.callbacks)."""
+--signal=USR1`), a cluster's preemption sends SIGTERM; the ranks checkpoint at the next step
+boundary and requeue the job, which restarts with the same job id and resumes the same run
+directory (reslab.callbacks). The batch shell forwards both signals to the step."""
 
 from __future__ import annotations
 
@@ -73,8 +74,24 @@ def render(cfg: Config, runs: list[RunDir], log: Path, python: str = sys.executa
         quoted = " ".join(shlex.quote(check_value("run.root", r.path)) for r in runs)
         lines.append(f"RUNS=({quoted})")
         target = '"${RUNS[$SLURM_ARRAY_TASK_ID]}"'
-    lines.append(f"srun --kill-on-bad-exit=1 {train} {target}")
-    return "\n".join(lines) + "\n"
+    lines.append(f"srun --kill-on-bad-exit=1 {train} {target} &")
+    return "\n".join(lines) + "\n" + FORWARD_SIGNALS
+
+
+# A preemption may signal the batch shell too (`scancel --full`, PreemptMode=REQUEUE): without a
+# trap bash would die at once and take the ranks with it. The ranks checkpoint at the next step
+# boundary and requeue the job; `wait` returns early on each trapped signal, so wait again.
+FORWARD_SIGNALS = """\
+step=$!
+trap 'kill -USR1 "$step" 2>/dev/null || true' USR1
+trap 'kill -TERM "$step" 2>/dev/null || true' TERM
+status=0
+while :; do
+  wait "$step" && status=0 || status=$?
+  kill -0 "$step" 2>/dev/null || break
+done
+exit "$status"
+"""
 
 
 def render_sweep(cfg: Config, spec_path: Path, items: list[str], sweep: SweepDir,

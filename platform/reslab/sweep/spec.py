@@ -149,6 +149,10 @@ def validate_spec(spec: Spec) -> None:
     if spec.cpu <= 0 or spec.gpu < 0:
         raise UserError(f"resources_per_trial needs cpu > 0 and gpu >= 0, got cpu={spec.cpu}, "
                         f"gpu={spec.gpu}")
+    names = [trial_name(p) for p in grid_points(spec)]
+    if dup := next((n for n in names if names.count(n) > 1), None):
+        raise UserError(f"the sweep has trial {dup} twice (a value repeated in space or seeds); "
+                        "each trial needs a directory of its own")
     for point in grid_points(spec):  # every grid point is a valid config before anything runs
         spec.base_cfg(overrides_of(point))
 
