@@ -39,12 +39,29 @@ Arguments containing '=' are KEY=VALUE overrides (see `reslab config` for every 
 others are recipe files, merged in order onto the defaults."""
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one sentence (what is wrong, and where the help is), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="reslab", description="Residual-network experiments: recipes, SLURM, sweeps, W&B.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"reslab {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     t = sub.add_parser("train", help="train a recipe (default: configs/quickstart.yaml)",
                        description="Train a recipe; prints the run directory and a summary.")
@@ -87,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--resume", action="store_true",
                    help="continue a killed sweep: finished trials are not rerun")
     w.add_argument("--address", help="join this Ray cluster instead of starting a private one")
-    w.add_argument("--cpus", type=int, help="CPUs for the private Ray (default: all)")
+    w.add_argument("--cpus", type=positive_int, help="CPUs for the private Ray (default: all)")
     w.set_defaults(fn=cmd_sweep)
 
     cp = sub.add_parser("compare", help="tables and figures over runs and sweeps (offline)",
@@ -108,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "callbacks, logging) and of a plain PyTorch loop with the same model, data, "
                        "optimizer and precision, alternating in rounds; then the input pipelines.")
     b.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
-    b.add_argument("--steps", type=int, default=30, help="timed steps per round (default 30)")
-    b.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    b.add_argument("--steps", type=positive_int, default=30, help="timed steps per round (default 30)")
+    b.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds (default 3)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(fn=cmd_bench)
 

@@ -162,8 +162,13 @@ def cmd_bench(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from reslab.rundir import find_run
     from reslab.slurm import status
 
+    for p in args.runs:
+        find_run(p)  # a sentence for a path that is not a run directory
+    if not args.runs and not Path(args.root).is_dir():
+        raise UserError(f"--root {args.root} is not a directory")
     paths = [Path(p) for p in args.runs] or status.submitted_runs(Path(args.root))
     if not paths:
         print(f"no submitted runs under {args.root}/")

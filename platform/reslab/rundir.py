@@ -105,7 +105,18 @@ def run_path(cfg: Config, run_id: str) -> Path:
     path = (root / cfg.run.name / run_id).resolve()
     if root not in path.parents:
         raise UserError(f"run directory {path} would be outside run.root {root}")
+    check_writable(root, "run.root")
     return path
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """`folder` is, or can be created as, a directory this user can write into."""
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{key}={folder} cannot be a directory: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{key}={folder} is not writable ({existing} belongs to someone else or "
+                        "is read-only)")
 
 
 def open_run(cfg: Config, run_id: str | None = None) -> RunDir:

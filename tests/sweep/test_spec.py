@@ -43,6 +43,10 @@ def _spec(tmp_path, text):
     ("space:\n  model.depth: [20, 20]\n", r"trial depth=20,seed=0 twice"),
     ("seeds: [0, x]\n", "seeds must be a count or a list of integers"),
     ("num_samples: many\n", r"num_samples"),
+    ("space:\n  optim.lr: {uniform: [1, 0.1]}\n", r"uniform takes \[lo, hi\].* lo < hi"),
+    ("space:\n  optim.lr: {loguniform: [0, 1]}\n", r"loguniform .* 0 < lo"),
+    ("space:\n  data.batch_size: {randint: [8, 64.5]}\n", r"randint .* integers"),
+    ("space:\n  optim.lr: {choice: []}\n", r"choice takes a non-empty list"),
 ])
 def test_spec_typos_are_refused_with_a_sentence(tmp_path, text, match):
     base = "base:\n  recipes: [configs/quickstart.yaml]\n"

@@ -1,5 +1,6 @@
 """`reslab sweep` with a real local Ray: results, W&B grouping, a killed trial worker is retried
-from its checkpoint, a trial that keeps failing is reported, a killed driver resumes. The Ray
+from its checkpoint, a trial that keeps failing is reported, a killed driver resumes, and a
+resume unpickles nothing from the sweep directory. The Ray
 sweeps run as fresh processes (the sweep driver and its Ray are what is killed); the refusals
 before Ray starts run in this process."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from reslab.rundir import SweepDir
+from reslab.rundir import SweepDir, open_run, write_summary
 from reslab.sweep import spec as S
 from reslab.sweep import tune
 from support import RESLAB, ROOT, reslab, wait_for
@@ -170,33 +172,57 @@ def test_a_killed_driver_continues_with_resume(tmp_path, start_sweep):
     done = wait_for(lambda: next((p.parent for p in out.path.glob("*/summary.json")
                                   if '"completed"' in p.read_text()), None), 300, "a finished trial")
     finished = (done / "summary.json").read_text()
-    wait_for(lambda: any("TERMINATED" in p.read_text() for p in
-                         out.tune.glob("experiment_state-*.json")), 60,
-             "Tune to record the finished trial")
     kill_session(proc.pid)  # the driver, the Ray it started and Ray's workers
     proc.wait(timeout=30)
     resumed = start_sweep(spec, "--resume")
     log, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, log[-3000:]
+    assert "[sweep] resuming: 1 of 2 trials completed, 1 to run" in log
+    assert "2 done, 0 running, 0 failed" in log
     table = rows(out)
     assert sorted(t["trial"] for t in table) == sorted({t["trial"] for t in table})
     assert len(table) == 2 and {t["status"] for t in table} == {"completed"}
     assert (done / "summary.json").read_text() == finished, "a finished trial was not rerun"
 
 
+class Payload:
+    """Unpickled, it creates `marker`: what a crafted sweep directory could run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
 @pytest.mark.ray
 @pytest.mark.integration
-def test_a_corrupted_sweep_state_is_a_sentence_and_overwrites_nothing(tmp_path):
+def test_resume_reads_no_pickle_from_tune_s_state_and_finishes_the_sweep(tmp_path):
     spec = write_spec(tmp_path, epochs=1, depths=(8,))
-    out = sweep_dir(spec)
-    out.tune.mkdir(parents=True)
-    (out.tune / "experiment_state-2026-11-22_00-00-00.json").write_text('{"trial_data": [tru')
-    out.results.write_text("trial,status\ndepth=8,shortcut=A,seed=0,completed\n")
-    before = out.results.read_text()
+    s = S.load_spec(spec)
+    out = S.sweep_dir(s)
+    point, other = (p for p in S.grid_points(s))
+    finished = open_run(s.trial_cfg(point), S.trial_name(point))
+    write_summary(finished, {"status": "completed", "val/err": 0.25, "epoch": 1, "wall_s": 1.0})
+    before = finished.summary.read_bytes()
+    # Every file Tuner.restore would unpickle (tuner.pkl, the experiment and searcher states,
+    # a trial's params) holds the payload; so does a file of garbage.
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(Payload(marker))
+    for name in ["tuner.pkl", "experiment_state-2026-11-22_00-00-00.json",
+                 "basic-variant-state-2026-11-22_00-00-00.json", "searcher-state.pkl",
+                 "run_trial_00000/params.pkl", "trainable.pkl"]:
+        (out.tune / name).parent.mkdir(parents=True, exist_ok=True)
+        (out.tune / name).write_bytes(payload)
+    (out.tune / "garbage").write_bytes(b"\x80\x05garbage")
     r = reslab("sweep", spec, "--cpus", "2", "--resume", timeout=300)
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert "cannot resume the sweep" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert out.results.read_text() == before
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert not marker.exists(), "a pickle from the sweep directory was loaded"
+    assert finished.summary.read_bytes() == before, "a finished trial was rerun"
+    table = {t["trial"]: t for t in rows(out)}
+    assert sorted(table) == sorted([S.trial_name(point), S.trial_name(other)])
+    assert table[S.trial_name(point)]["val/err"] == "0.25"
+    assert {t["status"] for t in table.values()} == {"completed"}
 
 
 def test_resume_without_a_sweep_and_a_rerun_over_one_are_refused_before_ray(tmp_path, cli,
@@ -210,5 +236,9 @@ def test_resume_without_a_sweep_and_a_rerun_over_one_are_refused_before_ray(tmp_
     r = cli("sweep", spec, "--cpus", "2", "--resume")
     assert r.returncode == 2 and "nothing to resume" in r.stderr and not out.path.exists()
     out.tune.mkdir(parents=True)
+    r = cli("sweep", spec, "--cpus", "2")
+    assert r.returncode == 2 and "already holds a sweep: pass --resume" in r.stderr
+    out.tune.rmdir()
+    out.results.write_text("trial,status\n")  # sweep.csv alone marks a sweep too
     r = cli("sweep", spec, "--cpus", "2")
     assert r.returncode == 2 and "already holds a sweep: pass --resume" in r.stderr

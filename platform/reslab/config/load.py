@@ -56,6 +56,8 @@ def freeze(cfg: DictConfig) -> Config:
 def read_yaml(path: str | Path) -> dict:
     """Safe YAML only: no Python tags, bounded size, no alias expansion bombs, no interpolation."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"recipe file '{path}' is a directory, not a YAML file")
     if not p.is_file():
         raise ConfigError(f"recipe file '{path}' does not exist")
     if p.stat().st_size > MAX_YAML_BYTES:
@@ -66,18 +68,33 @@ def read_yaml(path: str | Path) -> dict:
         if any(isinstance(e, yaml.AliasEvent) for e in events):
             raise ConfigError(f"recipe file '{path}' uses YAML aliases (*name), which reslab "
                               "does not allow; write the values out")
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python tags
     except UnicodeDecodeError:
         raise ConfigError(f"recipe file '{path}' is not text (UTF-8 YAML)") from None
+    except RecursionError:
+        raise ConfigError(f"recipe file '{path}' is nested too deeply") from None
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0]
         raise ConfigError(f"recipe file '{path}' is not valid YAML: {first}") from None
+    except ConfigError as e:
+        raise ConfigError(f"recipe file '{path}': {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"recipe file '{path}' must hold a mapping of keys, got "
                           f"{type(data).__name__}")
     return data
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key written twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        if dup := next((k for k in keys if keys.count(k) > 1), None):
+            raise ConfigError(f"the key '{dup}' appears twice in one mapping "
+                              f"(line {node.start_mark.line + 1}); keep one")
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_overrides(overrides: list[str]) -> dict:

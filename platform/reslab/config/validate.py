@@ -4,7 +4,7 @@ datasets) only — no torch, no data on disk."""
 
 from __future__ import annotations
 
-import re
+import unicodedata
 
 import yaml
 
@@ -14,10 +14,15 @@ from reslab.errors import ConfigError
 from reslab.models.catalog import SR_SCALES
 from reslab.registry import did_you_mean, suggest
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 POSITIVE = ("data.batch_size", "trainer.max_epochs", "trainer.devices", "trainer.num_nodes",
             "trainer.log_every_n_steps", "trainer.check_val_every_n_epoch", "slurm.nodes",
-            "slurm.cpus_per_task")
+            "slurm.cpus_per_task", "data.image_size", "data.size")
+AT_LEAST_ZERO = ("optim.weight_decay", "optim.warmup_steps", "data.num_workers",
+                 "trainer.checkpoint_every_n_steps", "slurm.gpus_per_node", "slurm.max_restarts",
+                 "slurm.signal_margin_s", "diagnostics.every_n_steps")
+# low <= value < high (seed: numpy's range)
+RANGES = {"optim.momentum": (0, 1), "optim.label_smoothing": (0, 1), "seed": (0, 2**32)}
+MAX_NAME = 200  # run.name is a directory name (255 bytes at most) and a job name
 # model.* keys that go to the builder; each registered model lists the ones it takes (`options`).
 BUILDER_KEYS = ("depth", "shortcut", "preact", "width", "zero_init_residual", "global_residual")
 
@@ -26,10 +31,14 @@ def validate(cfg: Config) -> None:
     if cfg.trainer.precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got "
                           f"'{cfg.trainer.precision}'{did_you_mean(cfg.trainer.precision, PRECISIONS)}")
-    for key in POSITIVE:
-        section, name = key.split(".")
-        if (value := getattr(getattr(cfg, section), name)) < 1:
-            raise ConfigError(f"{key} must be at least 1, got {value}")
+    for keys, low in ((POSITIVE, 1), (AT_LEAST_ZERO, 0)):
+        for key in keys:
+            if (value := select(cfg, key)) < low:
+                raise ConfigError(f"{key} must be at least {low}, got {value}")
+    for key, (low, high) in RANGES.items():
+        if not low <= (value := select(cfg, key)) < high:
+            raise ConfigError(f"{key} must be in [{low}, {high}), got {value}")
+    validate_trainer(cfg)
     if cfg.data.name not in data.DATASETS:
         raise ConfigError(f"data.name: unknown dataset '{cfg.data.name}'"
                           f"{suggest(cfg.data.name, data.DATASETS.names())}")
@@ -39,6 +48,24 @@ def validate(cfg: Config) -> None:
     if cfg.data.val_size < 0:
         raise ConfigError(f"data.val_size must be a fraction or a count >= 0, got {cfg.data.val_size}")
     check_run_name(cfg.run.name)
+
+
+def validate_trainer(cfg: Config) -> None:
+    t = cfg.trainer
+    if t.max_steps == 0 or t.max_steps < -1:
+        raise ConfigError(f"trainer.max_steps must be -1 (no limit) or at least 1, got "
+                          f"{t.max_steps}")
+    for key in ("gradient_clip_val", "limit_train_batches"):
+        if (value := getattr(t, key)) is not None and value <= 0:
+            raise ConfigError(f"trainer.{key} must be positive or null, got {value}")
+    classes = cfg.data.classes
+    if classes is not None and (len(set(classes)) != len(classes) or min(classes, default=0) < 0):
+        raise ConfigError(f"data.classes must be distinct labels >= 0, got {list(classes)}")
+
+
+def select(cfg: Config, key: str):
+    section, name = key.split(".") if "." in key else (None, key)
+    return getattr(getattr(cfg, section) if section else cfg, name)
 
 
 def validate_model(cfg: Config) -> None:
@@ -95,8 +122,17 @@ def validate_sr(cfg: Config) -> None:
 
 def check_run_name(name: str) -> None:
     """Run names become directory names and job names: one path component, printable."""
-    if not name or CONTROL.search(name) or "/" in name or "\\" in name or name in (".", ".."):
+    if not name or not printable(name) or "/" in name or "\\" in name or name in (".", ".."):
         raise ConfigError(f"run.name must be a single printable path component (no '/', '..' or "
                           f"control characters), got {name!r}")
+    if len(name.encode()) > MAX_NAME:
+        raise ConfigError(f"run.name must be at most {MAX_NAME} bytes, got {len(name.encode())}")
+
+
+def printable(text: str) -> bool:
+    """No control, format (zero-width, bidi), private-use or line/paragraph separator
+    characters: what a terminal, a file name or a job script shows differently."""
+    return not any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")
+                   for c in text)
 
 

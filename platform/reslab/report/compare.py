@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 from reslab.errors import UserError
+from reslab.registry import did_you_mean
 from reslab.report import figures, html
 from reslab.report.runs import Run, find_runs
 from reslab.report.table import default_metric, format_table, table, varied_keys
@@ -18,12 +19,11 @@ def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = N
     runs = find_runs(dirs)
     by = by or varied_keys(runs) or ["model.name"]
     metric = metric or default_metric(runs)
-    unknown = [k for k in by if all(k not in r.config for r in runs)]
-    if unknown:
-        raise UserError(f"--by key '{unknown[0]}' is in no run's config (e.g. model.depth, "
-                        "model.shortcut)")
-    header, rows = table(runs, by, metric)
+    check_names(runs, by, metric)
     out = Path(out or (Path(dirs[0]) / "compare"))
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory for the figures and report")
+    header, rows = table(runs, by, metric)
     out.mkdir(parents=True, exist_ok=True)
     files = figures.write_all(runs, by, metric, out)
     files.append(html.write_report(out, header, rows, files, by, metric))
@@ -31,6 +31,18 @@ def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = N
         csv.writer(f).writerows([header, *rows])
     files.append(out / "table.csv")
     return {"table": format_table(header, rows), "files": files}
+
+
+def check_names(runs: list[Run], by: list[str], metric: str) -> None:
+    """--by keys that no run's config has and a --metric that no run logged are sentences."""
+    keys = sorted({k for r in runs for k in r.config})
+    if unknown := [k for k in by if k not in keys]:
+        raise UserError(f"--by key '{unknown[0]}' is in no run's config"
+                        f"{did_you_mean(unknown[0], keys) or ' (e.g. model.depth, model.shortcut)'}")
+    metrics = sorted({k for r in runs for k in r.summary if "/" in k})
+    if metric not in metrics:
+        raise UserError(f"--metric {metric} is in no run's summary"
+                        f"{did_you_mean(metric, metrics) or ' (they have ' + ', '.join(metrics[:8]) + ')'}")
 
 
 def compare_wandb(path: str, by: list[str] | None, metric: str | None) -> dict:

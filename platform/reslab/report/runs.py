@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from reslab.errors import UserError
-from reslab.rundir import RunDir, read_flat_config, read_metrics, read_summary
+from reslab.rundir import RunDir, read_flat_config, read_metrics
 
 
 @dataclass
@@ -45,13 +50,23 @@ def find_runs(dirs: list[str | Path]) -> list[Run]:
         found = [d] if RunDir(d).config.is_file() else sorted(
             p.parent for p in d.rglob(RunDir(d).config.name)
             if "tune" not in p.relative_to(d).parts[:1])
-        runs += [load_run(p) for p in found if RunDir(p).summary.is_file()]
+        runs += [run for p in found if RunDir(p).summary.is_file() if (run := load_run(p))]
     if not runs:
         raise UserError(f"no runs (directories with config.yaml and summary.json) under "
                         f"{', '.join(map(str, dirs))}")
     return runs
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path) -> Run | None:
+    """The run, or None with one warning line naming it when its files are damaged: one broken
+    run does not stop a comparison of the others."""
     run = RunDir(path)
-    return Run(path, read_flat_config(run), read_summary(run), read_metrics(run))
+    try:
+        summary = json.loads(run.summary.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError("summary.json is not a mapping")
+        return Run(path, read_flat_config(run), summary, read_metrics(run))
+    except (OSError, ValueError, KeyError, yaml.YAMLError, csv.Error) as e:
+        print(f"warning: skipping {path}: {type(e).__name__}: {str(e).splitlines()[0][:120]}",
+              file=sys.stderr)
+        return None

@@ -32,8 +32,13 @@ def varied_keys(runs: list[Run]) -> list[str]:
 def group(runs: list[Run], by: list[str]) -> dict[tuple, list[Run]]:
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
-        groups.setdefault(tuple(r.config.get(k) for k in by), []).append(r)
+        groups.setdefault(tuple(hashable(r.config.get(k)) for k in by), []).append(r)
     return dict(sorted(groups.items(), key=lambda kv: [sort_key(v) for v in kv[0]]))
+
+
+def hashable(v):
+    """Config values as group keys: lists (data.classes, tags) become tuples."""
+    return tuple(hashable(x) for x in v) if isinstance(v, list) else v
 
 
 def sort_key(v):

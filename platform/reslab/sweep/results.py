@@ -17,20 +17,22 @@ from reslab.sweep.spec import Spec, trial_name
 RESULT_KEYS = ("train/loss", *COLUMNS)  # the columns `reslab compare` shows, and the loss
 
 
-def write_results(spec: Spec, out: SweepDir, results) -> list[dict]:
-    """sweep.csv, best_config.yaml and the rows for the printed table, in grid order (the
-    variants of one depth side by side)."""
+def write_results(spec: Spec, out: SweepDir, points: list[dict], results: dict) -> list[dict]:
+    """sweep.csv, best_config.yaml and the rows for the printed table: a row per trial in
+    `points`, from its summary.json and, for the trials this run gave Tune, Tune's result
+    (`results`: trial name -> Result; a trial a resumed sweep did not rerun has none)."""
     rows = []
-    for r in results:
-        point = {k: v for k, v in r.config.items()}
+    for point in points:
         name = trial_name(point)
+        r = results.get(name)
+        error = r.error if r is not None else None
         summary = read_summary(out.trial(name))
         row = {"trial": name, **{k: v for k, v in point.items() if not k.startswith("_")},
-               "status": "ERROR" if r.error else summary.get("status", "stopped"),
+               "status": "ERROR" if error else summary.get("status", "stopped"),
                **{k: v for k in RESULT_KEYS
-                  if (v := summary.get(k, (r.metrics or {}).get(k))) is not None},
+                  if (v := summary.get(k, ((r and r.metrics) or {}).get(k))) is not None},
                "epoch": summary.get("epoch"), "wall_s": summary.get("wall_s"),
-               "error": _sentence(r.error) if r.error else ""}
+               "error": _sentence(error) if error else ""}
         rows.append(row)
     rows.sort(key=lambda r: [sort_key(r.get(k)) for k in spec.grid_keys()] + [r["trial"]])
     columns = list(dict.fromkeys(k for r in rows for k in r))

@@ -128,10 +128,11 @@ def validate_spec(spec: Spec) -> None:
         if key not in known:
             raise UserError(f"space key '{key}' is not a config key{did_you_mean(key, known)}")
         if isinstance(value, dict):
-            (kind, _), = value.items() if len(value) == 1 else [(None, None)]
+            (kind, args), = value.items() if len(value) == 1 else [(None, None)]
             if kind not in DISTRIBUTIONS:
                 raise UserError(f"space.{key} must be a list (grid) or one of "
                                 f"{', '.join(DISTRIBUTIONS)}, got {value}")
+            check_distribution(key, kind, args)
             if spec.search == "grid" and kind != "choice":
                 raise UserError(f"space.{key} is a {kind} distribution: use search: random")
         elif not isinstance(value, list) or not value:
@@ -157,8 +158,25 @@ def validate_spec(spec: Spec) -> None:
         spec.base_cfg(overrides_of(point))
 
 
+def check_distribution(key: str, kind: str, args: Any) -> None:
+    """choice: a non-empty list; uniform, loguniform, randint: [lo, hi] with lo < hi (hi is
+    excluded for randint, loguniform needs lo > 0, randint integers)."""
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise UserError(f"space.{key}: choice takes a non-empty list, got {args!r}")
+        return
+    number = (int,) if kind == "randint" else (int, float)
+    ok = (isinstance(args, list) and len(args) == 2
+          and all(isinstance(a, number) and not isinstance(a, bool) and math.isfinite(a)
+                  for a in args)
+          and args[0] < args[1] and (kind != "loguniform" or args[0] > 0))
+    if not ok:
+        need = {"randint": "integers", "loguniform": "numbers with 0 < lo"}.get(kind, "numbers")
+        raise UserError(f"space.{key}: {kind} takes [lo, hi], {need} and lo < hi, got {args!r}")
+
+
 def grid_points(spec: Spec) -> list[dict]:
-    """The grid part of the space (lists, seeds); random keys are sampled by Tune."""
+    """The grid part of the space (lists, seeds); random keys are drawn by sweep/trials.py."""
     keys = spec.grid_keys() + ["seed"]
     values = [spec.space[k] for k in spec.grid_keys()] + [list(spec.seeds)]
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
@@ -191,7 +209,7 @@ def plan(spec: Spec, cpus: float) -> str:
     """The --dry-run table: one line per grid trial, and the resource plan."""
     points = grid_points(spec)
     random = {k: v for k, v in spec.space.items() if isinstance(v, dict)}
-    n = len(points) * (spec.num_samples if random else 1)
+    n = len(points) * (spec.num_samples if spec.search == "random" else 1)
     at_once = max(1, int(cpus // spec.cpu))
     if spec.max_concurrent:
         at_once = min(at_once, spec.max_concurrent)

@@ -7,58 +7,69 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from reslab import train
 from reslab.errors import UserError
-from reslab.rundir import open_run
+from reslab.rundir import SweepDir, open_run
 from reslab.sweep.results import write_results
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
+from reslab.sweep.trials import all_trials, completed, started
 
 
 def run(spec: Spec, resume: bool = False, address: str | None = None,
         cpus: int | None = None) -> list[dict]:
-    """Run (or continue) the sweep; returns the sweep.csv rows."""
+    """Run (or continue) the sweep; returns the sweep.csv rows. The trials are rebuilt from the
+    spec and the trial directories (sweep/trials.py): a resume is a fresh Tuner over the trials
+    that have not completed, each continuing from its own checkpoint. Ray Tune's saved state is
+    pickle and is never restored."""
+    out = sweep_dir(spec)
+    if resume and not started(out):
+        raise UserError(f"nothing to resume: {out.path} holds no sweep (no trial directories, "
+                        "sweep.csv or tune/)")
+    if not resume and started(out):
+        raise UserError(f"sweep directory {out.path} already holds a sweep: pass --resume to "
+                        "continue it, or set name/run.root to start a new one")
+    points = all_trials(spec, out)
+    todo = [p for p in points if not completed(out, p)]
+    if resume:
+        print(f"[sweep] resuming: {len(points) - len(todo)} of {len(points)} trials completed, "
+              f"{len(todo)} to run", flush=True)
+    results = run_tune(spec, out, todo, address, cpus, len(points) - len(todo)) if todo else {}
+    return write_results(spec, out, points, results)
+
+
+def run_tune(spec: Spec, out: SweepDir, todo: list[dict], address: str | None,
+             cpus: int | None, done: int) -> dict:
+    """A fresh Tuner over `todo` (one grid axis, `point`, holding each trial's whole point);
+    returns Tune's result per trial name."""
     import ray
     from ray import tune
 
-    out = sweep_dir(spec)
-    state = out.tune
-    if resume and not state.is_dir():
-        raise UserError(f"nothing to resume: {state} does not exist")
-    if not resume and state.exists():
-        raise UserError(f"sweep directory {out.path} already holds a sweep: pass --resume to "
-                        "continue it, or set name/run.root to start a new one")
+    empty_dir(out.tune)  # Tune's working files: rewritten on every run, never read back
     tmp = start_ray(address, cpus)
     try:
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
                                         {"cpu": spec.cpu, "gpu": spec.gpu})
-        if resume:
-            tuner = restore(state, trainable)
-        else:
-            out.path.mkdir(parents=True, exist_ok=True)
-            tuner = tune.Tuner(trainable, param_space=param_space(spec),
-                               tune_config=tune_config(spec), run_config=run_config(spec, out.path))
-        results = tuner.fit()
+        tuner = tune.Tuner(trainable, param_space={"point": tune.grid_search(todo)},
+                           tune_config=tune_config(spec), run_config=run_config(spec, out, done))
+        grid = tuner.fit()
     finally:
         ray.shutdown()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    return write_results(spec, out, results)
+    return {trial_name(r.config["point"]): r for r in grid}
 
 
-def restore(state: Path, trainable):
-    """Tune's own restore, with a damaged state turned into a sentence (nothing is written)."""
-    from ray import tune
-
-    try:
-        return tune.Tuner.restore(str(state), trainable, resume_unfinished=True,
-                                  resume_errored=True)
-    except Exception as e:  # noqa: BLE001 - Ray raises many types for a bad state
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(f"cannot resume the sweep: Ray Tune's state in {state} is unreadable "
-                        f"({first}); the finished trials' directories and sweep.csv are "
-                        "untouched") from None
+def empty_dir(path: Path) -> None:
+    """`path` as an empty directory, whatever was there (nothing in it is opened)."""
+    if path.is_symlink() or path.exists() and not path.is_dir():
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    for p in path.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def start_ray(address: str | None, cpus: int | None) -> Path | None:
@@ -70,8 +81,6 @@ def start_ray(address: str | None, cpus: int | None) -> Path | None:
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's start-up notices; errors still show
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # Save Tune's experiment state often: it is what `--resume` restores after a killed driver.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     if address:
         ray.init(address=address, log_to_driver=False)
@@ -83,31 +92,14 @@ def start_ray(address: str | None, cpus: int | None) -> Path | None:
     return tmp
 
 
-def param_space(spec: Spec) -> dict:
-    from ray import tune
-
-    space: dict[str, Any] = {}
-    for key, value in spec.space.items():
-        if isinstance(value, list):
-            space[key] = tune.grid_search(value)
-        else:
-            (kind, args), = value.items()
-            space[key] = {"choice": tune.choice, "uniform": lambda a: tune.uniform(*a),
-                          "loguniform": lambda a: tune.loguniform(*a),
-                          "randint": lambda a: tune.randint(*a)}[kind](args)
-    space["seed"] = tune.grid_search(spec.seeds)
-    if spec.search == "random" and spec.num_samples > 1:
-        space["_sample"] = tune.grid_search(list(range(spec.num_samples)))
-    return space
-
-
 def tune_config(spec: Spec):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     s = spec.scheduler
     if s.name == "asha":
-        sched = ASHAScheduler(time_attr="training_iteration", grace_period=s.grace_period,
+        # The epoch, not Tune's iteration count: a resumed trial continues its epochs.
+        sched = ASHAScheduler(time_attr="epoch", grace_period=s.grace_period,
                               reduction_factor=s.reduction_factor,
                               max_t=int(spec.base_cfg().trainer.max_epochs))
     else:
@@ -116,19 +108,21 @@ def tune_config(spec: Spec):
                            max_concurrent_trials=spec.max_concurrent or None)
 
 
-def run_config(spec: Spec, out: Path):
+def run_config(spec: Spec, out: SweepDir, done: int = 0):
     from ray import tune
 
-    return tune.RunConfig(storage_path=str(out), name="tune", verbose=0,
+    return tune.RunConfig(storage_path=str(out.tune.parent), name=out.tune.name, verbose=0,
                           failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                          callbacks=[Progress()])
+                          callbacks=[Progress(done)])
 
 
-def run_trial(point: dict, spec: Spec) -> None:
+def run_trial(config: dict, spec: Spec) -> None:
     """One trial, inside a Ray worker: the sweep's base config + this point, trained by
-    train.fit in the trial's own run directory (resuming from its checkpoint on a retry)."""
+    train.fit in the trial's own run directory (resuming from its checkpoint on a retry or after
+    `--resume`)."""
     import torch
 
+    point = config["point"]
     for key in [k for k in os.environ if k.startswith("SLURM_")]:
         del os.environ[key]  # else Lightning picks SLURMEnvironment inside the trial
     torch.set_num_threads(max(1, int(spec.cpu)))
@@ -156,11 +150,12 @@ def TuneReport():  # noqa: N802 - a Callback built lazily so `import reslab.swee
     return _TuneReport()
 
 
-def Progress():  # noqa: N802 - see TuneReport
+def Progress(done: int = 0):  # noqa: N802 - see TuneReport
     from ray.tune import Callback
 
     class _Progress(Callback):
-        """One line whenever a trial starts, ends or fails: done / running / failed / pending."""
+        """One line whenever a trial starts, ends or fails: done (counting the trials a resumed
+        sweep did not rerun) / running / failed."""
 
         def __init__(self):
             self.state: dict[str, str] = {}
@@ -168,8 +163,8 @@ def Progress():  # noqa: N802 - see TuneReport
         def _show(self, trial, state: str) -> None:
             self.state[trial.trial_id] = state
             counts = {s: list(self.state.values()).count(s) for s in ("done", "running", "failed")}
-            print(f"[sweep] {trial_name(trial.config):<40} {state:<8} | "
-                  f"{counts['done']} done, {counts['running']} running, "
+            print(f"[sweep] {trial_name(trial.config['point']):<40} {state:<8} | "
+                  f"{counts['done'] + done} done, {counts['running']} running, "
                   f"{counts['failed']} failed", flush=True)
 
         def on_trial_start(self, iteration, trials, trial, **info):

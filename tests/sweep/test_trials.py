@@ -1,0 +1,121 @@
+"""A sweep's trials rebuilt from its spec and its trial directories, never from Ray Tune's state:
+which trials a resume runs, random samples drawn once and recovered from the trials' config.yaml,
+what marks a sweep as started. In this process, without Ray."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import pytest
+import yaml
+
+from reslab.rundir import open_run, write_summary
+from reslab.sweep import spec as S
+from reslab.sweep import trials as T
+from support import ROOT
+
+GRID = "space:\n  model.depth: [8, 14]\n  model.shortcut: [none, A]\n"
+RANDOM = """space:
+  model.depth: [8, 14]
+  optim.lr: {loguniform: [0.01, 0.5]}
+  optim.weight_decay: {uniform: [0.0, 0.001]}
+search: random
+num_samples: 3
+"""
+
+
+def load(tmp_path, body: str):
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"name: s\nbase:\n  recipes: [{ROOT}/configs/quickstart.yaml]\n"
+                    f"  overrides: ['run.root={tmp_path}/runs']\n" + body)
+    spec = S.load_spec(path)
+    return spec, S.sweep_dir(spec)
+
+
+def make_trial(spec, point: dict, status: str | None = None):
+    run = open_run(spec.trial_cfg(point), S.trial_name(point))
+    if status:
+        write_summary(run, {"status": status})
+    return run
+
+
+def names(points: list[dict]) -> list[str]:
+    return [S.trial_name(p) for p in points]
+
+
+def test_a_grid_sweep_is_every_point_and_a_resume_runs_all_but_the_completed(tmp_path):
+    spec, out = load(tmp_path, GRID)
+    points = T.all_trials(spec, out)
+    assert names(points) == names(S.grid_points(spec))
+    assert not T.started(out) and not any(T.completed(out, p) for p in points)
+    make_trial(spec, points[0], "completed")
+    make_trial(spec, points[1], "running")
+    make_trial(spec, points[2], "failed")
+    (out.tune).mkdir()
+    (out.tune / "tuner.pkl").write_bytes(pickle.dumps({"never": "read"}))
+    again = T.all_trials(spec, out)
+    assert T.started(out) and again == points
+    assert [p for p in again if not T.completed(out, p)] == points[1:]
+
+
+@pytest.mark.parametrize("mark", ["tune", "sweep.csv", "trial"])
+def test_tune_s_folder_sweep_csv_or_a_trial_directory_mark_a_started_sweep(tmp_path, mark):
+    spec, out = load(tmp_path, GRID)
+    out.path.mkdir(parents=True)
+    (out.path / "notes").mkdir()  # a folder that is not a trial directory marks nothing
+    assert not T.started(out)
+    if mark == "trial":
+        make_trial(spec, T.all_trials(spec, out)[0])
+    else:
+        (out.path / mark).write_text("x")
+    assert T.started(out)
+
+
+def test_random_samples_are_drawn_once_and_recovered_from_the_trial_directories(tmp_path):
+    spec, out = load(tmp_path, RANDOM)
+    first = T.all_trials(spec, out)
+    assert len(first) == 6 and len(set(names(first))) == 6
+    assert [p["_sample"] for p in first] == [0, 1, 2] * 2
+    assert all(0.01 <= p["optim.lr"] <= 0.5 and 0 <= p["optim.weight_decay"] <= 0.001
+               for p in first)
+    assert T.all_trials(spec, out) == first, "the draws are seeded"
+    assert "sample=1" in names(first)[1] and names(first)[1].startswith("depth=8,lr=")
+
+    # Sample 1 of depth 8 ran with values drawn elsewhere (Ray Tune, before): they are kept.
+    ran = {**first[1], "optim.lr": 0.123456789, "optim.weight_decay": 0.000321}
+    make_trial(spec, ran, "running")
+    # A directory with values the space cannot draw (here lr outside it) is not a sample.
+    bad = {**first[4], "optim.lr": 5.0}
+    (out.path / S.trial_name(bad)).mkdir()
+    (out.path / S.trial_name(bad) / "config.yaml").write_text(yaml.safe_dump(
+        {"model": {"depth": 14}, "optim": {"lr": 5.0, "weight_decay": bad["optim.weight_decay"]},
+         "seed": 0}))
+    # Neither is an unreadable config.yaml.
+    (out.path / "junk").mkdir()
+    (out.path / "junk" / "config.yaml").write_text("[unclosed")
+    again = T.all_trials(spec, out)
+    assert again[1] == ran and S.trial_name(again[1]) == S.trial_name(ran)
+    assert [p for i, p in enumerate(again) if i != 1] == [p for i, p in enumerate(first) if i != 1]
+
+
+def test_draws_stay_inside_their_distributions_and_recorded_values_are_checked():
+    rng = random.Random(0)
+    draws = {kind: [T.draw({kind: args}, rng) for _ in range(500)] for kind, args in
+             [("choice", ["a", 2]), ("uniform", [-1, 1]), ("loguniform", [1e-4, 1e-1]),
+              ("randint", [3, 6])]}
+    assert set(draws["choice"]) == {"a", 2}
+    assert all(-1 <= v <= 1 for v in draws["uniform"])
+    logs = [math.log10(v) for v in draws["loguniform"]]
+    assert min(logs) >= -4 and max(logs) <= -1 and min(logs) < -3.5 and max(logs) > -1.5
+    assert set(draws["randint"]) == {3, 4, 5}, "randint excludes hi, as in Ray Tune"
+    check = T.recorded_value
+    assert check({"choice": [1, "a"]}, 1.0) == (True, 1)
+    assert check({"choice": [1, "a"]}, True)[0] is False
+    assert check({"choice": [1, "a"]}, "1")[0] is False
+    assert check({"randint": [3, 6]}, 5.0) == (True, 5)
+    assert check({"randint": [3, 6]}, 6)[0] is False
+    assert check({"uniform": [0, 1]}, float("nan"))[0] is False
+    assert check({"uniform": [0, 1]}, "${oc.env:HOME}")[0] is False
+    assert check({"loguniform": [0.01, 0.5]}, 0.2) == (True, 0.2)

@@ -1,0 +1,115 @@
+"""Bad input, tried as a stranger would: each case must exit 2 with one sentence on stderr (no
+traceback) and create no file. Run as a test, or as a script for the count:
+
+    .venv/bin/python tests/test_bad_input.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import ROOT, TINY, run_main  # noqa: E402
+
+FILES = {
+    "binary.yaml": b"\xff\xfe\x00\x01",
+    "nested.yaml": ("a: " + "[" * 3000 + "]" * 3000 + "\n").encode(),
+    "duplicate.yaml": b"seed: 1\nseed: 2\n",
+    "list.yaml": b"- 1\n- 2\n",
+    "tags.yaml": b"model: !!python/object/apply:os.system ['touch pwned']\n",
+    "alias.yaml": b"a: &x [1, 2]\nb: *x\n",
+    "secret.yaml": b"logger:\n  wandb:\n    tags: ['${oc.env:HOME}']\n",
+    "a_file": b"x",
+    "spec_space.yaml": b"space: 3\n",
+    "spec_base.yaml": b"base: 5\n",
+    "spec_scheduler.yaml": b"scheduler: asha\n",
+    "spec_resources.yaml": b"resources_per_trial: 2\n",
+    "spec_empty.yaml": b"space:\n  model.depth: []\n",
+    "spec_seeds.yaml": b"seeds: [0, 0]\n",
+    "spec_key.yaml": b"nmae: x\n",
+    "spec_samples.yaml": b"num_samples: lots\n",
+}
+
+
+def cases(t: Path) -> list[list[str]]:
+    root = f"run.root={t}/runs"
+    train = [["train", *TINY, root, *c] for c in (
+        ["seed=-1"], ["seed=99999999999"], ["run.name=" + "x" * 300], ["run.name=a\u200bb"],
+        ["run.name=a\u0085b"], ["run.name=../up"], ["run.name=/etc"], ["run.name=.."],
+        ["model.depth=[1]"], ["model.depth=57"], ["model.depth=abc"], ["model.dpeth=56"],
+        ["model.shortcut=D"], ["model.name=resnet65"], ["model.name="], ["model=resnet56"],
+        ["model.depth.x=3"], ["model.name=resnet50", "model.depth=34"], ["model.width=-1"],
+        ["model.preact=maybe"], ["optim.momentum=-1"], ["optim.label_smoothing=2"],
+        ["optim.lr=0"], ["optim.schedule=step"], ["optim.warmup_steps=-3"], ["data.name=cifar11"],
+        ["data.batch_size=0"], ["data.batch_size=abc"], ["data.val_size=-1"],
+        ["data.val_size=5000"], ["data.classes=[0, 0]"], ["data.classes=[-1]"],
+        ["data.classes=[3, 11]"], ["data.num_workers=-1"], ["data.image_size=0"],
+        ["trainer.max_epochs=0"], ["trainer.max_steps=0"], ["trainer.max_steps=-5"],
+        ["trainer.devices=-1"], ["trainer.precision=64"], ["trainer.accelerator=tpu"],
+        ["trainer.gradient_clip_val=-1"], ["trainer.limit_train_batches=0"],
+        ["trainer.checkpoint_every_n_steps=-1"], ["slurm.max_restarts=-1"],
+        ["slurm.signal_margin_s=-5"], ["diagnostics.every_n_steps=-1"],
+        ["logger.wandb.mode=loud"], ["=3"], ["depth"], ["run.name=${oc.env:HOME}"],
+        ["data.name=cifar10", f"data.root={t}/a_file"], ["data.name=imagefolder", f"data.root={t}"],
+        ["model.weights=/etc/passwd"], ["model.weights=https://example.com/evil.ckpt"],
+        ["model.freeze=layer9"], ["configs/experiment/sr_vdsr_sample.yaml", "data.name=digits"],
+        ["configs/experiment/sr_vdsr_sample.yaml", "data.patch_size=400"],
+        ["configs/nope.yaml"], [f"{t}/binary.yaml"], [f"{t}/nested.yaml"],
+        [f"{t}/duplicate.yaml"], [f"{t}/list.yaml"], [f"{t}/tags.yaml"], [f"{t}/alias.yaml"],
+        [f"{t}/secret.yaml"], [str(t)], [f"run.root={t}/a_file"])]
+    other = [
+        ["train", "--resume", f"{t}/nope"], ["train", "--resume", f"{t}/a_file"],
+        ["train", "--resume", str(t), "configs/quickstart.yaml"], ["test", f"{t}/nope"],
+        ["test", f"{t}/a_file"], ["models", "zzz*"], ["config", "model.depth=abc"],
+        ["status", f"{t}/nope"], ["status", "--root", f"{t}/nope"], ["compare", f"{t}/nope"],
+        ["compare", str(t)], ["bench", "--steps", "0"], ["bench", "--rounds", "0"],
+        ["bench", "--steps", "x"], ["sweep", f"{t}/nope.yaml"],
+        ["sweep", "sweeps/degradation_digits.yaml", "--cpus", "-1", "--dry-run"],
+        ["submit", "configs/slurm/local.yaml", "slurm.nodes=0", "--dry-run", root],
+        ["submit", "configs/slurm/local.yaml", "--array", "seed=", "--dry-run", root],
+        ["submit", "configs/slurm/local.yaml", "--array", "slurm.nodes=1,2", "--dry-run", root],
+        ["submit", "configs/slurm/local.yaml", "run.name=x$(reboot)", "--dry-run", root],
+        ["submit", "configs/slurm/local.yaml", "trainer.num_nodes=3", "--dry-run", root],
+        ["trian"], ["train", "--nope"],
+    ]
+    specs = [["sweep", f"{t}/{name}", "--dry-run"] for name in FILES if name.startswith("spec_")]
+    return train + other + specs
+
+
+def refusals(t: Path) -> tuple[int, list[str]]:
+    """(number of cases, the cases that were not refused in one sentence with nothing written)."""
+    for name, data in FILES.items():
+        (t / name).write_bytes(data)
+    before = sorted(t.rglob("*"))
+    problems = []
+    all_cases = cases(t)
+    for args in all_cases:
+        r = run_main(*args)
+        lines = r.stderr.strip().splitlines()
+        if r.returncode != 2 or len(lines) != 1 or "Traceback" in r.stderr:
+            problems.append(f"{args[:1] + args[-2:]}: exit {r.returncode}, {r.stderr[-300:]!r}")
+        elif sorted(t.rglob("*")) != before or (ROOT / "pwned").exists():
+            problems.append(f"{args[:1] + args[-2:]}: wrote {set(t.rglob('*')) - set(before)}")
+    return len(all_cases), problems
+
+
+def test_every_bad_input_is_one_sentence_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    for k in ("SLURM_JOB_ID", "SLURM_NTASKS"):
+        monkeypatch.delenv(k, raising=False)
+    n, problems = refusals(tmp_path)
+    assert n >= 60 and not problems, "\n".join(problems)
+    with capsys.disabled():
+        print(f"\n{n} bad inputs: each refused in one sentence (exit 2), nothing written")
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    count, failed = refusals(Path(tempfile.mkdtemp()))
+    print("\n".join(failed))
+    print(f"{count} bad inputs: {count - len(failed)} refused in one sentence with nothing "
+          f"written, {len(failed)} not")
+    sys.exit(1 if failed else 0)
