@@ -44,7 +44,7 @@ def cases(t: Path) -> list[list[str]]:
         ["model.depth.x=3"], ["model.name=resnet50", "model.depth=34"], ["model.width=-1"],
         ["model.preact=maybe"], ["optim.momentum=-1"], ["optim.label_smoothing=2"],
         ["optim.lr=0"], ["optim.schedule=step"], ["optim.warmup_steps=-3"], ["data.name=cifar11"],
-        ["data.batch_size=0"], ["data.batch_size=abc"], ["data.val_size=-1"],
+        ["data.batch_size=0"], ["data.batch_size=abc"], ["data.val_size=-1"], ["data.val_size=0"],
         ["data.val_size=5000"], ["data.classes=[0, 0]"], ["data.classes=[-1]"],
         ["data.classes=[3, 11]"], ["data.num_workers=-1"], ["data.image_size=0"],
         ["trainer.max_epochs=0"], ["trainer.max_steps=0"], ["trainer.max_steps=-5"],

@@ -26,7 +26,8 @@ def test_the_script_derives_geometry_and_always_requeues(tmp_path):
         assert line in script.splitlines(), line
     srun = [line for line in script.splitlines() if line.startswith("srun ")][0]
     argv = shlex.split(srun)
-    assert argv[-3:] == ["train", "--resume", out["run_dirs"][0]]
+    assert argv[-4:] == ["train", "--resume", out["run_dirs"][0], "&"]  # waited on, signals forwarded
+    assert "trap 'kill -TERM \"$step\"" in script and "trap 'kill -USR1 \"$step\"" in script
     assert not (tmp_path / "runs").exists(), "a dry run writes nothing"
 
 
@@ -59,7 +60,7 @@ def test_paths_with_spaces_and_quotes_are_quoted(tmp_path):
     root = tmp_path / "a b'c"
     script = dry(f"run.root={root}")["script"]
     srun = [line for line in script.splitlines() if line.startswith("srun ")][0]
-    assert str(root) in shlex.split(srun)[-1]
+    assert str(root) in shlex.split(srun)[-2]
     assert f'#SBATCH --output="{root}' in script
 
 

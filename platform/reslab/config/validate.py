@@ -45,8 +45,9 @@ def validate(cfg: Config) -> None:
     validate_model(cfg)
     if not 0 < cfg.optim.lr < 100:
         raise ConfigError(f"optim.lr must be in (0, 100), got {cfg.optim.lr}")
-    if cfg.data.val_size < 0:
-        raise ConfigError(f"data.val_size must be a fraction or a count >= 0, got {cfg.data.val_size}")
+    if cfg.data.val_size <= 0:
+        raise ConfigError(f"data.val_size must be a fraction or a count > 0 (best.ckpt is chosen "
+                          f"on it, never on the test split), got {cfg.data.val_size}")
     check_run_name(cfg.run.name)
 
 

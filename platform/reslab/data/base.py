@@ -58,12 +58,13 @@ class ArrayData(L.LightningDataModule):
             "val": (norm(train_x[val_idx]), train_y[val_idx]),
             "test": (norm(test_x), test_y),
         }
-        if n_val == 0:
-            self.splits["val"] = self.splits["test"]
 
     def _val_count(self, n: int) -> int:
         v = self.cfg.val_size
         count = int(round(v * n)) if v < 1 else int(v)
+        if count < 1:
+            raise DataError(f"data.val_size={v} holds out no image of the {n} training images; "
+                            "use a larger fraction or a count")
         if count >= n:
             raise DataError(f"data.val_size={v} leaves no training data (the training set has "
                             f"{n} images)")

@@ -130,7 +130,10 @@ def run_trial(config: dict, spec: Spec) -> None:
     run = sweep_dir(spec).trial(trial_name(point))
     if not run.config.is_file():
         open_run(cfg, run.run_id)
-    train.fit(cfg, resume=run, callbacks=[TuneReport()])
+    report = TuneReport()
+    summary = train.fit(cfg, resume=run, callbacks=[report])
+    if not report.reported:  # resumed at its last epoch: Tune still needs one result
+        report.final(summary, spec.metric)
 
 
 def TuneReport():  # noqa: N802 - a Callback built lazily so `import reslab.sweep` needs no Ray
@@ -140,12 +143,23 @@ def TuneReport():  # noqa: N802 - a Callback built lazily so `import reslab.swee
     class _TuneReport(Callback):
         """Reports the epoch's metrics to Tune once per validation (ASHA decides on them)."""
 
+        reported = False
+
         def on_validation_end(self, trainer, pl_module) -> None:
             if trainer.sanity_checking:
                 return
             m = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
+            self.reported = True
             tune.report({**m, "epoch": trainer.current_epoch + 1,
                          "global_step": trainer.global_step})
+
+        def final(self, summary: dict, metric: str) -> None:
+            """The summary's metrics, for a trial that trained no further (a resume from its
+            last checkpoint): Tune fails a trial that reports nothing."""
+            m = {k: float(v) for k, v in summary.items()
+                 if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            tune.report({metric: float("nan"), **m, "epoch": summary.get("epoch", 0),
+                         "global_step": summary.get("global_step", 0)})
 
     return _TuneReport()
 
