@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
 from reslab import tasks, train, weights
 from reslab.build import build
@@ -26,9 +27,11 @@ def test_torchvision_weights_load_from_the_cache_with_the_classifier_replaced(tm
     path.parent.mkdir(parents=True)
     reference = torchvision.models.resnet18().state_dict()
     torch.save(reference, path)
-    for split in ("train", "val"):  # an ImageNet-layout folder with 7 classes
+    for split in ("train", "val"):  # an ImageNet-layout folder with 7 classes, an image each
         for c in range(7):
-            (tmp_path / "images" / split / f"class{c}").mkdir(parents=True)
+            folder = tmp_path / "images" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            Image.new("RGB", (8, 8), (c * 30, 0, 0)).save(folder / "0.png")
     cfg = load([], ["model.name=resnet18", "model.depth=null", "model.shortcut=null",
                     "model.weights=IMAGENET1K_V1", "data.name=imagefolder",
                     f"data.root={tmp_path / 'images'}", "data.image_size=160"])

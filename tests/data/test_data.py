@@ -161,3 +161,29 @@ def test_random_crop_takes_shifted_windows_of_the_padded_image():
         windows = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[i], w) for w in windows)
     assert torch.equal(random_crop_flip(x, 0, False, g), x)
+
+
+def test_cifar_labels_out_of_range_and_truncated_files_are_sentences(tmp_path):
+    d = write_cifar(tmp_path)
+    with open(d / "test_batch", "wb") as f:  # a label 10 in CIFAR-10
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 10]}, f, protocol=2)
+    dm = data.build(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.val_size=10"))
+    with pytest.raises(data.DataError, match=r"test labels .* run from 3 to 10, outside 0..9"):
+        dm.setup()
+    (d / "data_batch_2").write_bytes((d / "data_batch_1").read_bytes()[:500])
+    dm = data.build(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.val_size=10"))
+    with pytest.raises(data.DataError, match="data_batch_2 is not a CIFAR batch file"):
+        dm.setup()
+
+
+def test_a_download_without_network_is_a_sentence(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    dm = data.build(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.download=true"))
+    with pytest.raises(data.DataError, match=r"could not download CIFAR10 .* copy "
+                                             r"'cifar-10-batches-py' there"):
+        dm.check()

@@ -27,6 +27,7 @@ class ArrayData(L.LightningDataModule):
     def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__()
         self.cfg, self.seed = cfg, seed
+        self.label_count = self.num_classes  # the dataset's own labels, before data.classes
         if cfg.classes:
             self.num_classes = len(cfg.classes)
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -45,6 +46,10 @@ class ArrayData(L.LightningDataModule):
         if self.splits:
             return
         train_x, train_y, test_x, test_y = self.load()
+        for split, y in (("training", train_y), ("test", test_y)):
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.label_count):
+                raise DataError(f"the {split} labels of data.name={self.cfg.name} run from "
+                                f"{int(y.min())} to {int(y.max())}, outside 0..{self.label_count - 1}")
         if self.cfg.classes:
             train_x, train_y = keep_classes(train_x, train_y, list(self.cfg.classes))
             test_x, test_y = keep_classes(test_x, test_y, list(self.cfg.classes))

@@ -63,7 +63,12 @@ class CIFAR10Data(ArrayData):
     def _download(self) -> None:
         import torchvision
 
-        getattr(torchvision.datasets, self.tv_name)(self.cfg.root, download=True)
+        try:
+            getattr(torchvision.datasets, self.tv_name)(self.cfg.root, download=True)
+        except Exception as e:  # noqa: BLE001 - no network, a proxy, a full disk: one sentence
+            raise DataError(f"could not download {self.tv_name} into {self.cfg.root} "
+                            f"({type(e).__name__}: {str(e)[:120]}); without internet, copy "
+                            f"'{self.folder}' there") from None
 
     def load(self):
         self.check()

@@ -77,8 +77,12 @@ class ImageFolderData(L.LightningDataModule):
 
         self.check()
         if not self._sets:
-            self._sets = {"train": ImageFolder(self.root / "train", self.transforms(True)),
-                          "val": ImageFolder(self.root / "val", self.transforms(False))}
+            try:
+                self._sets = {"train": ImageFolder(self.root / "train", self.transforms(True)),
+                              "val": ImageFolder(self.root / "val", self.transforms(False))}
+            except FileNotFoundError as e:  # a class folder without images
+                raise DataError(f"imagefolder {self.root}: {str(e).split('. Supported')[0]} "
+                                "(every class folder needs .jpg/.png images)") from None
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
