@@ -55,6 +55,7 @@ def cases(t: Path) -> list[list[str]]:
         ["logger.wandb.mode=loud"], ["=3"], ["depth"], ["run.name=${oc.env:HOME}"],
         ["data.name=cifar10", f"data.root={t}/a_file"], ["data.name=imagefolder", f"data.root={t}"],
         ["data.name=imagefolder", f"data.root={t}/empty_classes"],
+        ["data.name=imagefolder", f"data.root={t}/one_class"],
         ["model.weights=/etc/passwd"], ["model.weights=https://example.com/evil.ckpt"],
         ["model.freeze=layer9"], ["configs/experiment/sr_vdsr_sample.yaml", "data.name=digits"],
         ["configs/experiment/sr_vdsr_sample.yaml", "data.patch_size=400"],
@@ -84,8 +85,10 @@ def refusals(t: Path) -> tuple[int, list[str]]:
     """(number of cases, the cases that were not refused in one sentence with nothing written)."""
     for name, data in FILES.items():
         (t / name).write_bytes(data)
-    for split in ("train", "val"):  # an image folder whose classes hold no image
-        (t / "empty_classes" / split / "cat").mkdir(parents=True)
+    for split in ("train", "val"):  # image folders: classes without images; one class only
+        for c in ("cat", "dog"):
+            (t / "empty_classes" / split / c).mkdir(parents=True)
+        (t / "one_class" / split / "cat").mkdir(parents=True)
     before = sorted(t.rglob("*"))
     problems = []
     all_cases = cases(t)

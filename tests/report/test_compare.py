@@ -56,11 +56,11 @@ def sweep_dir(tmp_path):
 def test_groups_by_the_varied_keys_with_mean_std_and_n(sweep_dir, tmp_path):
     result = compare.compare([sweep_dir], out=tmp_path / "out")
     header, *lines = result["table"].splitlines()
-    assert header.split()[:3] == ["model.depth", "model.shortcut", "n"]
+    assert header.split()[:4] == ["model.depth", "model.shortcut", "n", "status"]
     row = next(line for line in lines if line.split()[:2] == ["56", "none"])
     values = [0.5 + 0.01 * s for s in (0, 1, 2)]
     expected = f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
-    assert row.split()[2] == "3" and expected in row
+    assert row.split()[2:4] == ["3", "completed"] and expected in row
     for name in ("curves.png", "final.png", "diagnostics.png", "report.html"):
         path = tmp_path / "out" / name
         assert path.is_file() and path.stat().st_size > 5000, name
@@ -102,7 +102,7 @@ def test_super_resolution_runs_compare_on_psnr_with_the_bicubic_gain(tmp_path):
     result = compare.compare([tmp_path / "sr"], out=tmp_path / "o")
     header, *lines = result["table"].splitlines()
     cols = header.split()
-    assert cols[:4] == ["model.depth", "model.global_residual", "n", "val/psnr"]
+    assert cols[:5] == ["model.depth", "model.global_residual", "n", "status", "val/psnr"]
     assert "val/psnr_gain" in cols and "val/err" not in cols
     rows = [line.split() for line in lines]
     assert [r[:2] for r in rows] == [["5", "False"], ["5", "True"], ["20", "False"], ["20", "True"]]
@@ -139,3 +139,15 @@ def test_diagnostics_are_logged_only_when_switched_on(tmp_path, every):
     else:
         assert {int(r["step"]) for r in diag_rows} == {0, 3, 6, 9}
         assert float(diag_rows[-1]["diag/block2_grad"]) > 0  # depth 8: blocks 0..2
+
+
+def test_a_damaged_run_is_skipped_with_a_warning_and_status_is_shown(sweep_dir, tmp_path,
+                                                                     capsys):
+    broken = sorted(sweep_dir.iterdir())[0]
+    (broken / "summary.json").write_text("{not json")
+    failed = sorted(sweep_dir.iterdir())[1]
+    summary = json.loads((failed / "summary.json").read_text())
+    (failed / "summary.json").write_text(json.dumps({**summary, "status": "failed"}))
+    result = compare.compare([sweep_dir], out=tmp_path / "out")
+    assert f"warning: skipping {broken}" in capsys.readouterr().err
+    assert "2 completed, 1 failed" in result["table"] or "1 completed, 1 failed" in result["table"]

@@ -125,16 +125,19 @@ def test_two_node_ddp_job_completes_with_one_wandb_run(reference):
 
 
 def test_usr1_requeues_and_resumes_bitwise_exactly(reference, tmp_path):
+    """USR1 to every process of the job (`--full`: the batch shell too, which must survive it
+    and forward it): requeued, resumed at the stop step, equal to the uninterrupted run."""
     jid, run, log = submit(tmp_path)
     wait_for(lambda: log.is_file() and "epoch 2/" in log.read_text(), 180, "epoch 2 in the log")
-    subprocess.run(["scancel", "--signal=USR1", jid], check=True)
+    subprocess.run(["scancel", "--signal=USR1", "--full", jid], check=True)
     requeue_now(jid)
     state = wait_done(jid)
     text = log.read_text()
     assert state["JobState"] == "COMPLETED", text[-3000:]
     assert state["Restarts"] == "1"
-    assert "attempt 1" in text and "attempt 2" in text and "preempted at step" in text
-    assert re.search(r"resuming at step \d+", text)
+    assert "attempt 1" in text and "attempt 2" in text
+    stopped = re.search(r"preempted at step (\d+)", text).group(1)
+    assert f"resuming at step {stopped}" in text
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed"
     ref = final_weights(reference[1])
@@ -143,20 +146,6 @@ def test_usr1_requeues_and_resumes_bitwise_exactly(reference, tmp_path):
         assert torch.equal(v, ours[k]), k
     runs = list((run / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and len({p.name.split("-", 3)[-1] for p in runs}) == 1, runs
-
-
-def test_usr1_to_every_process_of_the_job_requeues_it_from_the_step_it_stopped(tmp_path):
-    """`scancel --full` signals the batch shell too: it must survive and forward the signal."""
-    jid, run, log = submit(tmp_path)
-    wait_for(lambda: log.is_file() and "epoch 2/" in log.read_text(), 180, "epoch 2 in the log")
-    subprocess.run(["scancel", "--signal=USR1", "--full", jid], check=True)
-    requeue_now(jid)
-    state = wait_done(jid)
-    text = log.read_text()
-    assert state["JobState"] == "COMPLETED" and state["Restarts"] == "1", text[-3000:]
-    stopped = re.search(r"preempted at step (\d+)", text).group(1)
-    assert f"resuming at step {stopped}" in text
-    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
 
 
 def test_sigterm_to_the_ranks_saves_the_stop_step_and_a_requeue_resumes_there(tmp_path):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from reslab import train
+from reslab.config.load import derive
 from reslab.rundir import SweepDir, open_run, write_summary
 from reslab.sweep import spec as S
 from reslab.sweep import tune
@@ -205,6 +207,12 @@ def test_resume_reads_no_pickle_from_tune_s_state_and_finishes_the_sweep(tmp_pat
     finished = open_run(s.trial_cfg(point), S.trial_name(point))
     write_summary(finished, {"status": "completed", "val/err": 0.25, "epoch": 1, "wall_s": 1.0})
     before = finished.summary.read_bytes()
+    # The other trial trained to its last epoch but was stopped there (as ASHA stops the trials
+    # that reach max_t): resumed, it trains no further and still reports to Tune.
+    stopped = open_run(s.trial_cfg(other), S.trial_name(other))
+    train.fit(derive(s.trial_cfg(other), {"logger.wandb.mode": "disabled"}), resume=stopped)
+    write_summary(stopped, {**json.loads(stopped.summary.read_text()), "status": "failed",
+                            "error": "SystemExit: 0"})
     # Every file Tuner.restore would unpickle (tuner.pkl, the experiment and searcher states,
     # a trial's params) holds the payload; so does a file of garbage.
     marker = tmp_path / "pwned"
@@ -223,6 +231,7 @@ def test_resume_reads_no_pickle_from_tune_s_state_and_finishes_the_sweep(tmp_pat
     assert sorted(table) == sorted([S.trial_name(point), S.trial_name(other)])
     assert table[S.trial_name(point)]["val/err"] == "0.25"
     assert {t["status"] for t in table.values()} == {"completed"}
+    assert json.loads(stopped.summary.read_text())["resumed_at_steps"][0] > 0
 
 
 def test_resume_without_a_sweep_and_a_rerun_over_one_are_refused_before_ray(tmp_path, cli,

@@ -40,6 +40,9 @@ class ImageFolderData(L.LightningDataModule):
                 raise DataError(f"imagefolder needs class folders in {d} (ImageNet layout: "
                                 f"{self.root}/train/<class>/*.jpg and {self.root}/val/<class>/*.jpg)")
         train, val = self._classes("train"), self._classes("val")
+        if len(train) < 2:
+            raise DataError(f"imagefolder {self.root}/train has {len(train)} class folder(s); "
+                            "classification needs at least 2")
         if train != val:
             extra = sorted(set(train) ^ set(val))[:3]
             raise DataError(f"the class folders of {self.root}/train and {self.root}/val differ "

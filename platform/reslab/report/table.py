@@ -59,11 +59,11 @@ def table(runs: list[Run], by: list[str], metric: str) -> tuple[list[str], list[
     metrics = [m for m in dict.fromkeys([metric, *COLUMNS])
                if any(m in r.summary for r in runs)]
     paper = any(_paper_depth(r) for r in runs)
-    header = [*by, "n", *metrics, "params", "wall_s", "images/s"] + (
+    header = [*by, "n", "status", *metrics, "params", "wall_s", "images/s"] + (
         ["paper test err %", "delta %"] if paper else [])
     rows = []
     for key, members in group(runs, by).items():
-        row = [str(v) for v in key] + [str(len(members))]
+        row = [str(v) for v in key] + [str(len(members)), statuses(members)]
         for m in metrics:
             mu, sd, n = mean_std([r.summary.get(m) for r in members])
             row.append("-" if n == 0 else f"{mu:.4f} ± {sd:.4f}" if n > 1 else f"{mu:.4f}")
@@ -78,6 +78,17 @@ def table(runs: list[Run], by: list[str], metric: str) -> tuple[list[str], list[
                     f"{100 * mu - ref:+.2f}" if ref and n else "-"]
         rows.append(row)
     return header, rows
+
+
+def statuses(runs: list[Run]) -> str:
+    """`completed`, or the count of each status (`2 completed, 1 failed`) when they differ."""
+    counts = {}
+    for r in runs:
+        status = str(r.summary.get("status", "?"))
+        counts[status] = counts.get(status, 0) + 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _paper_depth(run: Run) -> int | None:
