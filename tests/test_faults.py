@@ -217,3 +217,20 @@ def test_reslab_test_records_the_overrides_it_ran_with(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_overrides"] == ["data.batch_size=64"] and "test/err" in summary
+
+
+def test_a_scheduler_s_early_stop_is_recorded_as_stopped_not_failed(tmp_path, monkeypatch):
+    """Ray Tune ends a trial that ASHA stops with SystemExit(0) from inside the training loop."""
+    real_step = ClassificationTask.training_step
+
+    def stopped_by_tune(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise SystemExit(0)
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassificationTask, "training_step", stopped_by_tune)
+    cfg = C.load([], [*TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled",
+                      f"run.root={tmp_path}", "trainer.progress_bar=false"])
+    with pytest.raises(SystemExit):
+        train.fit(cfg)
+    assert json.loads((_run_dir(tmp_path) / "summary.json").read_text())["status"] == "stopped"

@@ -128,7 +128,7 @@ def cmd_sweep(args) -> int:
     out = spec.sweep_dir(s)
     print(results.format_table(rows))
     print(f"results: {out.results}  best config: {out.best_config}")
-    failed = [r["trial"] for r in rows if r["status"] != "completed"]
+    failed = [r["trial"] for r in rows if r["status"] not in ("completed", "stopped")]
     if failed:
         print(f"{len(failed)} of {len(rows)} trials did not complete: {', '.join(failed)}",
               file=sys.stderr)

@@ -86,8 +86,7 @@ def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
         summary.update(stopped_status(e, cfg.slurm.max_restarts))
     except BaseException as e:
         summary.update(collect(trainer, task))
-        summary.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                       error=f"{type(e).__name__}: {e}"[:500])
+        summary.update(status=ended_by(e), error=f"{type(e).__name__}: {e}"[:500])
         raise
     finally:
         summary["wall_s"] = round(wall_before + time.perf_counter() - t0, 3)
@@ -99,6 +98,14 @@ def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
     if summary["status"] == "interrupted":
         raise Interrupted(summary["stop_signal"], trainer.global_step, str(run.path))
     return summary
+
+
+def ended_by(e: BaseException) -> str:
+    """A sweep scheduler's early stop (Ray Tune ends the trial with `SystemExit(0)`) is
+    `stopped`; Ctrl-C outside a step boundary is `interrupted`; the rest `failed`."""
+    if isinstance(e, SystemExit) and e.code in (0, None):
+        return "stopped"
+    return "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
 
 
 def stopped_status(stop: Stopped, max_restarts: int) -> dict:

@@ -116,8 +116,11 @@ def new_sample(spec: Spec, grid: dict, sample: int) -> dict:
     return compose(spec, grid, {k: draw(spec.space[k], rng) for k in random_keys(spec)}, sample)
 
 
+FINISHED = ("completed", "stopped")  # stopped: the scheduler (ASHA) ended it early on purpose
+
+
 def completed(out: SweepDir, point: dict) -> bool:
-    return read_summary(out.trial(trial_name(point))).get("status") == "completed"
+    return read_summary(out.trial(trial_name(point))).get("status") in FINISHED
 
 
 def started(out: SweepDir) -> bool:

@@ -31,6 +31,8 @@ def run(spec: Spec, resume: bool = False, address: str | None = None,
                         "continue it, or set name/run.root to start a new one")
     points = all_trials(spec, out)
     todo = [p for p in points if not completed(out, p)]
+    for point in todo:  # every trial's values (random draws too) are a valid config: before Ray
+        spec.trial_cfg(point)
     if resume:
         print(f"[sweep] resuming: {len(points) - len(todo)} of {len(points)} trials completed, "
               f"{len(todo)} to run", flush=True)
