@@ -23,9 +23,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-# The local two-node SLURM cluster the `slurm` tests use (needs root and apt).
+# The local two-node SLURM cluster the `slurm` tests use, and shellcheck for the job scripts
+# they submit (needs root and apt).
 slurm-up:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then bash slurm/local-cluster.sh up; \
+	  command -v shellcheck >/dev/null || apt-get install -y -qq shellcheck >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }; \
 	else echo "not root or no apt: the slurm tests will report the cluster missing"; fi
 
 slurm-down:

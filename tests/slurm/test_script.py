@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 
 from reslab.errors import ConfigError, UserError
 from reslab.slurm import env as slurm_env
-from reslab.slurm.submit import submit
+from reslab.slurm.submit import submit, submit_sweep
 
 LOCAL = ["configs/quickstart.yaml", "configs/slurm/local.yaml"]
 
@@ -96,3 +97,15 @@ def test_max_restarts_ends_the_loop_with_a_sentence(monkeypatch):
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
     out = slurm_env.preempted_status(max_restarts=2)
     assert out["status"] == "failed" and "slurm.max_restarts=2" in out["error"]
+
+
+@pytest.mark.slurm  # shellcheck comes with the SLURM test tooling (make slurm-up)
+def test_rendered_job_scripts_pass_shellcheck(tmp_path):
+    scripts = {"run": dry(f"run.root={tmp_path}")["script"],
+               "array": dry(f"run.root={tmp_path}", "slurm.nodes=1", array="seed=0,1")["script"],
+               "sweep": submit_sweep("sweeps/degradation_digits.yaml", LOCAL[1:],
+                                     [f"run.root={tmp_path}"], dry_run=True)["script"]}
+    for name, script in scripts.items():
+        out = subprocess.run(["shellcheck", "-s", "bash", "-"], input=script, text=True,
+                             capture_output=True)
+        assert out.returncode == 0, f"{name}:\n{out.stdout}"

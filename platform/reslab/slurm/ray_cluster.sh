@@ -3,17 +3,17 @@
 # A Ray head on the first node, a worker on each other node; port and temp dir from the job id.
 # Token auth stays on: every node and the driver read the token from ~/.ray (shared home).
 export RAY_AUTH_MODE=token
-nodes=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))
+mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
 head_ip=$(getent hosts "${nodes[0]}" | awk '{print $1; exit}')
 port=$((20000 + SLURM_JOB_ID % 20000))
 ray_tmp=/tmp/reslab-ray-$SLURM_JOB_ID
 srun --nodes=1 --ntasks=1 -w "${nodes[0]}" "$RAY" start --head --disable-usage-stats \
-    --node-ip-address="$head_ip" --port=$port --num-cpus=$SLURM_CPUS_PER_TASK \
+    --node-ip-address="$head_ip" --port=$port --num-cpus="$SLURM_CPUS_PER_TASK" \
     --temp-dir="$ray_tmp" --include-dashboard=false --block &
 for _ in $(seq 120); do "$RAY" status --address "$head_ip:$port" >/dev/null 2>&1 && break; sleep 1; done
 for node in "${nodes[@]:1}"; do
   srun --nodes=1 --ntasks=1 -w "$node" "$RAY" start --disable-usage-stats \
-      --address="$head_ip:$port" --num-cpus=$SLURM_CPUS_PER_TASK --block &
+      --address="$head_ip:$port" --num-cpus="$SLURM_CPUS_PER_TASK" --block &
 done
 for _ in $(seq 120); do
   [ "$("$RAY" status --address "$head_ip:$port" 2>/dev/null | grep -c ' node_')" -ge ${#nodes[@]} ] && break

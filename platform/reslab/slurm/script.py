@@ -104,9 +104,9 @@ def render_sweep(cfg: Config, spec_path: Path, items: list[str], sweep: SweepDir
     lines.append(resources.files("reslab.slurm").joinpath("ray_cluster.sh").read_text())
     lines.append('trap \'echo "reslab: preempted, requeueing"; scontrol requeue '
                  '"$SLURM_JOB_ID"\' USR1')
-    resume = f'$( [ -d {shlex.quote(str(sweep.tune))} ] && echo --resume || true)'
+    lines += ["resume=()", f"if [ -d {shlex.quote(str(sweep.tune))} ]; then resume=(--resume); fi"]
     driver = " ".join(shlex.quote(check_value("sweep", c)) for c in
                       [python, "-m", "reslab", "sweep", str(spec_path), *items])
-    lines.append(f'{driver} --address "$head_ip:$port" {resume} &')
+    lines.append(f'{driver} --address "$head_ip:$port" "${{resume[@]}}" &')
     lines.append("wait $!")
     return "\n".join(lines) + "\n"
