@@ -12,9 +12,9 @@ class SyntheticData(ArrayData):
     pad, flip = 4, True  # the CIFAR augmentation, so benchmarks pay for it too
 
     def __init__(self, cfg: DataConfig, seed: int = 0):
-        super().__init__(cfg, seed)
         self.input_size = tuple(cfg.shape)
         self.in_channels, self.num_classes = self.input_size[0], cfg.num_classes
+        super().__init__(cfg, seed)
 
     def load(self):
         g = torch.Generator().manual_seed(self.cfg.split_seed)
