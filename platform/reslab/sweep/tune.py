@@ -88,9 +88,6 @@ def start_ray(address: str | None, cpus: int | None) -> Path | None:
         ray.init(address=address, log_to_driver=False)
         return None
     tmp = Path(tempfile.gettempdir()) / f"reslab-ray-{os.getuid()}-{os.getpid()}"
-    # Ray 2.60's GCS, raylets and workers listen on every interface even with the node address
-    # 127.0.0.1: token authentication (the token in ~/.ray) keeps other users and hosts out.
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
              _temp_dir=str(tmp), _node_ip_address="127.0.0.1", log_to_driver=False,
              configure_logging=False)
