@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from reslab.config import load as C
-from reslab.config.schema import Config, LRSchedule
+from reslab.config.schema import Config, LRSchedule, select
 from support import ROOT
 
 RECIPES = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -105,7 +105,7 @@ def test_no_recipe_means_the_schema_defaults_not_the_quickstart():
 ])
 def test_text_keys_keep_the_characters_typed(override, value):
     key = override.split("=")[0]
-    assert C.select(C.load([], ["model.name=cifar_resnet", override]), key) == value
+    assert select(C.load([], ["model.name=cifar_resnet", override]), key) == value
 
 
 @pytest.mark.parametrize("where", ["override", "recipe"])

@@ -196,13 +196,6 @@ def keys_of(cfg: DictConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def select(cfg: Config, key: str) -> Any:
-    """The value at a dotted key (`trainer.devices`)."""
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
 def to_dict(cfg: Config) -> dict:
     """Plain types only (Enum members as their strings): for YAML, JSON, W&B and checkpoints."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)

@@ -209,3 +209,10 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+
+def select(cfg: Config, key: str):
+    """The value at a dotted key (`trainer.devices`)."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg

@@ -9,7 +9,7 @@ import unicodedata
 import yaml
 
 from reslab import data, models
-from reslab.config.schema import PRECISIONS, Config, ModelConfig
+from reslab.config.schema import PRECISIONS, Config, ModelConfig, select
 from reslab.errors import ConfigError
 from reslab.models.catalog import SR_SCALES
 from reslab.registry import did_you_mean, suggest
@@ -62,11 +62,6 @@ def validate_trainer(cfg: Config) -> None:
     classes = cfg.data.classes
     if classes is not None and (len(set(classes)) != len(classes) or min(classes, default=0) < 0):
         raise ConfigError(f"data.classes must be distinct labels >= 0, got {list(classes)}")
-
-
-def select(cfg: Config, key: str):
-    section, name = key.split(".") if "." in key else (None, key)
-    return getattr(getattr(cfg, section) if section else cfg, name)
 
 
 def validate_model(cfg: Config) -> None:

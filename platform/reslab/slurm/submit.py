@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 from reslab import build
-from reslab.config.load import derive, load, select
-from reslab.config.schema import Config
+from reslab.config.load import derive, load
+from reslab.config.schema import Config, select
 from reslab.errors import ConfigError, UserError
 from reslab.rundir import RunDir, new_run_id, open_run, run_path
 from reslab.slurm.script import render, render_sweep
