@@ -6,21 +6,11 @@ command."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 from reslab import __version__
-from reslab.commands import (
-    cmd_bench,
-    cmd_compare,
-    cmd_config,
-    cmd_models,
-    cmd_status,
-    cmd_submit,
-    cmd_sweep,
-    cmd_test,
-    cmd_train,
-)
 from reslab.errors import Interrupted, TrainingError, UserError
 
 EPILOG = """\
@@ -68,17 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a run from its last checkpoint (same directory, same W&B run)")
-    t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("test", help="evaluate a run's best checkpoint (or the one given) on the "
                        "test split")
     e.add_argument("run", metavar="RUN_DIR|CKPT")
     e.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    e.set_defaults(fn=cmd_test)
 
     m = sub.add_parser("models", help="list registered models: params and MACs")
     m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'resnet*'")
-    m.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("submit", help="submit a recipe as a SLURM job (sbatch)",
                        description="Render an sbatch script from the recipe (the slurm section "
@@ -91,7 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submit a sweep: a Ray cluster over the job's nodes runs its trials")
     s.add_argument("--array", metavar="KEY=V1,V2,...",
                    help="one sbatch --array job, a task (own run dir, own W&B run) per value")
-    s.set_defaults(fn=cmd_submit)
 
     w = sub.add_parser("sweep", help="run a sweep spec with Ray Tune",
                        description="Run the trials of a sweep spec (sweeps/README.md) with Ray "
@@ -105,7 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a killed sweep: finished trials are not rerun")
     w.add_argument("--address", help="join this Ray cluster instead of starting a private one")
     w.add_argument("--cpus", type=positive_int, help="CPUs for the private Ray (default: all)")
-    w.set_defaults(fn=cmd_sweep)
 
     cp = sub.add_parser("compare", help="tables and figures over runs and sweeps (offline)",
                         description="Group runs (run or sweep directories) by the keys that "
@@ -118,7 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", metavar="DIR", help="where figures go (default: FIRST_DIR/compare)")
     cp.add_argument("--wandb", metavar="ENTITY/PROJECT",
                     help="read runs through the W&B API instead of directories (online)")
-    cp.set_defaults(fn=cmd_compare)
 
     b = sub.add_parser("bench", help="images/s of reslab's training path vs a plain PyTorch loop",
                        description="Time steady-state training steps of reslab's path (Trainer, "
@@ -128,17 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=positive_int, default=30, help="timed steps per round (default 30)")
     b.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds (default 3)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
-    b.set_defaults(fn=cmd_bench)
 
     st = sub.add_parser("status", help="queue state, restarts, epoch and log tail of submitted runs")
     st.add_argument("runs", nargs="*", metavar="RUN_DIR")
     st.add_argument("--root", default="runs", help="where to look when no RUN_DIR is given")
-    st.set_defaults(fn=cmd_status)
 
     c = sub.add_parser("config", help="print the resolved, validated config")
     c.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
-    c.set_defaults(fn=cmd_config)
     return p
+
+
+def command(name: str):
+    """The module of one subcommand (reslab.commands.<name>), imported when that command runs:
+    `reslab config` does not pay for Lightning, `reslab train` does."""
+    return importlib.import_module(f"reslab.commands.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.items += extra
     try:
-        return args.fn(args)
+        return command(args.command).run(args)
     except UserError as e:
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,25 @@
+"""`reslab status`: queue state, restarts, progress and log tail of submitted runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reslab.errors import UserError
+from reslab.rundir import find_run
+from reslab.slurm import status
+
+
+def run(args) -> int:
+    for p in args.runs:
+        find_run(p)  # a sentence for a path that is not a run directory
+    if not args.runs and not Path(args.root).is_dir():
+        raise UserError(f"--root {args.root} is not a directory")
+    paths = [Path(p) for p in args.runs] or status.submitted_runs(Path(args.root))
+    if not paths:
+        print(f"no submitted runs under {args.root}/")
+        return 0
+    for r in status.status_rows(paths):
+        print(f"{r['run']}\n  job {r['job']}  {r['state']}  restarts {r['restarts']}  "
+              f"status {r['status']}  epoch {r['epoch']}  {r['metric']} {r['value']}\n"
+              f"  log: {r['log']}")
+    return 0

@@ -1,0 +1,26 @@
+"""`reslab sweep SPEC`: the trials with Ray Tune; the table and where the results are."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from reslab.commands import split_args
+from reslab.sweep import results, spec, tune
+
+
+def run(args) -> int:
+    recipes, overrides = split_args(args.items)
+    s = spec.load_spec(args.spec, overrides, recipes)
+    if args.dry_run:
+        print(spec.plan(s, args.cpus or os.cpu_count()))
+        return 0
+    rows = tune.run(s, resume=args.resume, address=args.address, cpus=args.cpus)
+    out = spec.sweep_dir(s)
+    print(results.format_table(rows))
+    print(f"results: {out.results}  best config: {out.best_config}")
+    failed = [r["trial"] for r in rows if r["status"] not in ("completed", "stopped")]
+    if failed:
+        print(f"{len(failed)} of {len(rows)} trials did not complete: {', '.join(failed)}",
+              file=sys.stderr)
+    return 1 if failed else 0
