@@ -75,7 +75,9 @@ def cases(t: Path) -> list[list[str]]:
         ["submit", "configs/slurm/local.yaml", "--array", "slurm.nodes=1,2", "--dry-run", root],
         ["submit", "configs/slurm/local.yaml", "run.name=x$(reboot)", "--dry-run", root],
         ["submit", "configs/slurm/local.yaml", "trainer.num_nodes=3", "--dry-run", root],
-        ["trian"], ["train", "--nope"],
+        ["trian"], ["train", "--nope"], ["train", "--resume", "configs"],
+        ["test", "configs/quickstart.yaml"], ["compare", "configs"],
+        ["config", "configs/quickstart.yaml", "model.name=resnet56"],
     ]
     specs = [["sweep", f"{t}/{name}", "--dry-run"] for name in FILES if name.startswith("spec_")]
     return train + other + specs

@@ -3,6 +3,8 @@ fsync the directory. A crash mid-write leaves the previous file intact, never a 
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -30,3 +32,12 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[IO[bytes]], Non
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
+    """A header and one line per row, written atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())

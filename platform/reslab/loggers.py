@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 import re
 import sys
@@ -17,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from reslab.config.load import flatten, to_dict
 from reslab.config.schema import Config
-from reslab.fileio import write_atomic
+from reslab.fileio import write_csv
 from reslab.rundir import RunDir, read_metrics, redact
 
 
@@ -54,11 +53,7 @@ class CSVMetrics(Logger):
 
     @rank_zero_only
     def _rewrite(self) -> None:
-        text = io.StringIO(newline="")
-        w = csv.DictWriter(text, self.columns)
-        w.writeheader()
-        w.writerows(self.rows)
-        write_atomic(self.path, text.getvalue())
+        write_csv(self.path, self.columns, self.rows)
 
 
 def _num(v: Any) -> Any:

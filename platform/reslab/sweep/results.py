@@ -3,11 +3,9 @@ grid order (the variants of one depth side by side)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import shutil
 
-from reslab.fileio import write_atomic
+from reslab.fileio import write_csv
 from reslab.metrics import COLUMNS
 from reslab.report.table import format_table as aligned
 from reslab.report.table import sort_key
@@ -36,11 +34,7 @@ def write_results(spec: Spec, out: SweepDir, points: list[dict], results: dict) 
         rows.append(row)
     rows.sort(key=lambda r: [sort_key(r.get(k)) for k in spec.grid_keys()] + [r["trial"]])
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    text = io.StringIO(newline="")
-    w = csv.DictWriter(text, columns)
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(out.results, text.getvalue())
+    write_csv(out.results, columns, rows)
     scored = [r for r in rows if isinstance(r.get(spec.metric), (int, float))]
     if scored:
         pick = min if spec.mode == "min" else max
