@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -80,14 +81,20 @@ def wait_done(jid: str, timeout: float = 240) -> dict:
 
 
 def requeue_now(jid: str, attempt: int = 2) -> None:
-    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead, but
-    only once the nodes are idle: a job started while its old attempt still completes is killed
-    ("Job credential revoked"). The job may still be RUNNING its first attempt when this is
-    called: wait for the requeue (Restarts) before taking RUNNING as the new attempt."""
+    """After a requeue SLURM holds the job ~120 s (BeginTime); start it at once instead — but
+    not within seconds of the requeue, with the nodes idle: a job restarted in the second its old
+    attempt ended is killed ("Job credential revoked", the old attempt's credential). The job
+    may still be RUNNING its first attempt when this is called: wait for the requeue (Restarts)
+    before taking RUNNING as the new attempt."""
+    held_since: list[float] = []
+
     def started() -> bool:
         s = job_state(jid)
-        if s.get("JobState") == "PENDING" and s.get("Reason") == "BeginTime" and nodes_idle():
-            subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], check=True)
+        if s.get("JobState") == "PENDING" and s.get("Reason") == "BeginTime":
+            held_since[:] = held_since or [time.monotonic()]
+            if time.monotonic() - held_since[0] >= 3 and nodes_idle():
+                subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"],
+                               check=True)
         return int(s.get("Restarts", 0)) >= attempt - 1 and \
             s.get("JobState") in ("RUNNING", "COMPLETED")
     wait_for(started, 90, f"requeued job {jid} to start again", interval=0.5)
