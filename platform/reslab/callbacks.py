@@ -48,8 +48,9 @@ class RNGState(Callback):
 
 
 class EpochLine(Callback):
-    """One line per epoch when stdout is not a terminal (SLURM logs, CI): a tqdm bar there
-    would write thousands of carriage returns."""
+    """One line per epoch when stdout is not a terminal with a size (SLURM logs, CI, `script`):
+    a bar there would write thousands of carriage returns. On a terminal, progress.RunBar
+    prints the same lines above the run's bar."""
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
@@ -58,11 +59,15 @@ class EpochLine(Callback):
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        print(self.line(trainer, pl_module), file=sys.stdout, flush=True)
+
+    def line(self, trainer, pl_module) -> str:
+        """The epoch's line (also printed above the run's bar on a terminal: progress.py)."""
         m = trainer.callback_metrics
         parts = [f"{k}={m[k].item():.4f}" for k in pl_module.METRICS.progress if k in m]
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} "
-              f"step {trainer.global_step} {' '.join(parts)} "
-              f"({time.perf_counter() - self._t0:.1f}s)", file=sys.stdout, flush=True)
+        return (f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} "
+                f"step {trainer.global_step} {' '.join(parts)} "
+                f"({time.perf_counter() - self._t0:.1f}s)")
 
 
 class SignalPropagation(Callback):

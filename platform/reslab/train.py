@@ -6,19 +6,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
-from reslab import checkpoint, rundir, tasks
+from reslab import checkpoint, progress, rundir, tasks
 from reslab.build import build
-from reslab.callbacks import EpochLine, LastCheckpoint, RNGState, SignalPropagation, Stopped
+from reslab.callbacks import LastCheckpoint, RNGState, SignalPropagation, Stopped
 from reslab.config.load import load
 from reslab.config.schema import Config
 from reslab.errors import Interrupted, UserError
@@ -165,11 +164,8 @@ def build_trainer(cfg: Config, run: RunDir, task: tasks.Task, loggers: list,
     callbacks = [best, RNGState(), *extra_callbacks]
     if cfg.diagnostics.every_n_steps > 0:
         callbacks.append(SignalPropagation(cfg.diagnostics.every_n_steps))
-    tty = sys.stdout.isatty()
-    if t.progress_bar and tty:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))  # a refresh reads metrics on the host
-    elif t.progress_bar:
-        callbacks.append(EpochLine())
+    if shown := progress.progress_callback(t.progress_bar):  # the run's bar, or epoch lines
+        callbacks.append(shown)
     return L.Trainer(
         default_root_dir=run.path, logger=loggers, callbacks=callbacks,
         max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=str(t.accelerator),
@@ -177,7 +173,7 @@ def build_trainer(cfg: Config, run: RunDir, task: tasks.Task, loggers: list,
         deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
-        enable_progress_bar=t.progress_bar and tty, enable_model_summary=False,
+        enable_progress_bar=False, enable_model_summary=False,
         plugins=plugins(), strategy=strategy(cfg), num_sanity_val_steps=0,
         benchmark=t.cudnn_benchmark, sync_batchnorm=t.sync_batchnorm,
     )
