@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,23 @@ def open_run(cfg: Config, run_id: str | None = None) -> RunDir:
 
 def write_config(run: RunDir, cfg: Config) -> None:
     write_atomic(run.config, yaml.safe_dump(redact(to_dict(cfg)), sort_keys=False))
+
+
+def begin_attempt(run: RunDir, cfg: Config, overrides: list[str], resumed_at: int | None) -> None:
+    """An attempt (the first, a `--resume`, a requeued job, a retried trial) starts training in
+    `run`: config.yaml becomes the config it trains with, so the directory always says how the
+    run was trained, and summary.json's `attempts` gets what this one changed."""
+    write_config(run, cfg)
+    summary = read_summary(run)
+    attempt = {"started": datetime.now().astimezone().isoformat(timespec="seconds"),
+               "overrides": redact_overrides(overrides), "resumed_at_step": resumed_at}
+    write_summary(run, {**summary, "attempts": [*summary.get("attempts", []), attempt]})
+
+
+def redact_overrides(overrides: list[str]) -> list[str]:
+    """KEY=VALUE items as given, with the value masked under a secret-looking key."""
+    return [f"{k}=***" if SECRET_KEY.search(k) and sep else redact(f"{k}{sep}{v}")
+            for k, sep, v in (str(o).partition("=") for o in overrides)]
 
 
 @contextlib.contextmanager

@@ -27,11 +27,13 @@ from reslab.rundir import RunDir
 from reslab.slurm import env as slurm_env
 
 
-def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = ()) -> dict:
+def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
+        overrides: list[str] = ()) -> dict:
     """Train `cfg` in a new run directory (or continue `resume`: a run directory, with or without
     a checkpoint yet) and return its summary. Under SLURM every rank calls this; only global
     rank 0 writes files (and holds the run directory's lock). `callbacks` are added to the
-    Trainer (a sweep's Tune reporter)."""
+    Trainer (a sweep's Tune reporter); `overrides` (the KEY=VALUE items `cfg` was loaded with)
+    go into summary.json's record of this attempt."""
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     built = build(cfg)
@@ -39,6 +41,8 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = ()) -> dict
     run = resume or new_run(cfg)
     with rundir.locked(run) if is_rank_zero() else contextlib.nullcontext():
         start = resume_point(run, task) if resume else (None, None)
+        if is_rank_zero():  # nothing refused the attempt: config.yaml is now what it trains
+            rundir.begin_attempt(run, cfg, list(overrides), start[1])
         return train_in(run, cfg, built, task, start, callbacks)
 
 

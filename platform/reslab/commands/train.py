@@ -20,7 +20,7 @@ def run(args) -> int:
     else:
         run = None
         cfg = load(recipes or [DEFAULT_RECIPE], overrides)
-    summary = train.fit(cfg, resume=run)
+    summary = train.fit(cfg, resume=run, overrides=overrides)
     if train.is_rank_zero():
         print_summary(summary)
     return 0 if summary.get("status") == "completed" else 1

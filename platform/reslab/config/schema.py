@@ -150,7 +150,7 @@ class TrainerConfig:
     compile: bool = False             # torch.compile the network (GPU; the first steps compile)
     cudnn_benchmark: bool = True      # let cuDNN pick the fastest kernels for fixed input shapes
     sync_batchnorm: bool = False      # BN statistics across DDP ranks (small per-GPU batches)
-    progress_bar: bool = True         # a tqdm bar on a terminal, one line per epoch otherwise
+    progress_bar: bool = True         # one bar for the run on a sized terminal, else epoch lines
 
 
 @dataclass(frozen=True)
