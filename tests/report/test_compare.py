@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
+from datetime import datetime
 
 import pytest
 import yaml
+from matplotlib.container import ErrorbarContainer
 
 from reslab import train
 from reslab.config.load import load
 from reslab.errors import UserError
 from reslab.metrics import higher_is_better
-from reslab.report import compare
+from reslab.report import compare, figures
 from support import ROOT, TINY
 
 
@@ -120,8 +123,8 @@ def test_bad_input_is_a_sentence(tmp_path, sweep_dir, cli):
         compare.compare([tmp_path / "empty"])
     with pytest.raises(UserError, match="--by key 'model.dpeth'"):
         compare.compare([sweep_dir], by=["model.dpeth"], out=tmp_path / "o")
-    r = cli("compare", "--wandb", "someone/project", env={"WANDB_MODE": "offline"})
-    assert r.returncode == 2 and "needs W&B online" in r.stderr
+    r = cli("compare", "--wandb", "someone", env={"WANDB_MODE": "offline"})
+    assert r.returncode == 2 and "--wandb must be ENTITY/PROJECT" in r.stderr
 
 
 @pytest.mark.parametrize("every", [0, 3])
@@ -151,3 +154,58 @@ def test_a_damaged_run_is_skipped_with_a_warning_and_status_is_shown(sweep_dir, 
     result = compare.compare([sweep_dir], out=tmp_path / "out")
     assert f"warning: skipping {broken}" in capsys.readouterr().err
     assert "2 completed, 1 failed" in result["table"] or "1 completed, 1 failed" in result["table"]
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures compare draws, by file name, kept for reading their artists."""
+    kept, save = {}, figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.setdefault(path.name, fig)
+                        and save(fig, path))
+    return kept
+
+
+def test_curves_keep_one_colour_per_depth_across_panels_and_integer_epoch_ticks(
+        sweep_dir, tmp_path, drawn):
+    fake_run(sweep_dir, 8, "none", 0, 0.3, 0.3)  # a depth only the plain panel has
+    compare.compare([sweep_dir], out=tmp_path / "out")
+    colours, depths = {}, {}
+    for ax in drawn["curves.png"].axes:
+        lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        depths[ax.get_title()] = sorted({int(re.search(r"-(\d+)", ln.get_label()).group(1))
+                                         for ln in lines})
+        for line in lines:
+            depth, split = re.fullmatch(r".*-(\d+)(?: \(A\))? (train|val)", line.get_label()).groups()
+            colours.setdefault(int(depth), set()).add(line.get_color())
+            assert line.get_linestyle() == {"train": "--", "val": "-"}[split]
+        assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"train", "val"}
+        assert all(float(t).is_integer() for t in ax.get_xticks()), ax.get_xticks()
+    assert depths == {"plain networks": [8, 20, 56], "residual, option A": [20, 56]}
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert len({c.pop() for c in colours.values()}) == 3, "one colour per depth, not shared"
+    for ax in drawn["diagnostics.png"].axes:
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+
+
+def test_error_bars_only_for_groups_of_more_than_one_run(tmp_path, drawn):
+    for seed in (0, 1, 2):
+        fake_run(tmp_path / "sw", 20, "A", seed, 0.01 * seed, 0.1 + 0.01 * seed)
+    fake_run(tmp_path / "sw", 56, "A", 0, 0.02, 0.12)
+    compare.compare([tmp_path / "sw"], by=["model.depth"], out=tmp_path / "out")
+    for ax in drawn["final.png"].axes:
+        bars, = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        (segment,), = [lines.get_segments() for lines in bars.lines[2]]
+        assert segment[0][0] == 0 and segment[1][1] > segment[0][1]  # depth 20 only, a real span
+
+
+def test_the_report_is_dated_and_names_each_group_s_run_directories(sweep_dir, tmp_path):
+    days = [datetime.now().astimezone().strftime("%Y-%m-%d")]
+    compare.compare([sweep_dir], out=tmp_path / "out")
+    days.append(datetime.now().astimezone().strftime("%Y-%m-%d"))  # around midnight
+    page = (tmp_path / "out/report.html").read_text()
+    assert any(f"generated {day} " in page for day in days)
+    runs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert len(runs) == 12 and all(f"<code>{run}</code>" in page for run in runs)
+    section = page.split("ResNet-20 (A) (n=3)")[1].split("</ul>")[0]
+    assert sorted(re.findall(r"<code>(.*?)</code>", section)) == [
+        str(run) for run in runs if run.name.startswith("depth=20,shortcut=A,")]

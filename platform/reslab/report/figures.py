@@ -9,6 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from reslab.metrics import higher_is_better  # noqa: E402
 from reslab.report.runs import Run  # noqa: E402
@@ -59,6 +62,19 @@ def _curve_style(runs: list[Run]) -> tuple[list[tuple[str, str]], str | None, fl
             "training (dashed) and validation (solid) error")
 
 
+def line_colors(runs: list[Run], line_keys: list[str]) -> dict[tuple, str]:
+    """One colour per line (a depth) in every panel and figure: plain-20 and ResNet-20 (A) share
+    ResNet-20's colour, so the panels compare at a glance (the paper's Fig. 6 does the same)."""
+    keys = list(group(runs, line_keys))
+    many = len(keys) > 10
+    cmap = plt.get_cmap("viridis" if many else "tab10")
+    return {k: to_hex(cmap(i / max(len(keys) - 1, 1) if many else i)) for i, k in enumerate(keys)}
+
+
+def _integer_ticks(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and block indices
+
+
 def _mean_curve(members: list[Run], key: str) -> tuple[list[int], list[float]]:
     per_epoch: dict[int, list[float]] = {}
     for r in members:
@@ -69,36 +85,43 @@ def _mean_curve(members: list[Run], key: str) -> tuple[list[int], list[float]]:
 
 
 def curves(runs: list[Run], by: list[str], out: Path) -> Path:
-    """Training (dashed) and validation (solid) error against epoch (Fig. 6 layout); PSNR and
-    the bicubic baseline for super-resolution runs."""
+    """Training (dashed) and validation (solid) error against epoch (Fig. 6 layout), one colour
+    per depth across the panels; PSNR and the bicubic baseline for super-resolution runs."""
     panel_key, line_keys = _panels(by)
     styles, baseline, scale, ylabel, title = _curve_style(runs)
     # plain-56 vs ResNet-56 (A): the shortcut is part of a line's name even inside its panel.
     named = [panel_key] if panel_key == "model.shortcut" else []
     panels = group(runs, [panel_key]) if panel_key else {(None,): runs}
+    colors = line_colors(runs, line_keys)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False,
                              sharey=True)
     for ax, (pkey, members) in zip(axes[0], panels.items()):
-        for i, (lkey, lruns) in enumerate(group(members, line_keys).items()):
-            color = f"C{i}"
+        legend = []
+        for lkey, lruns in group(members, line_keys).items():
             name = label(lkey + (pkey[0],) * len(named), line_keys + named)
             for metric, style in styles:
                 x, y = _mean_curve(lruns, metric)
                 if x:
-                    suffix = f" {metric.split('/')[0]}" if len(styles) > 1 else ""
-                    ax.plot(x, [scale * v for v in y], style, color=color, label=name + suffix)
+                    ax.plot(x, [scale * v for v in y], style, color=colors[lkey],
+                            label=f"{name} {metric.split('/')[0]}")
+            legend.append(Line2D([], [], color=colors[lkey], label=name))
+        if len(styles) > 1:  # the line style says train or val, once per panel
+            legend += [Line2D([], [], color="0.35", linestyle=style, label=metric.split("/")[0])
+                       for metric, style in styles]
         if baseline and (curve := _mean_curve(members, baseline))[0]:
-            ax.plot(*curve, ":", color="black", label=baseline.rsplit("_", 1)[-1])
+            legend += ax.plot(*curve, ":", color="black", label=baseline.rsplit("_", 1)[-1])
         ax.set(title=_panel_title(panel_key, pkey[0]), xlabel="epoch", ylabel=ylabel)
+        _integer_ticks(ax)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(handles=legend, fontsize=7, loc="best")
     fig.suptitle(title, fontsize=11)
     return _save(fig, out / "curves.png")
 
 
 def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
     """Final training error and `metric` (and the gain over bicubic, for super-resolution) for
-    every group, as bars with ± std over seeds; plain / non-residual groups in red."""
+    every group, as bars with ± std over seeds (no error bar for a group of one run: its std is
+    not 0 but unknown); plain / non-residual groups in red."""
     groups = group(runs, by)
     names = [label(k, by) for k in groups]
     metrics = [m for m in dict.fromkeys(["train/err", metric, "val/psnr_gain"])
@@ -109,8 +132,11 @@ def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
     for ax, m in zip(axes[0], metrics):
         stats = [mean_std([r.summary.get(m) for r in members]) for members in groups.values()]
         scale = 1 if higher_is_better(m) else 100
-        ax.bar(range(len(names)), [scale * s[0] for s in stats], yerr=[scale * s[1] for s in stats],
-               color=colors, capsize=3)
+        ax.bar(range(len(names)), [scale * s[0] for s in stats], color=colors)
+        if seeds := [i for i, s in enumerate(stats) if s[2] > 1]:
+            ax.errorbar(seeds, [scale * stats[i][0] for i in seeds],
+                        yerr=[scale * stats[i][1] for i in seeds], fmt="none", ecolor="black",
+                        elinewidth=1, capsize=3)
         if m.endswith("gain"):
             ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
@@ -127,8 +153,11 @@ def diagnostics(runs: list[Run], by: list[str], out: Path) -> Path | None:
     last = {id(r): r.last_row_with("diag/") for r in runs}
     if not any(last.values()):
         return None
+    panel_key, line_keys = _panels(by)
+    colors = line_colors(runs, line_keys)  # the same colour per depth as in curves.png
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    for i, (key, members) in enumerate(group(runs, by).items()):
+    for key, members in group(runs, by).items():
+        lkey = tuple(v for k, v in zip(by, key) if k != panel_key)
         for ax, kind in zip(axes, ("std", "grad")):
             per_block: dict[int, list[float]] = {}
             for r in members:
@@ -139,22 +168,32 @@ def diagnostics(runs: list[Run], by: list[str], out: Path) -> Path | None:
             if per_block:
                 x = sorted(per_block)
                 style = "--" if "plain" in label(key, by) else "-"
-                ax.plot(x, [mean_std(per_block[b])[0] for b in x], style, color=f"C{i}",
+                ax.plot(x, [mean_std(per_block[b])[0] for b in x], style, color=colors[lkey],
                         label=label(key, by), linewidth=1.2)
     axes[0].set(title="std of residual-branch responses (Fig. 7)", xlabel="block index",
                 ylabel="std", yscale="log")
     axes[1].set(title="gradient norm of block parameters", xlabel="block index",
                 ylabel="gradient L2 norm", yscale="log")
     for ax in axes:
+        _integer_ticks(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, out / "diagnostics.png")
 
 
-def write_all(runs: list[Run], by: list[str], metric: str, out: Path) -> list[Path]:
-    files = [curves(runs, by, out), final(runs, by, metric, out)]
+class Figures(list):
+    """The figure files written, carrying each group's runs (label, run directories) to the
+    report, which is handed this list."""
+
+    groups: list[tuple[str, list[str]]] = []
+
+
+def write_all(runs: list[Run], by: list[str], metric: str, out: Path) -> Figures:
+    files = Figures([curves(runs, by, out), final(runs, by, metric, out)])
     if diag := diagnostics(runs, by, out):
         files.append(diag)
+    files.groups = [(label(key, by), [str(r.path) for r in members])
+                    for key, members in group(runs, by).items()]
     return files
 
 
