@@ -17,7 +17,7 @@ from torch import nn
 
 from reslab import checkpoint
 from reslab.errors import UserError
-from reslab.models import ModelInfo
+from reslab.models import ModelInfo, published
 from reslab.rundir import RunDir, is_run_dir, read_summary
 
 STEM = ("conv1", "bn1")
@@ -67,7 +67,20 @@ def load_torchvision(weights) -> dict:
 
 def load_file(spec: str) -> dict:
     """A run directory (best.ckpt, else last.ckpt), a run-name folder (its newest completed run),
-    a Lightning checkpoint or a plain state dict."""
+    a Lightning checkpoint, a plain state dict, or a published CIFAR checkpoint (converted by
+    `reslab.models.published`)."""
+    state = checkpoint.load(weights_file(spec))
+    state = state.get("state_dict", state)  # a Lightning checkpoint or a published file
+    if published.is_akamaster(state):
+        return published.from_akamaster(state)
+    if any(k.startswith("net.") for k in state):  # reslab's task holds the net as `net`
+        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    return state
+
+
+def weights_file(spec: str) -> Path:
+    """The file a model.weights path names (a run's best.ckpt, else last.ckpt; a run-name
+    folder's newest completed run): also what W&B records as a fine-tune's input."""
     p = Path(spec)
     if p.is_dir() and not is_run_dir(p):
         done = sorted(d for d in p.iterdir()
@@ -80,10 +93,7 @@ def load_file(spec: str) -> dict:
     if not p.exists():
         raise UserError(f"model.weights={spec} is neither a torchvision weights name nor a "
                         "run directory, checkpoint or state dict file")
-    state = checkpoint.load(p)
-    if "state_dict" in state:  # a reslab (Lightning) checkpoint: the task holds the net as `net`
-        state = {k[4:]: v for k, v in state["state_dict"].items() if k.startswith("net.")}
-    return state
+    return p
 
 
 def load_into(net: nn.Module, spec: str, info: ModelInfo, depth: int | None) -> None:

@@ -32,7 +32,7 @@ def test_recipes_and_overrides_merge_in_order(tmp_path):
     (["model.depth=57"], r"model.depth must be 6n\+2 for cifar stems, got 57 \(did you mean 56\?\)"),
     (["model.shortcut=D"], r"model.shortcut must be one of A, B, C, none"),
     (["model.name=resnet65"], r"unknown model 'resnet65' \(did you mean 'resnet56'\?\)"),
-    (["model.name=resnet50", "model.depth=34"], r"conflicts with model.name=resnet50"),
+    (["model.name=resnet50", "model.depth=34"], r"contradicts model.name=resnet50"),
     (["model.name=imagenet_resnet", "model.depth=20"], r"depth must be one of 18, 34, 50"),
     (["data.name=cifar11"], r"unknown dataset 'cifar11' \(did you mean 'cifar10'\?\)"),
     (["optim.schedule=step"], r"optim.schedule must be one of paper, cosine, onecycle, constant, "

@@ -17,8 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from reslab.config import validate as V
-from reslab.config.schema import Config
+from reslab.config.schema import Config, ModelConfig
 from reslab.errors import ConfigError
+from reslab.models.catalog import ARCH_KEYS, MODELS
 from reslab.registry import did_you_mean
 
 MAX_YAML_BYTES = 1 << 20
@@ -29,8 +30,8 @@ def load(recipes: list[str | Path] = (), overrides: list[str] = ()) -> Config:
     """Schema defaults ← each recipe in order ← KEY=VALUE overrides, validated and frozen."""
     cfg = OmegaConf.structured(Config)
     for path in recipes:
-        cfg = merge(cfg, read_yaml(path), source=f"recipe file '{path}'")
-    cfg = merge(cfg, parse_overrides(overrides), source="the command line")
+        cfg = merge(cfg, naming(cfg, read_yaml(path)), source=f"recipe file '{path}'")
+    cfg = merge(cfg, naming(cfg, parse_overrides(overrides)), source="the command line")
     return freeze(cfg)
 
 
@@ -44,7 +45,23 @@ def derive(cfg: Config, changes: dict[str, Any]) -> Config:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return freeze(merge(OmegaConf.structured(cfg), nested, source="the derived config"))
+    base = OmegaConf.structured(cfg)
+    return freeze(merge(base, naming(base, nested), source="the derived config"))
+
+
+def naming(cfg: DictConfig, layer: dict) -> dict:
+    """A layer that names a different model starts from that name's definition: a preset's
+    depth, shortcut, block and preact, or a family's defaults, whatever lower layers set. The
+    layer's own model keys apply on top, so one that contradicts its preset is refused by
+    validation (`model.name=plain20 model.shortcut=A`)."""
+    model = layer.get("model")
+    name = model.get("name") if isinstance(model, dict) else None
+    if not isinstance(name, str) or name not in MODELS or name == cfg.model.name:
+        return layer
+    info, defaults = MODELS.get(name), ModelConfig()
+    preset = info.fixed if info.depth is not None else {}
+    reset = {k: preset.get(k, getattr(defaults, k)) for k in ARCH_KEYS}
+    return {**layer, "model": {**reset, **model}}
 
 
 def freeze(cfg: DictConfig) -> Config:

@@ -60,6 +60,11 @@ class Loss(Choice):
     l2 = "l2"
 
 
+class Channels(Choice):
+    y = "y"
+    rgb = "rgb"
+
+
 class Accelerator(Choice):
     auto = "auto"
     cpu = "cpu"
@@ -81,10 +86,12 @@ class ModelConfig:
     name: str = "cifar_resnet"        # a family (cifar_resnet), a preset (resnet56), or vdsr/edsr
     depth: int | None = None          # None: the preset's depth (20 for cifar_resnet, 50 for imagenet_resnet)
     shortcut: str | None = None       # A | B | C | none (plain); edsr: identity | none; None: the preset's
+    block: str | None = None          # cifar: basic (6n+2) | bottleneck (9n+2); None: the preset's or basic
     preact: bool = False              # pre-activation blocks (He et al. 2016)
     width: float = 1.0                # stage-width multiplier (wide ResNets)
     zero_init_residual: bool = False  # zero-init each residual branch's last BN (vdsr/edsr: last conv)
     global_residual: bool | None = None  # vdsr/edsr: add the input back at the end; None: on
+    res_scale: float = 1.0            # edsr: residual branch scaling (EDSR baseline 1.0, EDSR 0.1)
     weights: str = "none"             # none | torchvision name (IMAGENET1K_V2) | run dir | checkpoint file
     freeze: Freeze = Freeze.none      # none | stem | layer1..layer4 (up to and including) | backbone
 
@@ -107,6 +114,8 @@ class DataConfig:
     size: int = 2048                  # synthetic: number of samples; super-resolution: patches per epoch
     scale: int = 2                    # super-resolution: upscaling factor 2 | 3 | 4
     patch_size: int = 48              # super-resolution: high-resolution training patch side
+    channels: Channels = Channels.rgb  # super-resolution: y (luma, the VDSR protocol) | rgb
+    test_root: str | None = None      # super-resolution: a benchmark folder (Set5 layout: HR/) as test split
     classes: list[int] | None = None  # keep only these labels, renumbered 0..k-1 (digits 0-4)
     mean: list[float] | None = None   # imagefolder normalisation; None: the weights' own or ImageNet's
     std: list[float] | None = None
@@ -162,13 +171,18 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class WandbConfig:
-    mode: WandbMode = WandbMode.offline  # offline | online | disabled
-    project: str = "reslab"
-    entity: str | None = None
-    group: str | None = None
-    name: str | None = None          # display name; None: run.name (a sweep sets the trial's overrides)
-    tags: list[str] = field(default_factory=list)
-    job_type: str = "train"
+    # mode/project/entity: null lets W&B's own WANDB_MODE/WANDB_PROJECT/WANDB_ENTITY decide;
+    # where neither is set: offline, project "reslab", files in the run directory.
+    mode: WandbMode | None = None    # offline | online | disabled | null (WANDB_MODE, else offline)
+    project: str | None = None       # null: WANDB_PROJECT, else "reslab"
+    entity: str | None = None        # null: WANDB_ENTITY, else the account's default
+    group: str | None = None         # null: the sweep, the SLURM array job, or run.name
+    name: str | None = None          # null: what the run is (resnet56-A-seed0)
+    tags: list[str] = field(default_factory=list)  # added to family, depth, shortcut, dataset, task
+    job_type: str | None = None      # null: train | sweep-trial | array-task | fine-tune
+    system_metrics: bool = True      # CPU/GPU/memory panels (W&B's system monitor)
+    console: bool = True             # the run's console output as output.log
+    log_model: str = "best"          # false | best | last | all: checkpoints as model artifacts
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ AT_LEAST_ZERO = ("optim.weight_decay", "optim.warmup_steps", "data.num_workers",
                  "slurm.signal_margin_s", "diagnostics.every_n_steps")
 # low <= value < high (seed: numpy's range)
 RANGES = {"optim.momentum": (0, 1), "optim.label_smoothing": (0, 1), "seed": (0, 2**32)}
+LOG_MODEL = ("false", "best", "last", "all")  # logger.wandb.log_model
 MAX_NAME = 200  # run.name is a directory name (255 bytes at most) and a job name
 # model.* keys that go to the builder; each registered model lists the ones it takes (`options`).
-BUILDER_KEYS = ("depth", "shortcut", "preact", "width", "zero_init_residual", "global_residual")
+BUILDER_KEYS = ("depth", "shortcut", "block", "preact", "width", "zero_init_residual",
+                "global_residual", "res_scale")
 
 
 def validate(cfg: Config) -> None:
@@ -49,6 +51,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.val_size must be a fraction or a count > 0 (best.ckpt is chosen "
                           f"on it, never on the test split), got {cfg.data.val_size}")
     check_run_name(cfg.run.name)
+    if str(cfg.logger.wandb.log_model).lower() not in LOG_MODEL:
+        raise ConfigError(f"logger.wandb.log_model must be one of {', '.join(LOG_MODEL)}, got "
+                          f"'{cfg.logger.wandb.log_model}'")
 
 
 def validate_trainer(cfg: Config) -> None:
@@ -72,20 +77,23 @@ def validate_model(cfg: Config) -> None:
     info = models.info(m.name)
     if unused := unused_options(m, info.options):
         key = unused[0]
-        default = yaml.safe_dump(getattr(ModelConfig(), key)).split("\n")[0]
+        default = yaml_value(getattr(ModelConfig(), key))
         raise ConfigError(f"model.{key}={getattr(m, key)} does not apply to model.name={m.name}, "
                           f"which takes {', '.join('model.' + o for o in info.options)} (reset "
                           f"it with model.{key}={default})")
+    if info.depth is not None:
+        check_preset(m, info)
     if m.shortcut is not None and m.shortcut not in info.shortcuts:
         raise ConfigError(f"model.shortcut must be one of {', '.join(info.shortcuts)} for "
                           f"{m.name} (none = the plain network), got '{m.shortcut}'")
-    if m.depth is not None:
-        if info.depth is not None and m.depth != info.depth:
-            raise ConfigError(f"model.depth={m.depth} conflicts with model.name={m.name} (depth "
-                              f"{info.depth}); use model.name={info.family}_resnet to choose "
-                              "the depth")
-        if err := models.depth_error(info.family, m.depth):
-            raise ConfigError(f"model.{err}")
+    if m.block is not None and m.block not in info.blocks:
+        if not info.blocks:
+            raise ConfigError(f"model.block={m.block} applies to CIFAR ResNets only; leave it "
+                              f"unset (null) for model.name={m.name}")
+        raise ConfigError(f"model.block must be one of {', '.join(info.blocks)} for {m.name}, "
+                          f"got '{m.block}'{did_you_mean(m.block, info.blocks)}")
+    if m.depth is not None and (err := models.depth_error(info.family, m.depth, m.block)):
+        raise ConfigError(f"model.{err}")
     if m.width <= 0:
         raise ConfigError(f"model.width must be positive, got {m.width}")
     data_task = data.task_of(cfg.data.name)
@@ -96,6 +104,33 @@ def validate_model(cfg: Config) -> None:
                           f"use data.name={' or '.join(fits)}")
     if info.task == "super_resolution":
         validate_sr(cfg)
+    else:
+        refuse_sr_data_keys(cfg)
+
+
+def check_preset(m: ModelConfig, info: models.ModelInfo) -> None:
+    """A preset is the model it names: set in the same layer (or later), a depth, block or
+    pre-activation of another model is a contradiction, and so is a shortcut of the other kind
+    (plain vs residual). Lower layers' values were reset when the preset was named."""
+    for key in ("depth", "block", "preact"):
+        value, fixed = getattr(m, key), info.fixed.get(key)
+        if value is not None and fixed is not None and value != fixed:
+            raise ConfigError(f"model.{key}={yaml_value(value)} contradicts model.name={m.name} "
+                              f"({key} {yaml_value(fixed)}); drop model.{key} or name the family "
+                              f"(model.name={info.family}_resnet) to choose it")
+    if m.shortcut is not None and m.shortcut not in info.shortcuts:
+        plain = info.shortcuts == ("none",)
+        other = m.name.replace("plain", "resnet") if plain else \
+            m.name.replace("resnet", "plain").replace("preact_", "")
+        hint = f"; model.name={other} is the {'residual' if plain else 'plain'} net" \
+            if other in models.MODELS else ""
+        raise ConfigError(f"model.shortcut={m.shortcut} contradicts model.name={m.name}, a "
+                          f"{'plain' if plain else 'residual'} net (shortcut "
+                          f"{' | '.join(info.shortcuts)}){hint}")
+
+
+def yaml_value(value) -> str:
+    return yaml.safe_dump(value).split("\n")[0]
 
 
 def unused_options(m: ModelConfig, options: tuple[str, ...]) -> list[str]:
@@ -114,6 +149,19 @@ def validate_sr(cfg: Config) -> None:
     if cfg.model.freeze != "none":
         raise ConfigError(f"model.freeze={cfg.model.freeze} applies to ResNet classifiers only; "
                           "super-resolution models train whole (model.freeze=none)")
+    if cfg.model.res_scale <= 0:
+        raise ConfigError(f"model.res_scale must be positive (EDSR baseline 1.0, EDSR 0.1), got "
+                          f"{cfg.model.res_scale}")
+
+
+def refuse_sr_data_keys(cfg: Config) -> None:
+    """data.channels and data.test_root describe super-resolution data; classification data
+    keep their own channels and test split."""
+    defaults = type(cfg.data)()
+    for key in ("channels", "test_root"):
+        if (value := getattr(cfg.data, key)) != getattr(defaults, key):
+            raise ConfigError(f"data.{key}={value} applies to super-resolution data only, not "
+                              f"data.name={cfg.data.name}; remove it")
 
 
 def check_run_name(name: str) -> None:

@@ -94,17 +94,24 @@ class ResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
-def cifar_resnet(depth: int = 20, shortcut: str = "A", **kwargs) -> ResNet:
-    """CIFAR ResNet (§4.2): 3x3 stem, 3 stages of n BasicBlocks, widths 16/32/64, depth 6n+2."""
-    if err := depth_error("cifar", depth):
+def cifar_resnet(depth: int = 20, shortcut: str | None = None, block: str | None = None,
+                 **kwargs) -> ResNet:
+    """CIFAR ResNet: 3x3 stem, 3 stages of n blocks. Basic blocks (2015, §4.2): widths 16/32/64,
+    depth 6n+2, option A by default. Bottleneck blocks (2016, ResNet-164/1001): the same widths
+    expanded 4x (64/128/256), depth 9n+2, projection shortcuts (B) by default."""
+    if err := depth_error("cifar", depth, block):
         raise ValueError(err)
     kwargs.setdefault("num_classes", 10)
-    n = (depth - 2) // 6
-    return ResNet(BasicBlock, [n] * 3, CIFAR_WIDTHS, stem="cifar", shortcut=shortcut, **kwargs)
+    bottleneck = block == "bottleneck"
+    n = (depth - 2) // (9 if bottleneck else 6)
+    return ResNet(Bottleneck if bottleneck else BasicBlock, [n] * 3, CIFAR_WIDTHS, stem="cifar",
+                  shortcut=shortcut or ("B" if bottleneck else "A"), **kwargs)
 
 
-def imagenet_resnet(depth: int = 50, shortcut: str = "B", **kwargs) -> ResNet:
-    """ImageNet ResNet (Table 1): 7x7 stem + max-pool, 4 stages, Basic (18/34) or Bottleneck."""
+def imagenet_resnet(depth: int = 50, shortcut: str = "B", block: str | None = None,
+                    **kwargs) -> ResNet:
+    """ImageNet ResNet (Table 1): 7x7 stem + max-pool, 4 stages, Basic (18/34) or Bottleneck
+    (50+): the depth decides the block (`block`, a CIFAR option, is accepted for a preset only)."""
     if err := depth_error("imagenet", depth):
         raise ValueError(err)
     block, layers = IMAGENET_LAYERS[depth]
