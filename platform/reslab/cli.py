@@ -6,17 +6,20 @@ command."""
 from __future__ import annotations
 
 import argparse
+import functools
+import glob
 import importlib
 import os
 import sys
 
 from reslab import __version__
+from reslab.config import recipes as shipped
 from reslab.errors import Interrupted, TrainingError, UserError
 
 EPILOG = """\
 examples:
   reslab train                                   ResNet-20 on the embedded digits (quickstart)
-  reslab train configs/experiment/cifar10_paper.yaml model.depth=56 data.root=/data
+  reslab train experiment/cifar10_paper model.depth=56 data.root=/data   a shipped recipe by name
   reslab train --resume runs/quickstart/20261122-101500-a1b2c3
   reslab test runs/quickstart/20261122-101500-a1b2c3
   reslab models 'resnet*'
@@ -24,9 +27,49 @@ examples:
   reslab submit configs/quickstart.yaml configs/slurm/local.yaml --dry-run
   reslab sweep sweeps/degradation_digits.yaml && reslab compare runs/degradation_digits
   reslab bench configs/bench/cifar_cpu.yaml model.depth=56
+  reslab export runs/quickstart/20261122-101500-a1b2c3 --format onnx
 
 Arguments containing '=' are KEY=VALUE overrides (see `reslab config` for every key); the
-others are recipe files, merged in order onto the defaults."""
+others are recipe files, or the names of the recipes shipped with reslab (`reslab config
+--list`), merged in order onto the defaults. Each command's --help has its own examples."""
+
+RUN = "runs/quickstart/20261122-101500-a1b2c3"
+EXAMPLES = {
+    "train": ["reslab train                                  the quickstart: ResNet-20 on digits",
+              "reslab train experiment/cifar10_paper data.root=/data model.depth=110",
+              "reslab train my_recipe.yaml trainer.max_epochs=5 seed=1",
+              f"reslab train --resume {RUN} trainer.max_epochs=40"],
+    "test": [f"reslab test {RUN}",
+             f"reslab test {RUN}/checkpoints/last.ckpt data.batch_size=512"],
+    "models": ["reslab models", "reslab models 'resnet*'", "reslab models 'plain*'"],
+    "config": ["reslab config                                 the quickstart, resolved",
+               "reslab config experiment/cifar10_paper model.depth=56 model.shortcut=B",
+               "reslab config --list                          the shipped recipe names"],
+    "submit": ["reslab submit quickstart slurm/local --dry-run",
+               "reslab submit experiment/cifar10_paper slurm.partition=gpu slurm.nodes=2",
+               "reslab submit quickstart slurm/local --array seed=0,1,2",
+               "reslab submit slurm/local --sweep degradation_digits"],
+    "sweep": ["reslab sweep degradation_digits --dry-run      a shipped spec by name",
+              "reslab sweep sweeps/depth_shortcut.yaml data.root=/data --cpus 8",
+              "reslab sweep degradation_digits --resume"],
+    "compare": ["reslab compare runs/degradation_digits",
+                "reslab compare runs/a runs/b --by model.depth,model.shortcut --metric test/err",
+                "reslab compare --wandb my-team/reslab"],
+    "bench": ["reslab bench bench/cifar_cpu model.depth=56", "reslab bench --steps 50 --json"],
+    "status": ["reslab status", f"reslab status {RUN}", "reslab status --root /scratch/runs"],
+    "export": [f"reslab export {RUN}",
+               f"reslab export {RUN} --format onnx --out deploy/resnet20.onnx",
+               f"reslab export {RUN}/checkpoints/last.ckpt --format state_dict"],
+}
+
+
+class Formatter(argparse.HelpFormatter):
+    """Prose wrapped to the terminal; an `examples:` paragraph kept line by line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        return "\n\n".join(p if p.startswith("examples:") else fill(p, width, indent)
+                           for p in text.split("\n\n"))
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,7 +92,7 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="reslab", description="Residual-network experiments: recipes, SLURM, sweeps, W&B.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=Formatter)
     p.add_argument("--version", action="version", version=f"reslab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
@@ -119,7 +162,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="print the resolved, validated config")
     c.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
+    c.add_argument("--list", action="store_true", help="list the shipped recipe and sweep names")
+
+    x = sub.add_parser("export", help="a run's model as TorchScript, ONNX or a state dict",
+                       description="Write a run's network (best.ckpt, else last.ckpt, or the "
+                       "checkpoint given) as a deployable file, with a JSON beside it that records "
+                       "the preprocessing (normalisation, input size), the classes and the model; "
+                       "then check that the exported model's outputs equal the checkpoint's.")
+    x.add_argument("run", metavar="RUN_DIR|CKPT")
+    x.add_argument("--format", default="torchscript", choices=("torchscript", "onnx", "state_dict"),
+                   help="default torchscript; onnx needs `pip install 'reslab[export]'`")
+    x.add_argument("--out", metavar="PATH", help="the model file, or a folder for it "
+                   "(default: RUN_DIR/export/model.<format>.pt or model.onnx)")
+    for name, parser in sub.choices.items():
+        parser.formatter_class = Formatter
+        parser.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+        for action in parser._actions:  # what shell completion offers (argcomplete)
+            if action.dest in ("items", "spec"):
+                kind = "sweep spec" if action.dest == "spec" else "recipe"
+                action.completer = functools.partial(complete_recipe, kind=kind)
     return p
+
+
+def complete_recipe(prefix: str, kind: str, **_) -> list[str]:
+    """Shipped names, YAML files and folders starting with `prefix`."""
+    paths = [p + "/" if os.path.isdir(p) else p for p in glob.glob(glob.escape(prefix) + "*")]
+    return [n for n in shipped.names(kind) if n.startswith(prefix)] + [
+        p for p in paths if p.endswith(("/", ".yaml", ".yml"))]
 
 
 def command(name: str):
@@ -131,6 +200,10 @@ def command(name: str):
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")  # online only when the user asks for it
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # shell completion: README, "Shell completion"
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     # Recipes and KEY=VALUE may come after options too (`submit --dry-run x.yaml k=v`).
     args, extra = parser.parse_known_args(argv)
     if extra and (not hasattr(args, "items") or any(e.startswith("-") for e in extra)):

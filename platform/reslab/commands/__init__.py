@@ -5,14 +5,15 @@ top, like any other."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from reslab.config import recipes as shipped
 
-# `reslab train` with no recipe trains the quickstart (configs/ at the top of the source tree).
-DEFAULT_RECIPE = Path(__file__).resolve().parents[3] / "configs" / "quickstart.yaml"
+# `reslab train` with no recipe trains the quickstart (shipped inside the package).
+DEFAULT_RECIPE = shipped.shipped("quickstart")
 
 
 def split_args(items: list[str]) -> tuple[list[str], list[str]]:
-    """Recipe paths and KEY=VALUE overrides may come in any order."""
-    recipes = [a for a in items if "=" not in a]
+    """Recipes (paths, or the names of shipped recipes) and KEY=VALUE overrides may come in any
+    order; recipes come back as paths."""
+    recipes = [shipped.resolve(a) for a in items if "=" not in a]
     overrides = [a for a in items if "=" in a]
     return recipes, overrides

@@ -5,13 +5,15 @@ from __future__ import annotations
 import sys
 
 from reslab.commands import DEFAULT_RECIPE, split_args
+from reslab.config import recipes as shipped
 from reslab.slurm import submit
 
 
 def run(args) -> int:
     recipes, overrides = split_args(args.items)
     if args.sweep:
-        result = submit.submit_sweep(args.sweep, recipes, overrides, dry_run=args.dry_run)
+        result = submit.submit_sweep(shipped.resolve(args.sweep, "sweep spec"), recipes,
+                                     overrides, dry_run=args.dry_run)
     else:
         result = submit.submit(recipes or [str(DEFAULT_RECIPE)], overrides,
                                dry_run=args.dry_run, array=args.array)

@@ -6,12 +6,13 @@ import os
 import sys
 
 from reslab.commands import split_args
+from reslab.config import recipes as shipped
 from reslab.sweep import results, spec, tune
 
 
 def run(args) -> int:
     recipes, overrides = split_args(args.items)
-    s = spec.load_spec(args.spec, overrides, recipes)
+    s = spec.load_spec(shipped.resolve(args.spec, "sweep spec"), overrides, recipes)
     if args.dry_run:
         print(spec.plan(s, args.cpus or os.cpu_count()))
         return 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from reslab.config import recipes as shipped
 from reslab.config.load import all_keys, derive, load, merge, read_yaml
 from reslab.config.schema import Config
 from reslab.config.validate import check_run_name
@@ -116,9 +117,12 @@ def load_spec(path: str | Path, overrides: list[str] = (), recipes: list[str] = 
 
 
 def _resolve(recipe: str, here: Path) -> Path:
-    """Recipe paths are relative to the working directory, or else to the spec's folder."""
+    """Recipe paths are relative to the working directory, or else to the spec's folder, or
+    else name a shipped recipe (`configs/quickstart.yaml` from an installed package)."""
     p = Path(recipe)
-    return p.resolve() if p.exists() or p.is_absolute() else (here / p).resolve()
+    if p.exists() or p.is_absolute():
+        return p.resolve()
+    return (here / p).resolve() if (here / p).exists() else Path(shipped.resolve(recipe))
 
 
 def validate_spec(spec: Spec) -> None:

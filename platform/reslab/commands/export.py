@@ -1,0 +1,11 @@
+"""`reslab export RUN_DIR|CKPT`: the network as TorchScript, ONNX or a state dict, checked."""
+
+from __future__ import annotations
+
+from reslab import export
+
+
+def run(args) -> int:
+    result = export.export(args.run, args.format, args.out)
+    print(f"model:    {result['model']}\nmetadata: {result['meta']}\ncheck:    {result['check']}")
+    return 0

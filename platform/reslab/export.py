@@ -1,0 +1,238 @@
+"""A trained network out of reslab: TorchScript, ONNX or a plain state dict, with a JSON beside it
+that says how to feed it (normalisation, input size), what it answers (classes) and which model
+and run it is. Every export is checked before it is put in place: its outputs on a sample batch
+(another batch size than the one it was traced with) equal the checkpoint's network's."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reslab import __version__, checkpoint, data, models
+from reslab.build import data_stats, model_kwargs
+from reslab.config.load import load, to_dict
+from reslab.config.schema import Config
+from reslab.data.base import ArrayData, Normalizer, keep_classes
+from reslab.errors import TrainingError, UserError
+from reslab.fileio import write_atomic
+from reslab.rundir import RunDir, find_run
+
+FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx",
+         "state_dict": "model.state_dict.pt"}
+ATOL, RTOL = 1e-5, 1e-4     # float32 kernels differ in summation order, never by more
+TRACE_BATCH, CHECK_BATCH = 2, 5
+
+
+@dataclass(frozen=True)
+class Source:
+    run: RunDir
+    ckpt: Path
+    cfg: Config
+    net: nn.Module            # the checkpoint's weights, eval mode
+    build_args: dict[str, Any]  # models.build(cfg.model.name, **build_args) makes the same net
+    datamodule: Any
+
+
+def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = None) -> dict:
+    """Write the run's (or checkpoint's) network in `fmt`; returns the two paths and the check."""
+    if fmt not in FILES:
+        raise UserError(f"--format must be one of {', '.join(FILES)}, got '{fmt}'")
+    if fmt == "onnx":
+        missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UserError(f"ONNX export needs the {' and '.join(missing)} package(s), which are "
+                            "not installed: pip install 'reslab[export]'")
+    src = open_source(path)
+    target = output_path(src.run, fmt, out)
+    gen = torch.Generator().manual_seed(0)
+    size = tuple(src.datamodule.input_size)
+    example, sample = (torch.randn(n, *size, generator=gen) for n in (TRACE_BATCH, CHECK_BATCH))
+    with torch.no_grad():
+        expected = src.net(sample)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        check = WRITERS[fmt](src, example, sample, expected, tmp)
+        meta = metadata(src, fmt, target, check)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta_path = target.with_suffix(".json")
+    write_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
+    return {"model": target, "meta": meta_path, "check": check["sentence"]}
+
+
+def open_source(path: str | Path) -> Source:
+    """The run, its checkpoint (best.ckpt, else last.ckpt, or the file given) and the network
+    with the checkpoint's weights: every refusal here, before anything is written."""
+    if not Path(path).exists():
+        raise UserError(f"{path} does not exist (give a run directory or a checkpoint in one)")
+    run = find_run(path)
+    ckpt = Path(path) if Path(path).is_file() else run.weights_ckpt
+    if not ckpt.is_file():
+        raise UserError(f"{path} holds no checkpoint (checkpoints/best.ckpt or last.ckpt); "
+                        "train or resume the run first")
+    cfg = load([run.config])
+    dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
+    build_args = {**data.model_args(dm), **model_kwargs(cfg)}
+    net = models.build(cfg.model.name, **build_args)
+    state = checkpoint.load(ckpt).get("state_dict")
+    if not isinstance(state, dict):
+        raise checkpoint.CheckpointError(f"checkpoint {ckpt} holds no state_dict (not a reslab "
+                                         "checkpoint)")
+    try:
+        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    except RuntimeError as e:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {ckpt} does not fit the run's model {cfg.model.name} "
+            f"({str(e).splitlines()[1].strip()[:100]}; was config.yaml edited?)") from None
+    return Source(run, ckpt, cfg, net.eval(), build_args, dm)
+
+
+def output_path(run: RunDir, fmt: str, out: str | Path | None) -> Path:
+    """--out as given, a folder for the default file name, or RUN_DIR/export/<default name>."""
+    if out is None:
+        return run.path / "export" / FILES[fmt]
+    p = Path(out)
+    if p.is_dir() or str(out).endswith(("/", os.sep)):
+        p = p / FILES[fmt]
+    if p.suffix == ".json":
+        raise UserError(f"--out {out} ends in .json, the name of the metadata file written beside "
+                        "the model; name the model file (e.g. model.onnx) or a folder")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise UserError(f"--out {out}: {p.parent} is a file, not a folder")
+    return p.resolve()
+
+
+def write_torchscript(src: Source, example, sample, expected, tmp: Path) -> dict:
+    with _quiet():
+        traced = torch.jit.trace(src.net, example, check_trace=False)
+        torch.jit.save(traced, str(tmp))
+        got = torch.jit.load(str(tmp), map_location="cpu")(sample)
+    return compare(got, expected, "torch.jit.load")
+
+
+def write_state_dict(src: Source, example, sample, expected, tmp: Path) -> dict:
+    torch.save(src.net.state_dict(), tmp)
+    fresh = models.build(src.cfg.model.name, **src.build_args)
+    fresh.load_state_dict(torch.load(tmp, map_location="cpu", weights_only=True))
+    with torch.no_grad():
+        got = fresh.eval()(sample)
+    return compare(got, expected, "reslab.models.build + load_state_dict(weights_only=True)")
+
+
+def write_onnx(src: Source, example, sample, expected, tmp: Path) -> dict:
+    batch = torch.export.Dim("batch")
+    with _quiet():
+        torch.onnx.export(src.net, (example,), str(tmp), dynamo=True, external_data=False,
+                          input_names=["input"], output_names=[output_name(src)],
+                          dynamic_shapes=({0: batch},), verbose=False)
+    import onnx
+
+    onnx.checker.check_model(str(tmp))
+    if importlib.util.find_spec("onnxruntime") is None:
+        return {"runtime": None, "sentence": "the ONNX file is well-formed (onnx.checker), but its "
+                "outputs were not compared with the checkpoint's: onnxruntime is not installed "
+                "(pip install 'reslab[export]')"}
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"input": sample.numpy()})[0])
+    return compare(got, expected, f"onnxruntime {onnxruntime.__version__}")
+
+
+WRITERS = {"torchscript": write_torchscript, "onnx": write_onnx, "state_dict": write_state_dict}
+
+
+def compare(got: torch.Tensor, expected: torch.Tensor, runtime: str) -> dict:
+    """Equal within float32 tolerance, else TrainingError (exit 1; nothing is put in place)."""
+    diff = (got.float() - expected).abs().max().item() if got.shape == expected.shape else None
+    if diff is None or not torch.allclose(got.float(), expected, atol=ATOL, rtol=RTOL):
+        found = f"max |difference| {diff:.3g}" if diff is not None else f"shape {tuple(got.shape)}"
+        raise TrainingError(f"the exported model's outputs differ from the checkpoint's ({found}, "
+                            f"allowed {ATOL} + {RTOL} x |value|, through {runtime}); nothing written")
+    return {"runtime": runtime, "batch": len(expected), "max_abs_diff": diff, "atol": ATOL,
+            "rtol": RTOL, "sentence": f"outputs equal the checkpoint's on a batch of "
+            f"{len(expected)} (max |difference| {diff:.2g}, through {runtime})"}
+
+
+def metadata(src: Source, fmt: str, target: Path, check: dict) -> dict:
+    cfg, dm = src.cfg, src.datamodule
+    task = data.task_of(cfg.data.name)
+    ckpt = checkpoint.load(src.ckpt, mmap=True)
+    return {
+        "format": fmt, "file": target.name, "task": task,
+        "model": {"name": cfg.model.name, **src.build_args},
+        "input": {"name": "input", "shape": ["batch", *dm.input_size], "dtype": "float32"},
+        "output": {"name": output_name(src),
+                   "shape": ["batch", dm.num_classes] if task == "classification" else
+                   ["batch", dm.in_channels, "H*scale", "W*scale"]},
+        "preprocessing": preprocessing(cfg, dm),
+        "classes": classes(cfg, dm) if task == "classification" else None,
+        "check": {k: v for k, v in check.items() if k != "sentence"},
+        "run": str(src.run.path), "checkpoint": str(src.ckpt),
+        "global_step": ckpt.get("global_step"), "epoch": ckpt.get("epoch"),
+        "versions": {"reslab": __version__, "torch": torch.__version__},
+        "config": to_dict(cfg),
+    }
+
+
+def output_name(src: Source) -> str:
+    return "logits" if data.task_of(src.cfg.data.name) == "classification" else "image"
+
+
+def preprocessing(cfg: Config, dm) -> dict:
+    """How an image becomes the model's input: [0, 1] floats, then (x - mean) / std."""
+    base = {"pixels": "float32 in [0, 1], NCHW", "formula": "(x - mean) / std",
+            "input_size": list(dm.input_size)}
+    if hasattr(dm, "resize_size"):  # image folders: torchvision's eval transform
+        return {**base, "normalize": "channel", "mean": list(dm.mean), "std": list(dm.std),
+                "resize_size": dm.resize_size, "center_crop": dm.input_size[-1]}
+    if not isinstance(dm, ArrayData):
+        return {**base, "normalize": "none", "mean": 0.0, "std": 1.0}
+    norm = training_normalizer(cfg, dm)
+    squeeze = norm.kind == "channel"  # per channel: C numbers; pixel_mean: a (C, H, W) image
+    return {**base, "normalize": str(norm.kind),
+            "mean": (norm.mean.flatten() if squeeze else norm.mean).tolist(),
+            "std": (norm.std.flatten() if squeeze else norm.std).tolist()}
+
+
+def training_normalizer(cfg: Config, dm: ArrayData) -> Normalizer:
+    """The normalisation ArrayData.setup fits on the run's training split (the checkpoint does not
+    hold it, so it is fitted again on the same images; tests compare it with setup's)."""
+    if cfg.data.normalize == "none":
+        return Normalizer(cfg.data.normalize, torch.zeros(1, *dm.input_size))
+    dm.check()
+    train_x, train_y, _, _ = dm.load()
+    if cfg.data.classes:
+        train_x, _ = keep_classes(train_x, train_y, list(cfg.data.classes))
+    n_val = dm._val_count(len(train_x))
+    perm = torch.randperm(len(train_x),
+                          generator=torch.Generator().manual_seed(cfg.data.split_seed))
+    return Normalizer(cfg.data.normalize, train_x[perm[n_val:].sort().values])
+
+
+def classes(cfg: Config, dm) -> list:
+    """What each output means: class folder names, else the dataset's label of each output."""
+    if hasattr(dm, "_classes"):
+        return dm._classes("train")
+    return list(cfg.data.classes) if cfg.data.classes else list(range(dm.num_classes))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch's exporters print progress and deprecation notices (TorchScript is deprecated in
+    favour of torch.export, still the format C++ and mobile runtimes load)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
