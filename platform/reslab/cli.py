@@ -145,7 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--metric", help="main metric (default val/err; val/psnr for super-resolution)")
     cp.add_argument("--out", metavar="DIR", help="where figures go (default: FIRST_DIR/compare)")
     cp.add_argument("--wandb", metavar="ENTITY/PROJECT",
-                    help="read runs through the W&B API instead of directories (online)")
+                    help="read runs through the W&B API (WANDB_BASE_URL, WANDB_API_KEY) instead "
+                    "of directories; same table, figures and report (default --out ./compare)")
+    cp.add_argument("--group", help="with --wandb: only this W&B group (a sweep, an array, run.name)")
+    cp.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --wandb: only runs whose config or summary has KEY=VALUE (repeatable)")
+    cp.add_argument("--publish", action="store_true",
+                    help="with --wandb: also save a W&B Report (needs wandb-workspaces)")
 
     b = sub.add_parser("bench", help="images/s of reslab's training path vs a plain PyTorch loop",
                        description="Time steady-state training steps of reslab's path (Trainer, "
@@ -198,7 +204,6 @@ def command(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("WANDB_MODE", "offline")  # online only when the user asks for it
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:  # shell completion: README, "Shell completion"
         import argcomplete

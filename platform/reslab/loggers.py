@@ -1,23 +1,25 @@
-"""The loggers every run has: metrics.csv in the run directory, and W&B (offline by default,
-its files under the run directory) unless switched off."""
+"""The loggers every run has: metrics.csv in the run directory, and W&B (offline in the run
+directory unless the recipe or W&B's own variables say otherwise; wandb_identity.py) unless
+switched off. W&B never decides how a run ends: its failures are warnings."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
-import re
 import sys
 import warnings
 from typing import Any
 
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from reslab.config.load import flatten, to_dict
+from reslab import data
 from reslab.config.schema import Config
 from reslab.fileio import write_csv
+from reslab.metrics import BY_TASK
 from reslab.rundir import RunDir, read_metrics, redact
+from reslab.wandb_artifacts import log_checkpoint, log_end_of_run, use_pretrained
+from reslab.wandb_identity import init_args, mode
 
 
 class CSVMetrics(Logger):
@@ -60,27 +62,46 @@ def _num(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def wandb_logger(cfg: Config, run: RunDir):
-    """The W&B logger (offline by default, files under the run dir), or None when W&B is off or
-    cannot start — training never fails because of W&B."""
-    w = cfg.logger.wandb
-    if w.mode == "disabled":
-        return None
-    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    try:
-        import wandb
-        from lightning.pytorch.loggers import WandbLogger
+class ReslabWandb(WandbLogger):
+    """Lightning's W&B logger with reslab's checkpoints as artifacts (log_model=all: each new
+    best.ckpt as it is written; the end-of-run ones in `close`)."""
 
-        logger = WandbLogger(
-            save_dir=str(run.path), id=wandb_id(run), name=w.name or cfg.run.name,
-            project=w.project, entity=w.entity, group=w.group, tags=list(w.tags),
-            job_type=w.job_type, mode=str(w.mode), resume="allow",
-            config=flatten(redact(to_dict(cfg))),
-            settings=wandb.Settings(init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", 60)),
-                                    save_code=False, x_disable_stats=True, console="off"),
-        )
-        _ = logger.experiment  # start now, so a failure is caught here and not mid-training
+    def __init__(self, cfg: Config, run: RunDir, **kwargs):
+        super().__init__(log_model=False, **kwargs)
+        self._wandb_init.pop("anonymous", None)  # Lightning's default; W&B warns it is unused
+        self.cfg, self.run = cfg, run
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        if str(self.cfg.logger.wandb.log_model).lower() != "all" or \
+                not checkpoint_callback.best_model_path or self._experiment is None:
+            return
+        score = checkpoint_callback.best_model_score
+        guarded(log_checkpoint, self._experiment, self.cfg, self.run,
+                checkpoint_callback.best_model_path, ["best"],
+                {"score": None if score is None else float(score)})
+
+    def close(self, summary: dict) -> None:
+        """The summary (every key of summary.json) and the end-of-run checkpoints."""
+        if self._experiment is None:
+            return
+        guarded(self._experiment.summary.update, wandb_summary(summary, self.cfg))
+        if summary.get("status") != "failed":
+            guarded(log_end_of_run, self._experiment, self.cfg, self.run, summary)
+
+
+def wandb_logger(cfg: Config, run: RunDir) -> ReslabWandb | None:
+    """The W&B logger, or None when W&B is off (recipe or WANDB_MODE=disabled: no W&B files)
+    or cannot start — training never fails because of W&B."""
+    if mode(cfg) == "disabled":
+        return None
+    quiet_wandb()
+    try:
+
+        args = init_args(cfg, run)
+        logger = ReslabWandb(cfg, run, save_dir=args.pop("dir"), settings=settings(cfg), **args)
+        experiment = logger.experiment  # start now: a failure is caught here, not mid-training
+        define_metrics(experiment, cfg)
+        guarded(use_pretrained, experiment, cfg)
         return logger
     except Exception as e:  # noqa: BLE001 - any W&B failure must not stop training
         warnings.warn(f"W&B could not start ({type(e).__name__}: {str(e)[:200]}); "
@@ -88,26 +109,85 @@ def wandb_logger(cfg: Config, run: RunDir):
         return None
 
 
-def wandb_id(run: RunDir) -> str:
-    """Stable across attempts (requeues, retries) and unique per run directory: W&B ids allow
-    letters, digits, '-' and '_' only, so a sweep trial's 'depth=56,shortcut=none' gets a hash."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run.run_id):
-        return run.run_id
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", run.run_id).strip("-")[:48]
-    return f"{safe}-{hashlib.sha1(str(run.path).encode()).hexdigest()[:10]}"
+def settings(cfg: Config):
+    """System metrics and console capture follow the config (both on by default)."""
+    import wandb
+
+    w = cfg.logger.wandb
+    return wandb.Settings(init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", 60)),
+                          save_code=False, x_disable_stats=not w.system_metrics,
+                          console="auto" if w.console else "off")
 
 
-def finish_wandb() -> None:
-    """Close the W&B run; a W&B failure here (its service killed with the job) is a warning."""
-    if "wandb" in sys.modules:
+def define_metrics(experiment, cfg: Config) -> None:
+    """Every metric against the global step (Lightning defines that), and the monitored metric's
+    best as well as its last value in the summary (val/err min, val/psnr max)."""
+    metric, direction = task_metrics(cfg).monitor
+    experiment.define_metric(metric, step_metric="trainer/global_step", summary=f"{direction},last")
+
+
+def task_metrics(cfg: Config):
+    return BY_TASK[data.task_of(cfg.data.name)]
+
+
+def wandb_summary(summary: dict, cfg: Config) -> dict:
+    """summary.json as the W&B summary: the same keys and values, except the monitored metric,
+    which W&B keeps as {min|max: best, last: value} (define_metric) — its `last` is
+    summary.json's value and its best is summary.json's `<metric>_best`."""
+    metric, direction = task_metrics(cfg).monitor
+    out = redact(dict(summary))
+    if metric in out:
+        out[metric] = {direction: summary.get(f"{metric}_best", summary[metric]),
+                       "last": summary[metric]}
+    return out
+
+
+def finish_wandb(summary: dict | None = None, loggers: list = ()) -> None:
+    """Close the W&B run with the run's summary; a W&B failure here (its service killed with the
+    job) is a warning."""
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    for logger in loggers:
+        if isinstance(logger, ReslabWandb) and summary is not None:
+            logger.close(summary)
+    if wandb.run is not None:
+        guarded(wandb.finish)
+        # finish() returns before W&B's service has written the run's last records; teardown
+        # waits for them, so the run directory is complete (syncable) when reslab returns.
+        guarded(wandb.teardown)
+
+
+def test_to_wandb(cfg: Config, run: RunDir, summary: dict) -> None:
+    """`reslab test`: the run's summary, test metrics included, into the same W&B run (resumed
+    by its id; offline: a second offline-run folder with the same id, merged on sync)."""
+    if mode(cfg) == "disabled":
+        return
+    quiet_wandb()
+    try:
         import wandb
 
-        if wandb.run is not None:
-            try:
-                wandb.finish()
-            except Exception as e:  # noqa: BLE001 - W&B never decides how a run ends
-                warnings.warn(f"W&B could not close the run ({type(e).__name__}: "
-                              f"{str(e)[:200]}); metrics.csv and summary.json are complete",
-                              stacklevel=2)
+        args = {k: v for k, v in init_args(cfg, run).items()
+                if k in ("id", "resume", "dir", "project", "entity", "mode")}
+        experiment = wandb.init(**args, settings=settings(cfg))
+        experiment.summary.update(wandb_summary(summary, cfg))
+    except Exception as e:  # noqa: BLE001 - the test result is in summary.json regardless
+        warnings.warn(f"W&B could not record the test ({type(e).__name__}: {str(e)[:200]}); "
+                      "summary.json holds it", stacklevel=2)
+    finish_wandb()
 
 
+def guarded(fn, *args) -> Any:
+    """Call a W&B step; a failure is a warning (W&B never decides how a run ends)."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"W&B: {getattr(fn, '__name__', fn)} failed ({type(e).__name__}: "
+                      f"{str(e)[:200]}); metrics.csv and summary.json are complete", stacklevel=2)
+        return None
+
+
+def quiet_wandb() -> None:
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    os.environ.setdefault("WANDB_SILENT", "true")

@@ -21,7 +21,7 @@ from reslab.callbacks import LastCheckpoint, RNGState, SignalPropagation, Stoppe
 from reslab.config.load import load
 from reslab.config.schema import Config
 from reslab.errors import Interrupted, UserError
-from reslab.loggers import CSVMetrics, finish_wandb, wandb_logger
+from reslab.loggers import CSVMetrics, finish_wandb, test_to_wandb, wandb_logger
 from reslab.models.profile import count_params
 from reslab.rundir import RunDir
 from reslab.slurm import env as slurm_env
@@ -94,7 +94,7 @@ def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
     finally:
         summary["wall_s"] = round(wall_before + time.perf_counter() - t0, 3)
         write_summary(run, summary)
-        finish_wandb()
+        finish_wandb(summary, trainer.loggers)  # W&B summary = summary.json, artifacts
     if summary["status"] == "preempted" and is_rank_zero():
         say(f"preempted at step {trainer.global_step}: checkpoint saved, requeueing")
         slurm_env.requeue(slurm_env.job_id())
@@ -236,8 +236,10 @@ def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> di
                         precision=cfg.trainer.precision, default_root_dir=run.path)
     trainer.test(task, datamodule=built.datamodule, verbose=False)
     result = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    write_summary(run, {**rundir.read_summary(run), **result,
-                        "test_checkpoint": str(Path(ckpt).name), "test_overrides": list(overrides)})
+    summary = {**rundir.read_summary(run), **result,
+               "test_checkpoint": str(Path(ckpt).name), "test_overrides": list(overrides)}
+    write_summary(run, summary)
+    test_to_wandb(cfg, run, summary)  # the same W&B run, resumed by its id
     return result
 
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from reslab.errors import UserError
 from reslab.report import compare
 
 
 def run(args) -> int:
     by = args.by.split(",") if args.by else None
     if args.wandb:
-        result = compare.compare_wandb(args.wandb, by, args.metric)
+        result = compare.compare_wandb(args.wandb, by, args.metric, args.out, args.group,
+                                       args.filter, args.publish)
+    elif args.group or args.filter or args.publish:
+        raise UserError("--group, --filter and --publish select W&B runs: use them with --wandb "
+                        "ENTITY/PROJECT")
     else:
         result = compare.compare(args.dirs, by, args.metric, args.out)
     print(result["table"])
     print("written: " + ", ".join(str(p) for p in result["files"]))
+    if result.get("report_url"):
+        print(f"W&B report: {result['report_url']}")
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reslab.errors import UserError
 from reslab.registry import did_you_mean
-from reslab.report import figures, html
+from reslab.report import figures, html, wandb_report, wandb_runs
 from reslab.report.runs import Run, find_runs
 from reslab.report.table import default_metric, format_table, table, varied_keys
 
@@ -17,10 +17,15 @@ def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = N
             out: str | Path | None = None) -> dict:
     """Table (printed by the CLI) plus figures and report.html in `out`."""
     runs = find_runs(dirs)
+    return write(runs, by, metric, Path(out or (Path(dirs[0]) / "compare")))
+
+
+def write(runs: list[Run], by: list[str] | None, metric: str | None, out: Path) -> dict:
+    """The grouped table, figures, report.html and table.csv of `runs` in `out`: one path for
+    run directories and W&B projects alike."""
     by = by or varied_keys(runs) or ["model.name"]
     metric = metric or default_metric(runs)
     check_names(runs, by, metric)
-    out = Path(out or (Path(dirs[0]) / "compare"))
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a directory for the figures and report")
     header, rows = table(runs, by, metric)
@@ -30,7 +35,7 @@ def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = N
     with open(out / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
     files.append(out / "table.csv")
-    return {"table": format_table(header, rows), "files": files}
+    return {"table": format_table(header, rows), "files": files, "by": by, "metric": metric}
 
 
 def check_names(runs: list[Run], by: list[str], metric: str) -> None:
@@ -45,24 +50,15 @@ def check_names(runs: list[Run], by: list[str], metric: str) -> None:
                         f"{did_you_mean(metric, metrics) or ' (they have ' + ', '.join(metrics[:8]) + ')'}")
 
 
-def compare_wandb(path: str, by: list[str] | None, metric: str | None) -> dict:
-    """Runs from the W&B public API (online): the same table, from W&B configs and summaries."""
-    import os
-    import socket
-
-    if os.environ.get("WANDB_MODE", "online") in ("offline", "disabled"):
-        raise UserError(f"--wandb {path} needs W&B online, but WANDB_MODE="
-                        f"{os.environ['WANDB_MODE']}; compare the run directories instead")
-    try:
-        socket.create_connection(("api.wandb.ai", 443), timeout=5).close()
-    except OSError:
-        raise UserError(f"--wandb {path}: W&B is unreachable (no network); compare the run "
-                        "directories instead") from None
-    import wandb
-
-    runs = [Run(Path(r.id), dict(r.config), dict(r.summary)) for r in wandb.Api().runs(path)]
-    if not runs:
-        raise UserError(f"no runs in W&B project {path}")
-    by = by or varied_keys(runs) or ["model.name"]
-    header, rows = table(runs, by, metric or default_metric(runs))
-    return {"table": format_table(header, rows), "files": []}
+def compare_wandb(path: str, by: list[str] | None = None, metric: str | None = None,
+                  out: str | Path | None = None, group: str | None = None,
+                  filters: list[str] = (), publish: bool = False) -> dict:
+    """The same table, figures and report from a W&B project's runs (wandb.Api, which honours
+    WANDB_BASE_URL), into `out` (default ./compare); `publish` also saves a W&B Report."""
+    runs = wandb_runs.fetch(path, group, list(filters))
+    result = write(runs, by, metric, Path(out or "compare"))
+    if publish:
+        entity, project = path.split("/")
+        spec = wandb_report.spec(entity, project, result["by"], result["metric"], group, runs)
+        result["report_url"] = wandb_report.save(spec)
+    return result

@@ -91,7 +91,7 @@ class Spec:
         return derive(cfg, {"run.root": str(self.root), "run.name": self.name,
                             "trainer.devices": 1, "trainer.num_nodes": 1,
                             "trainer.progress_bar": False, "logger.wandb.group": self.name,
-                            "logger.wandb.job_type": "sweep",
+                            "logger.wandb.job_type": "sweep-trial",
                             "logger.wandb.name": trial_name(point)})
 
 
