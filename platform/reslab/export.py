@@ -63,7 +63,7 @@ def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = 
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         check = WRITERS[fmt](src, example, sample, expected, tmp)
-        meta = metadata(src, fmt, target, check)
+        meta = metadata(src, fmt, target, check, list(expected.shape[1:]))
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -166,7 +166,7 @@ def compare(got: torch.Tensor, expected: torch.Tensor, runtime: str) -> dict:
             f"{len(expected)} (max |difference| {diff:.2g}, through {runtime})"}
 
 
-def metadata(src: Source, fmt: str, target: Path, check: dict) -> dict:
+def metadata(src: Source, fmt: str, target: Path, check: dict, out_shape: list[int]) -> dict:
     cfg, dm = src.cfg, src.datamodule
     task = data.task_of(cfg.data.name)
     ckpt = checkpoint.load(src.ckpt, mmap=True)
@@ -174,9 +174,7 @@ def metadata(src: Source, fmt: str, target: Path, check: dict) -> dict:
         "format": fmt, "file": target.name, "task": task,
         "model": {"name": cfg.model.name, **src.build_args},
         "input": {"name": "input", "shape": ["batch", *dm.input_size], "dtype": "float32"},
-        "output": {"name": output_name(src),
-                   "shape": ["batch", dm.num_classes] if task == "classification" else
-                   ["batch", dm.in_channels, "H*scale", "W*scale"]},
+        "output": {"name": output_name(src), "shape": ["batch", *out_shape]},
         "preprocessing": preprocessing(cfg, dm),
         "classes": classes(cfg, dm) if task == "classification" else None,
         "check": {k: v for k, v in check.items() if k != "sentence"},
