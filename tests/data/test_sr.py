@@ -1,7 +1,11 @@
 """Super-resolution data and metrics: the photos' disjoint bands, aligned patch pairs under every
-flip/rotation, exact mid-epoch resume, image folders, and the PSNR/SSIM protocol."""
+flip/rotation, exact mid-epoch resume, image folders, the PSNR/SSIM protocol, training on luma
+(data.channels=y) with colour samples, and benchmark folders (Set5 layout) as the test split."""
 
 from __future__ import annotations
+
+import json
+import re
 
 import numpy as np
 import pytest
@@ -9,11 +13,12 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from reslab import data
+from reslab import checkpoint, data
 from reslab.config import load as C
-from reslab.data.sr import PatchLoader, dihedral, make_pair
-from reslab.tasks.super_resolution import luma, psnr, quantize
-from support import ROOT, assert_resumes_mid_epoch
+from reslab.data.sr import PatchLoader, dihedral, make_pair, rgb, ycbcr
+from reslab.models.sr import bicubic
+from reslab.tasks.super_resolution import in_colour, luma, psnr, quantize
+from support import ROOT, assert_resumes_mid_epoch, run_dir
 
 SR = ["model.name=vdsr", "model.shortcut=null", "data.name=photos"]
 
@@ -147,3 +152,112 @@ def test_diagnostics_need_residual_blocks():
 def test_a_classification_model_on_photos_names_the_fitting_datasets():
     with pytest.raises(C.ConfigError, match=r"use data.name=digits or cifar10"):
         C.load([], ["model.name=cifar_resnet", "data.name=photos"])
+
+
+# --- data.channels (the VDSR protocol on luma) and benchmark folders as the test split ---
+
+Y_TINY = ["configs/experiment/sr_vdsr_sample.yaml", "data.channels=y", "model.depth=3",
+          "model.width=0.25", "data.patch_size=16", "data.size=16", "data.batch_size=8",
+          "trainer.max_epochs=1", "trainer.accelerator=cpu"]
+
+
+def _benchmark(root, sizes=((30, 41), (27, 24)), grey=(33, 36)):
+    """A benchmark folder in EDSR's benchmark.tar layout, with a decoy LR folder that must not
+    be read (the low-resolution images are made here, by the training bicubic)."""
+    rng = np.random.default_rng(1)
+    (root / "HR").mkdir(parents=True)
+    (root / "LR_bicubic" / "X2").mkdir(parents=True)
+    images = [rng.integers(0, 256, (*s, 3), dtype=np.uint8) for s in sizes]
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(root / "HR" / f"img_{i}.png")
+        Image.fromarray(im[:4, :4]).save(root / "LR_bicubic" / "X2" / f"img_{i}x2.png")
+    Image.fromarray(rng.integers(0, 256, grey, dtype=np.uint8)).save(root / "HR" / "z_grey.png")
+    return images
+
+
+def test_a_benchmark_folder_is_the_test_split_with_bicubic_low_resolution_images(tmp_path):
+    images = _benchmark(tmp_path / "Set5")
+    dm = data.build(_cfg("data.scale=3", f"data.test_root={tmp_path / 'Set5'}"))
+    dm.setup()
+    test = dm.pairs["test"]
+    assert len(test) == 3 and len(dm.pairs["val"]) == 2  # the photos still train and validate
+    for (lr, hr), im in zip(test, images):
+        h, w = im.shape[0] // 3 * 3, im.shape[1] // 3 * 3
+        assert hr.shape == (3, h, w) and lr.shape == (3, h // 3, w // 3)
+        assert torch.equal(hr, torch.from_numpy(im[:h, :w]).permute(2, 0, 1))
+        assert torch.equal(lr, make_pair(im, 3)[0])
+    lr, hr = test[2]  # the greyscale image, read as RGB with equal channels
+    assert hr.shape == (3, 33, 36) and torch.equal(hr[0], hr[2]) and lr.shape == (3, 11, 12)
+    batches = list(dm.test_dataloader())
+    assert [tuple(b[1].shape) for b in batches][:1] == [(1, 3, 30, 39)]
+
+
+def test_a_benchmark_folder_without_hr_images_is_a_sentence_and_nothing_is_written(cli, tmp_path):
+    (tmp_path / "Set14").mkdir()
+    r = cli("train", *Y_TINY, f"data.test_root={tmp_path / 'Set14'}", f"run.root={tmp_path / 'runs'}")
+    assert r.returncode == 2 and not (tmp_path / "runs").exists()
+    assert r.stderr.strip().count("\n") == 0
+    assert f"data.test_root={tmp_path / 'Set14'} needs the benchmark's high-resolution images in " \
+           f"{tmp_path / 'Set14' / 'HR'}" in r.stderr
+
+
+def test_channels_y_gives_one_channel_batches_and_the_colour_image_alongside():
+    dm = data.build(_cfg("data.channels=y", "data.patch_size=16"))
+    dm.setup()
+    assert dm.in_channels == 1 and dm.input_size == (1, 8, 8)
+    assert data.model_args(dm) == {"in_channels": 1, "scale": 2}
+    lr, hr = next(iter(dm.train_dataloader()))
+    assert lr.shape[1:] == (1, 8, 8) and hr.shape[1:] == (1, 16, 16)
+    lr_y, hr_y, lr_rgb = next(iter(dm.test_dataloader()))
+    rgb_lr, rgb_hr = dm.pairs["test"][0]
+    torch.testing.assert_close(lr_y, luma(rgb_lr[None].float() / 255, 0))
+    torch.testing.assert_close(hr_y, luma(rgb_hr[None].float() / 255, 0))
+    assert torch.equal(lr_rgb, rgb_lr[None].float() / 255)
+    rgb_dm = data.build(_cfg())
+    assert rgb_dm.in_channels == 3 and next(iter(rgb_dm.test_dataloader()))[0].shape[1] == 3
+
+
+def test_colour_comes_back_from_predicted_y_and_bicubic_chroma():
+    photo = load_sample_images().images[1][:64, :96]
+    lr, hr = (t[None].float() / 255 for t in make_pair(photo, 2))
+    y = ycbcr(hr)[:, :1]
+    out = in_colour(y, lr, 2)
+    torch.testing.assert_close(rgb(ycbcr(hr)), hr, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ycbcr(out)[:, :1], y, atol=1e-5, rtol=0)  # Y kept exactly
+    torch.testing.assert_close(ycbcr(out)[:, 1:], bicubic(ycbcr(lr)[:, 1:], 2), atol=1e-5, rtol=0)
+    assert psnr(quantize(out), hr).item() > 30  # chroma at half resolution costs little
+
+
+def test_a_luma_run_trains_a_one_channel_net_scores_y_and_saves_colour_samples(cli, tmp_path):
+    _benchmark(tmp_path / "Set5", sizes=((40, 44), (36, 30)), grey=(20, 20))
+    r = cli("train", *Y_TINY, f"data.test_root={tmp_path / 'Set5'}", f"run.root={tmp_path / 'r'}")
+    assert r.returncode == 0, r.stderr
+    run = run_dir(tmp_path / "r")
+    weights = checkpoint.load(run / "checkpoints" / "last.ckpt")["state_dict"]
+    assert weights["net.body.0.weight"].shape[1] == 1 and weights["net.body.4.weight"].shape[0] == 1
+    s = json.loads((run / "summary.json").read_text())
+    # bicubic of the input Y against the high-resolution Y, on the benchmark images
+    dm = data.build(C.load([Y_TINY[0]], [*Y_TINY[1:], f"data.test_root={tmp_path / 'Set5'}"]).data)
+    dm.setup()
+    expected = torch.cat([psnr(luma(quantize(bicubic(lr_y, 2)), 2), luma(hr_y, 2))
+                          for lr_y, hr_y, _ in dm.test_dataloader()]).mean()
+    assert s["test/psnr_bicubic"] == pytest.approx(expected.item(), abs=1e-4)
+    assert s["test/psnr_gain"] == pytest.approx(s["test/psnr"] - s["test/psnr_bicubic"])
+    saved = sorted(p.name for p in (run / "samples").iterdir())
+    assert saved == [f"{i:03d}_{k}.png" for i in range(3) for k in ("bicubic", "sr")]
+    sample = np.asarray(Image.open(run / "samples" / "000_sr.png"))
+    assert sample.shape == (40, 44, 3) and (sample[..., 0] != sample[..., 1]).any()  # in colour
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data.channels=cmyk"], r"^reslab train: error: data.channels must be one of y, rgb, got 'cmyk'"),
+    (["data.test_root=/x", "model.name=cifar_resnet", "data.name=digits"],
+     r"^reslab train: error: data.test_root=/x applies to super-resolution data only, not "
+     r"data.name=digits; remove it"),
+    (["data.channels=y", "model.name=cifar_resnet", "data.name=digits"],
+     r"^reslab train: error: data.channels=y applies to super-resolution data only"),
+])
+def test_bad_channel_and_benchmark_values_exit_2_in_one_sentence(cli, overrides, message, tmp_path):
+    r = cli("train", *SR, *overrides, f"run.root={tmp_path}")
+    assert r.returncode == 2 and re.search(message, r.stderr.strip())
+    assert r.stderr.strip().count("\n") == 0 and not list(tmp_path.iterdir())

@@ -9,7 +9,14 @@ validation and test use whole images. Images stay in memory as uint8.
 `photos` is scikit-learn's two bundled photos (china, flower), cut into non-overlapping bands:
 the top 70 % of each trains, the next 15 % validates, the last 15 % tests. `sr_folder` reads
 `data.root/train/*` and `data.root/val/*` (e.g. DIV2K_train_HR and DIV2K_valid_HR); its test
-split is the validation split."""
+split is the validation split. `data.test_root` replaces either's test split by a benchmark
+folder in the Set5/Set14/B100/Urban100 layout (`HR/` images; the low-resolution ones are made
+here by the same bicubic as training, never read from the folder's `LR_bicubic/`).
+
+`data.channels=y` feeds the network the luma Y (BT.601, as MATLAB's rgb2ycbcr) of both images,
+the VDSR protocol: the pairs stay RGB, the low-resolution image is downscaled in RGB and its Y
+taken after. Whole-image batches then carry the RGB low-resolution image as a third element,
+from which the task rebuilds colour (predicted Y + bicubic Cb/Cr)."""
 
 from __future__ import annotations
 
@@ -33,13 +40,14 @@ class SRData(L.LightningDataModule):
     """Subclasses implement `images()` -> {split: [HWC uint8 arrays]}."""
 
     task = "super_resolution"
-    in_channels = 3
 
     def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__()
         self.cfg, self.seed, self.scale = cfg, seed, cfg.scale
+        self.luma = cfg.channels == "y"
+        self.in_channels = 1 if self.luma else 3  # the network's input and output channels
         self.lr_patch = cfg.patch_size // cfg.scale
-        self.input_size = (3, self.lr_patch, self.lr_patch)
+        self.input_size = (self.in_channels, self.lr_patch, self.lr_patch)
         self.pairs: dict[str, list[Pair]] = {}
 
     def images(self) -> dict[str, list[np.ndarray]]:
@@ -56,8 +64,11 @@ class SRData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.pairs:
             return
+        images = self.images()
+        if self.cfg.test_root is not None:
+            images["test"] = benchmark_images(Path(self.cfg.test_root))
         self.pairs = {split: [make_pair(im, self.scale) for im in ims]
-                      for split, ims in self.images().items()}
+                      for split, ims in images.items()}
         small = [tuple(hr.shape[1:]) for _, hr in self.pairs["train"]
                  if min(hr.shape[1:]) < self.cfg.patch_size]
         if small:
@@ -69,7 +80,7 @@ class SRData(L.LightningDataModule):
         rank, world = self._rank_world()
         return PatchLoader(self.pairs["train"], self.lr_patch, self.scale,
                            self.cfg.batch_size, self.cfg.size, augment=self.cfg.augment,
-                           seed=self.seed, rank=rank, world_size=world)
+                           seed=self.seed, rank=rank, world_size=world, luma=self.luma)
 
     def val_dataloader(self):
         return self._whole_images("val")
@@ -80,7 +91,7 @@ class SRData(L.LightningDataModule):
     def _whole_images(self, split: str) -> WholeImages:
         self.setup()
         rank, world = self._rank_world()
-        return WholeImages(self.pairs[split][rank::world])
+        return WholeImages(self.pairs[split][rank::world], luma=self.luma)
 
     def _rank_world(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
@@ -101,14 +112,37 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255)
 
 
+# ITU-R BT.601 YCbCr as MATLAB's rgb2ycbcr (SRCNN, VDSR, EDSR), for RGB in [0, 1]: Y in
+# [16, 235]/255, Cb and Cr in [16, 240]/255.
+YCBCR = ((65.481, 128.553, 24.966), (-37.797, -74.203, 112.0), (112.0, -93.786, -18.214))
+YCBCR_OFFSET = (16.0, 128.0, 128.0)
+
+
+def ycbcr(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> YCbCr in [0, 1]."""
+    m, off = images.new_tensor(YCBCR), images.new_tensor(YCBCR_OFFSET)
+    return (torch.einsum("ij,njhw->nihw", m, images) + off.view(1, 3, 1, 1)) / 255
+
+
+def rgb(ycc: torch.Tensor) -> torch.Tensor:
+    """The inverse of `ycbcr` (not clamped)."""
+    inv = torch.linalg.inv(torch.tensor(YCBCR, dtype=torch.float64)).to(ycc)
+    return torch.einsum("ij,njhw->nihw", inv, ycc * 255 - ycc.new_tensor(YCBCR_OFFSET).view(1, 3, 1, 1))
+
+
+def to_y(images: torch.Tensor) -> torch.Tensor:
+    return ycbcr(images)[:, :1]
+
+
 class PatchLoader(ResumableLoader):
     """`size` random aligned (low-res, high-res) patch pairs an epoch, in batches, each batch a
     pure function of (seed, epoch, rank, batch index): resuming mid-epoch is exact."""
 
     def __init__(self, pairs: list[Pair], lr_patch: int, scale: int, batch_size: int, size: int,
-                 *, augment: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+                 *, augment: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 luma: bool = False):
         super().__init__(seed, rank, world_size)
-        self.pairs, self.lr_patch, self.scale = pairs, lr_patch, scale
+        self.pairs, self.lr_patch, self.scale, self.luma = pairs, lr_patch, scale, luma
         self.batch_size, self.augment = batch_size, augment
         self.per_rank = max(1, size // world_size)
 
@@ -124,22 +158,25 @@ class PatchLoader(ResumableLoader):
             y, x = int(uy * (lr.shape[1] - p + 1)), int(ux * (lr.shape[2] - p + 1))
             lrs.append(dihedral(lr[:, y : y + p, x : x + p], op))
             hrs.append(dihedral(hr[:, y * s : (y + p) * s, x * s : (x + p) * s], op))
-        return to_float(torch.stack(lrs)), to_float(torch.stack(hrs))
+        lr, hr = to_float(torch.stack(lrs)), to_float(torch.stack(hrs))
+        return (to_y(lr), to_y(hr)) if self.luma else (lr, hr)
 
 
 class WholeImages:
     """One whole image pair a batch, as floats (sizes differ); each rank gets every
-    world_size-th image. A class, not a list: Lightning reads a list as several loaders."""
+    world_size-th image. A class, not a list: Lightning reads a list as several loaders.
+    With `luma`: (low-res Y, high-res Y, low-res RGB), the last to rebuild colour."""
 
-    def __init__(self, pairs: list[Pair]):
-        self.pairs = pairs
+    def __init__(self, pairs: list[Pair], luma: bool = False):
+        self.pairs, self.luma = pairs, luma
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __iter__(self):
         for lr, hr in self.pairs:
-            yield to_float(lr)[None], to_float(hr)[None]
+            lr, hr = to_float(lr)[None], to_float(hr)[None]
+            yield (to_y(lr), to_y(hr), lr) if self.luma else (lr, hr)
 
 
 def dihedral(x: torch.Tensor, op: int) -> torch.Tensor:
@@ -166,14 +203,36 @@ def band(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return image[round(lo * h) : round(hi * h)]
 
 
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as HWC uint8 RGB (greyscale ones, as in Set14 and B100, replicated)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def benchmark_images(root: Path) -> list[np.ndarray]:
+    """The high-resolution images of a benchmark folder (Set5/Set14/B100/Urban100 as in EDSR's
+    benchmark.tar: `<root>/HR/*.png`)."""
+    if not (files := image_files(root / "HR")):
+        raise DataError(f"data.test_root={root} needs the benchmark's high-resolution images in "
+                        f"{root / 'HR'} (the Set5/Set14/B100/Urban100 layout; "
+                        f"{', '.join(IMAGE_SUFFIXES)})")
+    return [read_rgb(f) for f in files]
+
+
 class SRFolderData(SRData):
     def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__(cfg, seed)
         self.root = Path(cfg.root)
 
     def _files(self, split: str) -> list[Path]:
-        d = self.root / split
-        return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
+        return image_files(self.root / split)
 
     def _require_files(self) -> None:
         for split in ("train", "val"):
@@ -183,9 +242,6 @@ class SRFolderData(SRData):
                                 f"{self.root}/train and DIV2K_valid_HR's in {self.root}/val)")
 
     def images(self) -> dict[str, list[np.ndarray]]:
-        from PIL import Image
-
         self._require_files()
-        out = {s: [np.asarray(Image.open(f).convert("RGB")) for f in self._files(s)]
-               for s in ("train", "val")}
+        out = {s: [read_rgb(f) for f in self._files(s)] for s in ("train", "val")}
         return {**out, "test": out["val"]}

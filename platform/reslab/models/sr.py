@@ -6,7 +6,8 @@ either the residual (`global_residual=True`: output = bicubic + prediction) or t
 the comparison that motivates residual learning ("the generated images are even worse than the
 input images" without it). EDSR (Lim et al. 2017) works at low resolution with residual blocks
 without BatchNorm, a long skip over the body, and pixel-shuffle upsampling; `shortcut="none"`
-removes the blocks' identity shortcuts (a plain network of the same depth)."""
+removes the blocks' identity shortcuts (a plain network of the same depth). Both take 3 (RGB) or
+1 (luma Y) image channels."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from reslab.models.catalog import SR_SCALES as SCALES
 from reslab.models.catalog import SR_SHORTCUTS, depth_error
 
 BASE_WIDTH = 64  # features per layer at model.width = 1 (VDSR and the EDSR baseline)
+# EDSR's reference code subtracts the DIV2K training set's RGB mean (its `rgb_mean`) before the
+# head and adds it back after the tail; for luma, the Y of that mean (BT.601, as data.sr.ycbcr).
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+DIV2K_Y_MEAN = (16 + 65.481 * 0.4488 + 128.553 * 0.4371 + 24.966 * 0.4040) / 255  # 0.4379
 
 
 def conv(inplanes: int, planes: int) -> nn.Conv2d:
@@ -66,6 +71,20 @@ class VDSR(nn.Module):
         return up + out if self.global_residual else out
 
 
+class MeanShift(nn.Module):
+    """Adds `sign` x the dataset mean per channel: a constant (a buffer, not a parameter, and
+    not in the state dict), as EDSR's `sub_mean`/`add_mean` with their frozen weights."""
+
+    def __init__(self, channels: int, sign: int):
+        super().__init__()
+        mean = DIV2K_RGB_MEAN if channels == 3 else (DIV2K_Y_MEAN,) * channels
+        self.register_buffer("shift", sign * torch.tensor(mean).view(1, channels, 1, 1),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
 class ResBlock(nn.Module):
     """conv-ReLU-conv without BatchNorm (EDSR §3.1), scaled by `res_scale` before the addition."""
 
@@ -96,8 +115,10 @@ def upsampler(planes: int, scale: int) -> nn.Sequential:
 
 
 class EDSR(nn.Module):
-    """head conv, `depth` residual blocks + a conv (the body), the long skip around the body
-    (`global_residual`), pixel-shuffle upsampling and a tail conv back to image channels."""
+    """The dataset mean subtracted, a head conv, `depth` residual blocks + a conv (the body), the
+    long skip around the body (`global_residual`), pixel-shuffle upsampling, a tail conv back to
+    image channels and the mean added back. `res_scale` scales each residual branch before its
+    addition (EDSR §3.2: 0.1 keeps the 32-block, 256-feature model stable; 1.0 the baseline)."""
 
     def __init__(self, depth: int = 16, width: float = 1.0, scale: int = 2, in_channels: int = 3,
                  shortcut: str = "identity", global_residual: bool = True,
@@ -108,6 +129,7 @@ class EDSR(nn.Module):
         if err := depth_error("edsr", depth):
             raise ValueError(err)
         ch = features(width)
+        self.sub_mean, self.add_mean = MeanShift(in_channels, -1), MeanShift(in_channels, 1)
         self.head = conv(in_channels, ch)
         self.body = nn.Sequential(*[ResBlock(ch, shortcut, res_scale) for _ in range(depth)],
                                   conv(ch, ch))
@@ -124,8 +146,8 @@ class EDSR(nn.Module):
         return [m for m in self.body if isinstance(m, ResBlock)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(x)
+        x = self.head(self.sub_mean(x))
         out = self.body(x)
         if self.global_residual:
             out = out + x
-        return self.tail(self.upsample(out))
+        return self.add_mean(self.tail(self.upsample(out)))

@@ -5,10 +5,19 @@ baseline every result is read against.
 Metrics follow the SR benchmarks' protocol (SRCNN, VDSR, EDSR): the output is clamped to [0, 1]
 and rounded to 8 bits, then PSNR and SSIM are measured on the luma (Y of ITU-R BT.601 YCbCr)
 with `scale` pixels cropped from each border, averaged over images. `psnr_bicubic` is bicubic
-upsampling measured the same way and `psnr_gain` = psnr - psnr_bicubic."""
+upsampling of the network's input measured the same way and `psnr_gain` = psnr - psnr_bicubic.
+A 1-channel network (data.channels=y) gets and predicts Y directly; its whole-image batches carry
+the RGB low-resolution image too, for the colour of the saved samples.
+
+Testing writes the first SAMPLES test images, super-resolved and bicubic, as 8-bit PNGs to
+`samples/` in the trainer's root (the run directory); a Y network's are rebuilt in colour from
+the predicted Y and the bicubic-upsampled Cb/Cr of the low-resolution image (VDSR's figures)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,11 +25,14 @@ from torchmetrics import MeanMetric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from reslab.config.schema import OptimConfig
+from reslab.data.sr import rgb, ycbcr
 from reslab.metrics import SUPER_RESOLUTION
 from reslab.models.sr import bicubic
 from reslab.tasks.base import Task
 
 EVAL_METRICS = ("psnr", "ssim", "psnr_bicubic")
+SAMPLES = 8          # test images saved as PNGs
+SAMPLES_DIR = "samples"
 
 
 class SuperResolutionTask(Task):
@@ -42,8 +54,8 @@ class SuperResolutionTask(Task):
         self.track_step(loss, len(lr))
         return loss
 
-    def _eval_step(self, split: str, batch) -> None:
-        lr, hr = batch
+    def _eval_step(self, split: str, batch, batch_idx: int = 0) -> None:
+        lr, hr, *colour = batch
         sr = self(lr)
         self.log(f"{split}/loss", self.loss(sr, hr), on_epoch=True, sync_dist=True)
         y_hr = luma(hr, self.scale)
@@ -53,12 +65,28 @@ class SuperResolutionTask(Task):
                                        for a, b in zip(y_sr, y_hr)])}
         for m, v in values.items():
             self.metrics[f"{split}_{m}"].update(v)
+        if split == "test":
+            self.save_sample(batch_idx, lr, sr, colour[0] if colour else None)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step("test", batch)
+        self._eval_step("test", batch, batch_idx)
+
+    def save_sample(self, batch_idx: int, lr: torch.Tensor, sr: torch.Tensor,
+                    lr_rgb: torch.Tensor | None) -> None:
+        """`samples/NNN_sr.png` and `NNN_bicubic.png` for the image's index in the test split
+        (each rank writes its own images: WholeImages gives rank r every world-th one)."""
+        index = self.global_rank + batch_idx * self.trainer.world_size
+        if index >= SAMPLES:
+            return
+        out = Path(self.trainer.default_root_dir) / SAMPLES_DIR
+        out.mkdir(parents=True, exist_ok=True)
+        for name, image in (("sr", sr), ("bicubic", bicubic(lr, self.scale))):
+            if lr_rgb is not None:
+                image = in_colour(image, lr_rgb, self.scale)
+            write_png(image[0], out / f"{index:03d}_{name}.png")
 
     def _eval_epoch_end(self, split: str) -> torch.Tensor:
         # MeanMetric already reduced across ranks; sync_dist only tells Lightning so.
@@ -81,11 +109,25 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 1).mul(255).round().div(255)
 
 
-def luma(rgb: torch.Tensor, border: int) -> torch.Tensor:
-    """Y of ITU-R BT.601 YCbCr (MATLAB's rgb2ycbcr) in [0, 1], without `border` pixels a side."""
-    w = rgb.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
-    y = ((rgb * w).sum(1, keepdim=True) + 16.0) / 255.0
+def luma(images: torch.Tensor, border: int) -> torch.Tensor:
+    """Y of ITU-R BT.601 YCbCr (MATLAB's rgb2ycbcr) in [0, 1], without `border` pixels a side;
+    1-channel images are Y already."""
+    y = images if images.shape[1] == 1 else ycbcr(images)[:, :1]
     return y[..., border:-border, border:-border] if border else y
+
+
+def in_colour(y: torch.Tensor, lr_rgb: torch.Tensor, scale: int) -> torch.Tensor:
+    """RGB from a (super-resolved) Y and the bicubic-upsampled Cb/Cr of the low-res image."""
+    cbcr = bicubic(ycbcr(lr_rgb)[:, 1:], scale)
+    return rgb(torch.cat([y, cbcr], 1))
+
+
+def write_png(image: torch.Tensor, path: Path) -> None:
+    """A (C, H, W) image in [0, 1] as an 8-bit PNG (greyscale for one channel)."""
+    from PIL import Image
+
+    pixels = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(np.ascontiguousarray(pixels.squeeze(2) if pixels.shape[2] == 1 else pixels)).save(path)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
