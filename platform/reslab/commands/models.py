@@ -1,4 +1,4 @@
-"""`reslab models [PATTERN]`: name, family, depth, shortcut, parameters and MACs."""
+"""`reslab models [PATTERN]`: name, family, depth, block, shortcut, parameters and MACs."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ def run(args) -> int:
         info = models.info(name)
         params, macs = profile(name)
         rows.append((name, info.family, str(info.depth or info.default_depth),
-                     info.shortcut or "-", f"{params:,}", _human(macs)))
-    header = ("name", "family", "depth", "shortcut", "params", "MACs")
+                     info.block or "-", info.shortcut or "-", f"{params:,}", _human(macs)))
+    header = ("name", "family", "depth", "block", "shortcut", "params", "MACs")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for r in [header] + rows:
-        print("  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in
+        print("  ".join(c.rjust(w) if i >= 5 else c.ljust(w) for i, (c, w) in
                         enumerate(zip(r, widths))).rstrip())
     return 0
 

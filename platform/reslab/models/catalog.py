@@ -50,6 +50,14 @@ class ModelInfo:
         return self.fixed.get("shortcut", self.shortcuts[0] if self.shortcuts else None)
 
     @property
+    def block(self) -> str | None:
+        """A preset's block kind, pre-activated or not (ImageNet: by depth, Table 1)."""
+        kind = self.fixed.get("block")
+        if self.family == "imagenet" and self.depth:
+            kind = "basic" if self.depth < 50 else "bottleneck"
+        return f"preact-{kind}" if kind and self.fixed.get("preact") else kind
+
+    @property
     def blocks(self) -> tuple[str, ...]:
         """The allowed model.block values: a preset's own, or both for the CIFAR family."""
         if "block" in self.fixed:
@@ -83,8 +91,7 @@ register(_resnet("cifar_resnet", "cifar"))
 register(_resnet("imagenet_resnet", "imagenet", ("B", "A", "C", "none")))
 for _d in (20, 32, 44, 56, 110, 1202):
     register(_resnet(f"resnet{_d}", "cifar", RESIDUAL, depth=_d))
-    if _d <= 110:
-        register(_resnet(f"plain{_d}", "cifar", ("none",), depth=_d))
+    register(_resnet(f"plain{_d}", "cifar", ("none",), depth=_d))
 register(_resnet("preact_resnet110", "cifar", RESIDUAL, depth=110, preact=True))
 for _d in BOTTLENECK_PRESETS:  # He et al. 2016: bottleneck blocks with projection shortcuts
     register(_resnet(f"resnet{_d}", "cifar", ("B", "A", "C"), depth=_d, block="bottleneck"))
