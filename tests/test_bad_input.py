@@ -77,7 +77,8 @@ def cases(t: Path) -> list[list[str]]:
         ["submit", "configs/slurm/local.yaml", "trainer.num_nodes=3", "--dry-run", root],
         ["trian"], ["train", "--nope"], ["train", "--resume", "configs"],
         ["test", "configs/quickstart.yaml"], ["compare", "configs"],
-        ["config", "configs/quickstart.yaml", "model.name=resnet56"],
+        ["config", "configs/quickstart.yaml", "model.name=plain20", "model.shortcut=A"],
+        ["config", "configs/quickstart.yaml", "model.depth=164"],
     ]
     specs = [["sweep", f"{t}/{name}", "--dry-run"] for name in FILES if name.startswith("spec_")]
     return train + other + specs

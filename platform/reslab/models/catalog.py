@@ -117,8 +117,9 @@ def depth_error(family: str, depth: int, block: str | None = None) -> str | None
                 f"depth must be 9n+2 for cifar bottleneck stems, got {depth} (did you mean "
                 f"{_near(depth, 9)}?{' or model.block=basic' if basic else ''})")
         if block is None and bottleneck and (depth in BOTTLENECK_PRESETS or not basic):
+            other = " (or model.block=basic for 6n+2 basic blocks)" if basic else ""
             return (f"depth={depth} is a bottleneck depth (9n+2, He et al. 2016): set "
-                    f"model.block=bottleneck{' (or model.block=basic for 6n+2 basic blocks)' if basic else ''}")
+                    f"model.block=bottleneck{other}")
         if basic:
             return None
         return f"depth must be 6n+2 for cifar stems, got {depth} (did you mean {_near(depth, 6)}?)"
