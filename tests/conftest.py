@@ -7,7 +7,10 @@ import os
 
 import pytest
 
-from support import ROOT, Result, run_main
+from reslab import train
+from reslab.config.load import load
+from reslab.rundir import RunDir
+from support import ROOT, TINY, Result, run_main
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +40,24 @@ def cli(monkeypatch):
         return run_main(*args)
 
     return call
+
+
+@pytest.fixture(scope="session")
+def wandb_series(tmp_path_factory) -> tuple:
+    """(root, run dirs): three real runs of one series (`run.name=cmp`) that differ in depth and
+    shortcut, with their offline W&B files (log_model=best; the third skips its test)."""
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("series")
+    mp.chdir(ROOT)
+    mp.setenv("WANDB_MODE", "offline")
+    mp.setenv("WANDB_CONFIG_DIR", str(root / "wandb-config"))
+    for name in ("WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_BASE_URL"):
+        mp.delenv(name, raising=False)
+    runs = []
+    for v in (["model.depth=8", "model.shortcut=A"], ["model.depth=8", "model.shortcut=none"],
+              ["model.depth=14", "model.shortcut=A", "run.test=false"]):
+        cfg = load([], [*TINY, "trainer.max_epochs=2", "run.name=cmp", "trainer.progress_bar=false",
+                        *v, f"run.root={root}"])
+        runs.append(RunDir(root / "cmp" / train.fit(cfg)["run_id"]))
+    mp.undo()
+    return root, runs

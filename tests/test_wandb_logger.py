@@ -15,27 +15,10 @@ from reslab.wandb_identity import columns, identity
 from support import TINY
 from wandb_files import offline_runs, replay
 
-COMMON = [*TINY, "trainer.max_epochs=2", "run.name=cmp", "trainer.progress_bar=false"]
-VARIANTS = [["model.depth=8", "model.shortcut=A"], ["model.depth=8", "model.shortcut=none"],
-            ["model.depth=14", "model.shortcut=A", "run.test=false"]]
 
-
-@pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    """Three runs of one series that differ in depth and shortcut (W&B offline, log_model=best)."""
-    mp = pytest.MonkeyPatch()
-    root = tmp_path_factory.mktemp("series")
-    mp.setenv("WANDB_MODE", "offline")
-    mp.setenv("WANDB_CONFIG_DIR", str(root / "wandb-config"))
-    for name in ("WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY"):
-        mp.delenv(name, raising=False)
-    runs = []
-    for v in VARIANTS:
-        cfg = load([], [*COMMON, *v, f"run.root={root}"])
-        summary = train.fit(cfg)
-        runs.append(RunDir(root / "cmp" / summary["run_id"]))
-    yield runs
-    mp.undo()
+@pytest.fixture
+def series(wandb_series):
+    return wandb_series[1]
 
 
 def wandb_of(run: RunDir) -> dict:

@@ -7,31 +7,16 @@ from __future__ import annotations
 import pytest
 import wandb
 
-from reslab import train
-from reslab.config.load import load
 from reslab.errors import UserError
 from reslab.report import compare, wandb_report, wandb_runs
 from reslab.report.runs import find_runs
-from support import TINY
 from wandb_files import FakeApi
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    root = tmp_path_factory.mktemp("wbcmp")
-    mp.setenv("WANDB_MODE", "offline")
-    mp.setenv("WANDB_CONFIG_DIR", str(root / "wandb-config"))
-    for name in ("WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY"):
-        mp.delenv(name, raising=False)
-    dirs = []
-    for depth, shortcut in [(8, "A"), (8, "none"), (14, "A")]:
-        cfg = load([], [*TINY, "trainer.max_epochs=2", "run.name=cmp", f"run.root={root}",
-                        f"model.depth={depth}", f"model.shortcut={shortcut}",
-                        "trainer.progress_bar=false", "logger.wandb.log_model=false"])
-        dirs.append(root / "cmp" / train.fit(cfg)["run_id"])
-    yield root, dirs
-    mp.undo()
+@pytest.fixture
+def runs(wandb_series):
+    root, dirs = wandb_series
+    return root, [d.path for d in dirs]
 
 
 @pytest.fixture
