@@ -1,24 +1,89 @@
-"""`reslab bench` measures; it asserts no speed. These tests check that both loops really train
-the requested steps on the same setup and that the report is complete."""
+"""`reslab bench` measures; it asserts no speed. These tests check that the loops really train
+the requested steps on the same setup, that the report carries each loop's rounds and the
+ratios' spread, and that no ratio is printed between loops that did different work."""
 
 from __future__ import annotations
 
 import json
 
+from reslab.bench import loops, spread
+from reslab.data.memory import MemoryLoader
 
-def test_bench_reports_both_loops_and_the_pipelines(cli):
-    r = cli("bench", "configs/bench/cifar_cpu.yaml", "model.depth=8", "data.size=1024",
-            "data.batch_size=32", "trainer.channels_last=true", "--steps", "3",
-            "--rounds", "2", "--json")
+# Digits (8x8) with a ResNet-8: the bench's machinery, not a benchmark.
+SMALL = ["model.depth=8", "data.batch_size=64", "logger.wandb.mode=disabled",
+         "trainer.progress_bar=false", "--steps", "3", "--rounds", "2", "--warmup", "2",
+         "--no-pipelines", "--json"]
+
+
+def test_bench_reports_every_loop_per_round_and_the_ratios_spread(cli):
+    r = cli("bench", "configs/quickstart.yaml", "trainer.channels_last=true", *SMALL)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
-    for key in ("reslab_images_per_s", "plain_images_per_s", "ratio", "reslab_ms_per_step",
-                "plain_ms_per_step", "peak_memory_mb", "memory_images_per_s",
-                "dataloader_images_per_s", "pipeline_speedup"):
-        assert result[key] > 0, key
-    # Measured inside each round's timed window: the optimizer steps each loop really took and
-    # the images it was fed (a timed step that did not train, or a short batch, shows here).
-    assert result["reslab_optimizer_steps"] == result["plain_optimizer_steps"] == [3, 3]
-    assert result["reslab_images"] == result["plain_images"] == [3 * 32, 3 * 32]
-    assert result["batch_size"] == 32 and result["device"] == "cpu"
-    assert (result["steps"], result["rounds"]) == (3, 2)
+    assert set(result["sides"]) == {"reslab", "plain", "naive"}  # channels_last: naive differs
+    for name, s in result["sides"].items():
+        assert len(s["images_per_s"]) == 2 and s["min"] <= s["median"] <= s["max"], name
+        assert s["min"] > 0 and s["cpu_ms_per_step"] > 0, name
+        # Measured inside each round's window: the optimizer steps each loop really took, the
+        # images it fed and the forward calls it made (a step that did not train shows here).
+        assert [w["optimizer_steps"] for w in s["work"]] == [3, 3], name
+        assert [w["images"] for w in s["work"]] == [3 * 64, 3 * 64], name
+        assert [w["forward_calls"] for w in s["work"]] == [3, 3], name
+        assert {w["dtype"] for w in s["work"]} == {"float32"}, name
+    fmt = {n: s["work"][0]["memory_format"] for n, s in result["sides"].items()}
+    assert fmt["reslab"] == fmt["plain"] != fmt["naive"]
+    assert "weights channels_last" in fmt["reslab"] and "weights contiguous" in fmt["naive"]
+    for name in ("plain", "naive"):
+        q = result["ratios"][name]
+        assert q["min"] <= q["ratio"] * 1.0001 and q["ratio"] <= q["max"] * 1.0001, name
+        assert len(q["rounds"]) == 2
+    assert result["fast_path"]["channels_last"] is True
+    assert result["fast_path"]["compile"] is False  # auto: 5 steps never repay compiling
+    assert "refused" not in result
+
+
+def test_an_eager_nchw_path_is_its_own_naive_loop(cli):
+    r = cli("bench", "configs/quickstart.yaml", "trainer.channels_last=false",
+            "trainer.compile=false", *SMALL)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert set(result["sides"]) == {"reslab", "plain"}
+    assert result["ratio_naive"] == result["ratio"]
+
+
+def test_bench_refuses_a_ratio_when_the_loops_work_differs(cli, monkeypatch):
+    def unflipped(dm):  # the plain loop reads the same images without the crop's padding
+        base = dm.train_dataloader()
+        return MemoryLoader(base.x, base.y, base.batch_size, shuffle=True, pad=0, flip=False)
+
+    monkeypatch.setattr(loops, "plain_loader", unflipped)
+    r = cli("bench", "configs/quickstart.yaml", *SMALL)
+    assert r.returncode == 1
+    result = json.loads(r.stdout)
+    assert result["ratio"] is None and result["ratio_naive"] is None
+    assert "augmentation pad=1" in result["refused"]["plain"]
+    assert "no ratio" in r.stderr and "augmentation" in r.stderr
+    text = spread.format_result(result)
+    assert "REFUSED" in text and "ratio vs plain (same fast path)   1." not in text
+
+
+def _work(**changes) -> dict:
+    work = {"optimizer_steps": 3, "images": 192, "forward_calls": 3, "batch_size": [64],
+            "augmentation": "pad=1 flip=False shuffle=True", "dtype": "float32",
+            "memory_format": "inputs either, weights channels_last", "compiled": False,
+            "seconds": 0.1, "cpu_seconds": 0.1}
+    return {**work, **changes}
+
+
+def test_each_difference_in_work_refuses_the_ratio_and_is_named():
+    same = spread.side([_work(), _work()], 64)
+    assert spread.ratio(same, same, spread.WORK + spread.SETUP)["ratio"] == 1.0
+    for change in ({"optimizer_steps": 2}, {"images": 128}, {"batch_size": [32, 64]},
+                   {"dtype": "bfloat16"}, {"augmentation": "pad=0 flip=False shuffle=True"},
+                   {"memory_format": "inputs either, weights contiguous"}, {"compiled": True}):
+        other = spread.side([_work(), _work(**change)], 64)
+        q = spread.ratio(same, other, spread.WORK + spread.SETUP)
+        key = next(iter(change))
+        assert "ratio" not in q and "round 2" in q["refused"] and key in q["refused"], change
+    # Against the naive loop only the work counts: its layout and compilation differ by design.
+    naive = spread.side([_work(memory_format="inputs either, weights contiguous")] * 2, 64)
+    assert spread.ratio(same, naive, spread.WORK)["ratio"] == 1.0

@@ -155,11 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="images/s of reslab's training path vs a plain PyTorch loop",
                        description="Time steady-state training steps of reslab's path (Trainer, "
-                       "callbacks, logging) and of a plain PyTorch loop with the same model, data, "
-                       "optimizer and precision, alternating in rounds; then the input pipelines.")
+                       "callbacks, logging), of a plain PyTorch loop with the same model, data, "
+                       "optimizer, precision and fast path, and of the naive eager NCHW loop, "
+                       "alternating in rounds; each loop's images/s per round (min/median/max) "
+                       "and the ratios, printed only when the loops did the same work (else exit "
+                       "1 with what differed); then the input pipelines.")
     b.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
     b.add_argument("--steps", type=positive_int, default=30, help="timed steps per round (default 30)")
     b.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds (default 3)")
+    b.add_argument("--warmup", type=positive_int, default=12,  # reslab.bench.WARMUP
+                   help="untimed steps before each round's window (default 12)")
+    b.add_argument("--threads", type=positive_int,
+                   help="torch CPU threads (default: torch's; 1 is steadier on a shared machine)")
+    b.add_argument("--no-pipelines", dest="pipelines", action="store_false",
+                   help="skip timing the input pipelines alone")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
 
     st = sub.add_parser("status", help="queue state, restarts, epoch and log tail of submitted runs")

@@ -215,6 +215,7 @@ def collect(trainer: L.Trainer, task) -> dict:
     m = trainer.callback_metrics
     out = {k: float(m[k]) for k in task.METRICS.summary if k in m}
     out.update(global_step=trainer.global_step, epoch=trainer.current_epoch)
+    out.update(task.fast_path)  # channels_last and compile as used (auto resolved, and why)
     if task.throughput:
         rates = sorted(task.throughput)
         out["images_per_s"] = round(rates[len(rates) // 2], 1)  # median epoch: robust to warm-up

@@ -155,8 +155,8 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     limit_train_batches: float | None = None  # a fraction or a count; None: all
     checkpoint_every_n_steps: int = 0  # also write last.ckpt every N steps (hard kills); 0: epochs only
-    channels_last: bool = False       # NHWC tensors (faster convolutions on tensor-core GPUs)
-    compile: bool = False             # torch.compile the network (GPU; the first steps compile)
+    channels_last: bool | str = "auto"  # NHWC tensors: true | false | auto (conv nets, CPU too)
+    compile: bool | str = "auto"      # torch.compile: true | false | auto (when the run repays it)
     cudnn_benchmark: bool = True      # let cuDNN pick the fastest kernels for fixed input shapes
     sync_batchnorm: bool = False      # BN statistics across DDP ranks (small per-GPU batches)
     progress_bar: bool = True         # one bar for the run on a sized terminal, else epoch lines

@@ -64,6 +64,9 @@ def validate_trainer(cfg: Config) -> None:
     for key in ("gradient_clip_val", "limit_train_batches"):
         if (value := getattr(t, key)) is not None and value <= 0:
             raise ConfigError(f"trainer.{key} must be positive or null, got {value}")
+    for key in ("channels_last", "compile"):  # bool | str in the schema: only "auto" as a word
+        if isinstance(value := getattr(t, key), str) and value.lower() != "auto":
+            raise ConfigError(f"trainer.{key} must be true, false or auto, got '{value}'")
     classes = cfg.data.classes
     if classes is not None and (len(set(classes)) != len(classes) or min(classes, default=0) < 0):
         raise ConfigError(f"data.classes must be distinct labels >= 0, got {list(classes)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from reslab.config.schema import Config
+from reslab.tasks import fastpath
 from reslab.tasks.base import Task
 from reslab.tasks.classification import ClassificationTask
 from reslab.tasks.super_resolution import SuperResolutionTask
@@ -15,7 +16,8 @@ __all__ = ["ClassificationTask", "SuperResolutionTask", "Task", "build"]
 def build(cfg: Config, net: nn.Module, dm) -> Task:
     """The task for the data module's kind of data, with the network passed in."""
     t = cfg.trainer
-    common = {"channels_last": t.channels_last, "compile": t.compile}
+    common = {"channels_last": fastpath.use_channels_last(fastpath.parse(t.channels_last), net),
+              "compile": fastpath.parse(t.compile)}
     if dm.task == "super_resolution":
         return SuperResolutionTask(net, dm.scale, cfg.optim, **common)
     return ClassificationTask(net, dm.num_classes, cfg.optim, **common)

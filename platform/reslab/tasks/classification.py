@@ -19,7 +19,7 @@ class ClassificationTask(Task):
     METRICS = CLASSIFICATION
 
     def __init__(self, net: nn.Module, num_classes: int, optim_cfg: OptimConfig,
-                 channels_last: bool = False, compile: bool = False):
+                 channels_last: bool = False, compile: bool | str = False):
         super().__init__(net, optim_cfg, channels_last, compile)
         self.label_smoothing = optim_cfg.label_smoothing
         top5 = min(5, num_classes)
@@ -36,17 +36,16 @@ class ClassificationTask(Task):
         x, y = batch
         logits = self(x)
         loss = self.loss(logits, y)
-        err = (logits.argmax(1) != y).float().mean()
-        # Tensors, not floats: Lightning averages them on the device; no host sync per step.
-        self.log("train/err", err, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.track_step(loss, len(x))
+        wrong = (logits.argmax(1) != y).sum()  # a device tensor: summed there, no host sync
+        self.track_step(loss, len(x), wrong)
         if self.schedule is not None and self.schedule.warm:
-            self._maybe_end_warmup(err)
+            self._maybe_end_warmup(wrong, len(x))
         return loss
 
-    def _maybe_end_warmup(self, err: torch.Tensor) -> None:
+    def _maybe_end_warmup(self, wrong: torch.Tensor, n: int) -> None:
         # The ResNet-110 rule reads the error on the host, but only every few steps.
-        if self.global_step % WARM_CHECK_EVERY == 0 and err.item() < self.optim_cfg.warmup_until_err:
+        if self.global_step % WARM_CHECK_EVERY == 0 and \
+                wrong.item() / n < self.optim_cfg.warmup_until_err:
             self.schedule.warm = False
 
     def _eval_step(self, split: str, batch) -> None:
