@@ -58,6 +58,7 @@ class RunDir:
     lock_file = property(lambda self: self.path / ".lock")
     job_id_file = property(lambda self: self.path / "slurm" / "job_id")
     log_pointer = property(lambda self: self.path / "slurm" / "log")
+    samples = property(lambda self: self.path / "samples")  # super-resolution test images
 
     @property
     def weights_ckpt(self) -> Path:

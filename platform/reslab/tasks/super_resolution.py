@@ -28,11 +28,11 @@ from reslab.config.schema import OptimConfig
 from reslab.data.sr import rgb, ycbcr
 from reslab.metrics import SUPER_RESOLUTION
 from reslab.models.sr import bicubic
+from reslab.rundir import RunDir
 from reslab.tasks.base import Task
 
 EVAL_METRICS = ("psnr", "ssim", "psnr_bicubic")
 SAMPLES = 8          # test images saved as PNGs
-SAMPLES_DIR = "samples"
 
 
 class SuperResolutionTask(Task):
@@ -81,7 +81,7 @@ class SuperResolutionTask(Task):
         index = self.global_rank + batch_idx * self.trainer.world_size
         if index >= SAMPLES:
             return
-        out = Path(self.trainer.default_root_dir) / SAMPLES_DIR
+        out = RunDir(Path(self.trainer.default_root_dir)).samples
         out.mkdir(parents=True, exist_ok=True)
         for name, image in (("sr", sr), ("bicubic", bicubic(lr, self.scale))):
             if lr_rgb is not None:
