@@ -125,6 +125,9 @@ def test_a_sweep_writes_results_and_groups_trials_in_wandb(tmp_path):
     assert len(table) == 4 and {t["status"] for t in table} == {"completed"}
     assert out.best_config.is_file()
     assert "4 done, 0 running, 0 failed" in r.stdout
+    timing = json.loads((out.path / "timing.json").read_text())  # wall vs Σ trial time ÷ 2
+    assert timing["trials"] == 4 and timing["concurrency"] == 2 and timing["trial_s_sum"] > 0
+    assert timing["wall_s"] > timing["ideal_s"] > 0 and "[sweep] wall" in r.stdout
     for t in table:
         trial = out.trial(t["trial"])
         assert json.loads(trial.summary.read_text())["status"] == "completed"

@@ -1,11 +1,13 @@
-"""A sweep's results: sweep.csv (a row per trial), best_config.yaml, and the printed table, in
-grid order (the variants of one depth side by side)."""
+"""A sweep's results: sweep.csv (a row per trial), best_config.yaml, the printed table, in
+grid order (the variants of one depth side by side), and the sweep's timing (timing.json: its
+wall time against the trials' own time divided by how many ran at once)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
-from reslab.fileio import write_csv
+from reslab.fileio import write_atomic, write_csv
 from reslab.metrics import COLUMNS
 from reslab.report.table import format_table as aligned
 from reslab.report.table import sort_key
@@ -56,3 +58,47 @@ def format_table(rows: list[dict]) -> str:
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+TIMING = "timing.json"  # in the sweep directory, next to sweep.csv
+
+
+def timing(out: SweepDir, names: list[str], before: dict[str, float], wall_s: float,
+           slots: int) -> dict:
+    """The sweep's wall time against Σ trial time ÷ concurrency, for the trials this
+    invocation ran. Trial time is each trial function's own time (`trial_s` in its summary.json:
+    building, W&B, training, testing), so `overhead` is Ray's share: start-up, worker processes
+    and their imports, scheduling, shutdown. `overhead_vs_training` counts against the training
+    time alone (`wall_s`, less what an earlier attempt had recorded). Uneven packing shows as
+    the longest trial, a bound no schedule beats."""
+    summaries = {n: read_summary(out.trial(n)) for n in names}
+    train_s = {n: max(0.0, (s.get("wall_s") or 0.0) - before.get(n, 0.0))
+               for n, s in summaries.items()}
+    trial_s = {n: s.get("trial_s") or train_s[n] for n, s in summaries.items()}
+    at_once = max(1, min(slots, len(names)))
+    total, trained = sum(trial_s.values()), sum(train_s.values())
+    ideal = total / at_once
+    bound = max(ideal, max(trial_s.values(), default=0.0))
+    return {"wall_s": round(wall_s, 2), "trials": len(names), "concurrency": at_once,
+            "trial_s_sum": round(total, 2), "ideal_s": round(ideal, 2),
+            "overhead": _over(wall_s, ideal), "train_s_sum": round(trained, 2),
+            "overhead_vs_training": _over(wall_s, trained / at_once),
+            "longest_trial_s": round(max(trial_s.values(), default=0.0), 2),
+            "overhead_vs_packing_bound": _over(wall_s, bound)}
+
+
+def _over(wall: float, ideal: float) -> float | None:
+    return round(wall / ideal - 1, 4) if ideal > 0 else None
+
+
+def write_timing(out: SweepDir, t: dict) -> None:
+    write_atomic(out.path / TIMING, json.dumps(t, indent=2) + "\n")
+
+
+def format_timing(t: dict) -> str:
+    if t["overhead"] is None:
+        return f"[sweep] wall {t['wall_s']:.1f} s; the trials recorded no training time"
+    return (f"[sweep] wall {t['wall_s']:.1f} s vs Σ trial time {t['trial_s_sum']:.1f} s ÷ "
+            f"{t['concurrency']} at once = {t['ideal_s']:.1f} s: Ray's overhead "
+            f"{100 * t['overhead']:+.1f} % (vs the training alone, Σ {t['train_s_sum']:.1f} s: "
+            f"{100 * t['overhead_vs_training']:+.1f} %; longest trial {t['longest_trial_s']:.1f} s)")
