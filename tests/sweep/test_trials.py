@@ -11,9 +11,12 @@ import random
 import pytest
 import yaml
 
+from reslab.config.load import derive
+from reslab.errors import TrainingError
 from reslab.rundir import open_run, write_summary
 from reslab.sweep import spec as S
 from reslab.sweep import trials as T
+from reslab.sweep import tune
 from support import ROOT
 
 GRID = "space:\n  model.depth: [8, 14]\n  model.shortcut: [none, A]\n"
@@ -119,3 +122,22 @@ def test_draws_stay_inside_their_distributions_and_recorded_values_are_checked()
     assert check({"uniform": [0, 1]}, float("nan"))[0] is False
     assert check({"uniform": [0, 1]}, "${oc.env:HOME}")[0] is False
     assert check({"loguniform": [0.01, 0.5]}, 0.2) == (True, 0.2)
+
+
+def test_a_trial_that_failed_by_its_own_numerics_is_not_retried(tmp_path):
+    """Ray's retry (or `--resume`) of a NaN trial would fail the same way and, finding no
+    checkpoint, would overwrite why it failed with a resume refusal: it re-raises the record."""
+    spec, _ = load(tmp_path, GRID)
+    point = {"model.depth": 8, "model.shortcut": "none"}
+    run = make_trial(spec, point)
+    nan = "TrainingError: the training loss became NaN or Inf at step 1; stopped before saving"
+    write_summary(run, {"status": "failed", "error": nan})
+    before = run.summary.read_bytes()
+    with pytest.raises(TrainingError, match="NaN or Inf at step 1.*not retried"):
+        tune.run_trial({"point": point}, spec)
+    assert run.summary.read_bytes() == before
+    assert tune.failed_by_itself(run, spec.trial_cfg(point))
+    # Another kind of failure, or the same trial with a changed config, is retried.
+    assert not tune.failed_by_itself(run, derive(spec.trial_cfg(point), {"optim.lr": 0.01}))
+    write_summary(run, {"status": "failed", "error": "OSError: [Errno 28] No space left"})
+    assert not tune.failed_by_itself(run, spec.trial_cfg(point))

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from reslab import train
-from reslab.errors import UserError
+from reslab.config.load import load
+from reslab.errors import TrainingError, UserError
 from reslab.rundir import SweepDir, open_run, read_summary
 from reslab.sweep.results import format_timing, timing, write_results, write_timing
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
@@ -154,16 +155,28 @@ def run_trial(config: dict, spec: Spec) -> None:
     point = config["point"]
     for key in [k for k in os.environ if k.startswith("SLURM_")]:
         del os.environ[key]  # else Lightning picks SLURMEnvironment inside the trial
-    torch.set_num_threads(max(1, int(spec.cpu)))
     cfg = spec.trial_cfg(point)
     run = sweep_dir(spec).trial(trial_name(point))
     if not run.config.is_file():
         open_run(cfg, run.run_id)
+    elif failed_by_itself(run, cfg):
+        raise TrainingError(f"{read_summary(run)['error']} (not retried: the same config "
+                            "fails the same way)")
+    torch.set_num_threads(max(1, int(spec.cpu)))
     report = TuneReport()
     summary = train.fit(cfg, resume=run, callbacks=[report])
     train.write_summary(run, {**read_summary(run), "trial_s": round(time.perf_counter() - t0, 3)})
     if not report.reported:  # resumed at its last epoch: Tune still needs one result
         report.final(summary, spec.metric)
+
+
+def failed_by_itself(run, cfg) -> bool:
+    """The trial's run failed by its own numerics (a NaN loss) with this very config: a retry,
+    Ray's or `--resume`'s, would fail again, and its record of why must stay as it is."""
+    record = read_summary(run)
+    return (record.get("status") == "failed" and
+            str(record.get("error", "")).startswith(f"{TrainingError.__name__}:") and
+            load([run.config]) == cfg)
 
 
 def TuneReport():  # noqa: N802 - a Callback built lazily so `import reslab.sweep` needs no Ray

@@ -95,8 +95,8 @@ class Task(L.LightningModule):
         step = int(self.first_bad_step)
         if step >= 0:
             raise TrainingError(f"the training loss became NaN or Inf at step {step}; stopped "
-                                "before saving, so checkpoints/last.ckpt holds the last finite "
-                                "weights (lower optim.lr, or set trainer.gradient_clip_val)")
+                                "before saving, so no checkpoint holds the diverged weights "
+                                "(lower optim.lr, or set trainer.gradient_clip_val)")
 
     def on_validation_start(self) -> None:
         if not self.trainer.sanity_checking:
