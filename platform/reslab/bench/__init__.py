@@ -38,7 +38,7 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
           pipelines: bool = True) -> dict:
     """Images/s of each loop per round (min/median/max), the ratios with their spread or the
     reason for refusing one, peak memory and (on GPU) MFU; then the input pipelines alone."""
-    train.quiet_lightning()
+    train.prepare_process()
     torch.manual_seed(cfg.seed)
     cfg = derive(cfg, {"trainer.max_steps": warmup + steps})  # every schedule spans the window
     built = build(cfg)
