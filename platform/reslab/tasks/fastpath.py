@@ -2,8 +2,8 @@
 `trainer.compile`, each `true`, `false` or `auto`. What a run used goes into summary.json.
 
 channels_last `auto`: on for every network with 2-d convolutions (all of reslab's), on the CPU
-too: measured with `reslab bench` on a 2-core CPU, NHWC trains ResNet-20 faster at 32×32
-(CIFAR, +16 % to +27 %) and at 8×8 (digits, about +20 %).
+too: measured on a 2-core CPU, NHWC trains ResNet-20 faster at 32×32 (CIFAR, +16 % to +27 %)
+and at 8×8 (digits, about +20 %), and VDSR and EDSR (about +23 % and +13 %).
 
 compile `auto`: the first steps run eagerly and are timed; after PROBE_STEPS of them the run
 compiles only if the steps left, at the measured step time, would save more than compiling
@@ -21,10 +21,13 @@ import time
 from torch import nn
 
 PROBE_STEPS = 5  # eager steps timed before `auto` decides (after the first, which warms up)
-# Recorded on CPU (2-core EPYC VM, ResNet-20, batch 128, channels_last): about 64 s to compile
-# 20 layers and +7 % images/s after (236 -> 253). CUDA: not measured by this project (no GPU was
-# lent to it); conservative guesses until `reslab bench` on a GPU records them.
-COMPILE_S_PER_LAYER = {"cpu": 3.2, "cuda": 2.0}
+# Recorded on CPU (2-core EPYC VM, ResNet-20 = 20 layers, batch 128, channels_last): a cold
+# compile (empty inductor cache) took 64 s on a quiet machine and 79.5 s on a loaded one (the
+# larger is kept: 4 s a layer); +7 % images/s after (236 -> 253, 2 threads, quiet; not
+# reproduced with 1 thread under load). A warm cache compiles in seconds, so this errs towards
+# eager. CUDA: not measured by this project (no GPU was lent to it); conservative guesses until
+# `reslab bench ... trainer.compile=true` on a GPU records them.
+COMPILE_S_PER_LAYER = {"cpu": 4.0, "cuda": 2.0}
 GAIN = {"cpu": 0.07, "cuda": 0.25}
 
 
