@@ -96,7 +96,6 @@ def wandb_logger(cfg: Config, run: RunDir) -> ReslabWandb | None:
         return None
     quiet_wandb()
     try:
-
         args = init_args(cfg, run)
         logger = ReslabWandb(cfg, run, save_dir=args.pop("dir"), settings=settings(cfg), **args)
         experiment = logger.experiment  # start now: a failure is caught here, not mid-training
@@ -106,6 +105,7 @@ def wandb_logger(cfg: Config, run: RunDir) -> ReslabWandb | None:
     except Exception as e:  # noqa: BLE001 - any W&B failure must not stop training
         warnings.warn(f"W&B could not start ({type(e).__name__}: {str(e)[:200]}); "
                       "continuing with metrics.csv only", stacklevel=2)
+        finish_wandb()
         return None
 
 
@@ -154,9 +154,11 @@ def finish_wandb(summary: dict | None = None, loggers: list = ()) -> None:
             logger.close(summary)
     if wandb.run is not None:
         guarded(wandb.finish)
-        # finish() returns before W&B's service has written the run's last records; teardown
-        # waits for them, so the run directory is complete (syncable) when reslab returns.
-        guarded(wandb.teardown)
+    # finish() returns before W&B's service has written the run's last records; teardown waits
+    # for them, so the run directory is complete (syncable) when reslab returns. It also drops
+    # the settings W&B keeps for the whole process (mode, server) — also after a run that could
+    # not start — so the next run in this process (a sweep's reused worker) starts from its own.
+    guarded(wandb.teardown)
 
 
 def test_to_wandb(cfg: Config, run: RunDir, summary: dict) -> None:
