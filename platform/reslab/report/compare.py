@@ -31,7 +31,8 @@ def write(runs: list[Run], by: list[str] | None, metric: str | None, out: Path) 
     header, rows = table(runs, by, metric)
     out.mkdir(parents=True, exist_ok=True)
     files = figures.write_all(runs, by, metric, out)
-    files.append(html.write_report(out, header, rows, files, by, metric))
+    files.append(html.write_report(out, header, rows, files, by, metric,
+                                   figures.run_groups(runs, by)))
     with open(out / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
     files.append(out / "table.csv")

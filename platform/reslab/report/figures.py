@@ -181,20 +181,17 @@ def diagnostics(runs: list[Run], by: list[str], out: Path) -> Path | None:
     return _save(fig, out / "diagnostics.png")
 
 
-class Figures(list):
-    """The figure files written, carrying each group's runs (label, run directories) to the
-    report, which is handed this list."""
-
-    groups: list[tuple[str, list[str]]] = []
-
-
-def write_all(runs: list[Run], by: list[str], metric: str, out: Path) -> Figures:
-    files = Figures([curves(runs, by, out), final(runs, by, metric, out)])
+def write_all(runs: list[Run], by: list[str], metric: str, out: Path) -> list[Path]:
+    files = [curves(runs, by, out), final(runs, by, metric, out)]
     if diag := diagnostics(runs, by, out):
         files.append(diag)
-    files.groups = [(label(key, by), [str(r.path) for r in members])
-                    for key, members in group(runs, by).items()]
     return files
+
+
+def run_groups(runs: list[Run], by: list[str]) -> list[tuple[str, list[str]]]:
+    """Each group's label (as the figures name it) and its run directories, for the report."""
+    return [(label(key, by), [str(r.path) for r in members])
+            for key, members in group(runs, by).items()]
 
 
 def _save(fig, path: Path) -> Path:

@@ -11,10 +11,10 @@ from reslab.metrics import higher_is_better
 
 
 def write_report(out: Path, header: list[str], rows: list[list[str]], figures: list[Path],
-                 by: list[str], metric: str) -> Path:
+                 by: list[str], metric: str, groups: list[tuple[str, list[str]]]) -> Path:
     """One HTML file with the table and the figures inlined: it opens anywhere, offline. It is
-    dated and names each group's run directories (from `figures.groups`, figures.write_all's),
-    so every row can be traced to the runs behind it."""
+    dated and names each group's run directories (`groups`: label, run directories), so every
+    row can be traced to the runs behind it."""
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
                    for r in rows)
@@ -28,7 +28,7 @@ img{{max-width:100%}}</style></head><body><h1>reslab compare</h1>
 <p>generated {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; grouped by {html.escape(', '.join(by))};
 metric {html.escape(metric)} ({'higher' if higher_is_better(metric) else 'lower'} is better);
 mean ± std over n runs.</p>
-<table><tr>{cells}</tr>{body}</table>{run_list(getattr(figures, "groups", []))}{imgs}
+<table><tr>{cells}</tr>{body}</table>{run_list(groups)}{imgs}
 </body></html>"""
     path = out / "report.html"
     path.write_text(page)
