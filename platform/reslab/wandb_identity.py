@@ -99,7 +99,7 @@ def label(cfg: Config, m: dict[str, Any]) -> str:
     else:
         out = (f"plain{m['depth']}" if m["shortcut"] == "none"
                else f"resnet{m['depth']}-{m['shortcut']}")
-        out += "-bottleneck" if getattr(mc, "block", None) == "bottleneck" else ""
+        out += "-bottleneck" if mc.block == "bottleneck" else ""
         out += "-preact" if mc.preact else ""
     out += f"-w{mc.width:g}" if mc.width != 1 else ""
     return out + ("-ft" if fine_tune(cfg) else "")
