@@ -102,7 +102,9 @@ def test_a_preset_wins_over_lower_layers_and_is_refused_against_its_own_layer(tm
      "model.shortcut=A contradicts model.name=plain20, a plain net (shortcut none); "
      "model.name=resnet20 is the residual net"),
     (["model.name=resnet56", "model.shortcut=none"], "model.name=plain56 is the plain net"),
-    (["model.name=resnet20", "model.depth=56"], "model.depth=56 contradicts model.name=resnet20"),
+    (["model.name=resnet20", "model.depth=56"],
+     "model.depth=56 contradicts model.name=resnet20 (depth 20); use model.name=resnet56"),
+    (["model.name=resnet20", "model.depth=14"], "name the family (model.name=cifar_resnet)"),
     (["model.name=resnet164", "model.block=basic"], "model.block=basic contradicts"),
     (["model.name=preact_resnet164", "model.preact=false"], "model.preact=false contradicts"),
     (["model.depth=164"], "model.depth=164 is a bottleneck depth (9n+2, He et al. 2016): set "

@@ -4,6 +4,7 @@ datasets) only — no torch, no data on disk."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import yaml
@@ -118,9 +119,12 @@ def check_preset(m: ModelConfig, info: models.ModelInfo) -> None:
     for key in ("depth", "block", "preact"):
         value, fixed = getattr(m, key), info.fixed.get(key)
         if value is not None and fixed is not None and value != fixed:
+            same_kind = re.sub(r"\d+$", str(value), m.name) if key == "depth" else None
+            fix = (f"use model.name={same_kind}" if same_kind in models.MODELS else
+                   f"drop model.{key} or name the family (model.name={info.family}_resnet) to "
+                   "choose it")
             raise ConfigError(f"model.{key}={yaml_value(value)} contradicts model.name={m.name} "
-                              f"({key} {yaml_value(fixed)}); drop model.{key} or name the family "
-                              f"(model.name={info.family}_resnet) to choose it")
+                              f"({key} {yaml_value(fixed)}); {fix}")
     if m.shortcut is not None and m.shortcut not in info.shortcuts:
         plain = info.shortcuts == ("none",)
         other = m.name.replace("plain", "resnet") if plain else \
