@@ -139,6 +139,27 @@ def test_w_and_b_unreachable_does_not_stop_training(cli, tmp_path):
     assert (run / "metrics.csv").stat().st_size > 0
 
 
+def test_w_and_b_dying_mid_run_does_not_stop_training(tmp_path, monkeypatch):
+    """SLURM's SIGTERM reaches W&B's service too: its next log raised ConnectionResetError in
+    rank 0 between the signal and the step boundary, and the DDP job died instead of stopping."""
+    import wandb.sdk.wandb_run
+
+    calls = []
+
+    def dead_service(self, *args, **kwargs):
+        calls.append(1)
+        raise ConnectionResetError("Connection lost")
+
+    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", dead_service)
+    cfg = C.load([], [*TINY, "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
+                      "run.test=false", f"run.root={tmp_path}", "logger.wandb.log_model=false"])
+    with pytest.warns(UserWarning, match="W&B stopped logging .ConnectionResetError"):
+        summary = train.fit(cfg)
+    assert summary["status"] == "completed" and summary["epoch"] == 2
+    assert len(calls) == 1  # W&B sat out the rest of the run
+    assert len(rundir.read_metrics(rundir.RunDir(_run_dir(tmp_path)))) > 2
+
+
 def test_resume_falls_back_to_the_newest_valid_checkpoint_not_to_step_0(cli, tmp_path):
     r = cli("train", *TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled",
                "run.test=false", "trainer.checkpoint_every_n_steps=0", f"run.root={tmp_path}")

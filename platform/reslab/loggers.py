@@ -69,7 +69,20 @@ class ReslabWandb(WandbLogger):
     def __init__(self, cfg: Config, run: RunDir, **kwargs):
         super().__init__(log_model=False, **kwargs)
         self._wandb_init.pop("anonymous", None)  # Lightning's default; W&B warns it is unused
-        self.cfg, self.run = cfg, run
+        self.cfg, self.run, self.lost = cfg, run, False
+
+    def log_metrics(self, metrics, step=None) -> None:
+        """W&B's service can die mid-run (SLURM signals every process of a cancelled job step,
+        and a log between the signal and the step boundary killed rank 0, so DDP never stopped
+        cleanly): a failed log is one warning, and W&B sits out the rest of the run."""
+        if self.lost:
+            return
+        try:
+            super().log_metrics(metrics, step)
+        except Exception as e:  # noqa: BLE001 - W&B never decides how a run ends
+            self.lost = True
+            warnings.warn(f"W&B stopped logging ({type(e).__name__}: {str(e)[:200]}); "
+                          "metrics.csv and summary.json are complete", stacklevel=2)
 
     def after_save_checkpoint(self, checkpoint_callback) -> None:
         if str(self.cfg.logger.wandb.log_model).lower() != "all" or \
@@ -82,7 +95,7 @@ class ReslabWandb(WandbLogger):
 
     def close(self, summary: dict) -> None:
         """The summary (every key of summary.json) and the end-of-run checkpoints."""
-        if self._experiment is None:
+        if self._experiment is None or self.lost:
             return
         guarded(self._experiment.summary.update, wandb_summary(summary, self.cfg))
         if summary.get("status") != "failed":
