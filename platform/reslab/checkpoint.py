@@ -61,6 +61,11 @@ def newest_valid(paths: list[Path]) -> tuple[Path | None, int | None]:
     return path, step
 
 
+def net_state(state_dict: dict) -> dict:
+    """The network's weights in a task's state dict (the task holds the net as `net`)."""
+    return {k.removeprefix("net."): v for k, v in state_dict.items() if k.startswith("net.")}
+
+
 def check_fits(path: Path, module: torch.nn.Module) -> None:
     """Refuse, before anything is written, a checkpoint whose weights do not fit `module` (the
     run's config.yaml was edited, or the checkpoint is another model's)."""

@@ -91,7 +91,7 @@ def open_source(path: str | Path) -> Source:
         raise checkpoint.CheckpointError(f"checkpoint {ckpt} holds no state_dict (not a reslab "
                                          "checkpoint)")
     try:
-        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        net.load_state_dict(checkpoint.net_state(state))
     except RuntimeError as e:
         raise checkpoint.CheckpointError(
             f"checkpoint {ckpt} does not fit the run's model {cfg.model.name} "

@@ -73,9 +73,7 @@ def load_file(spec: str) -> dict:
     state = state.get("state_dict", state)  # a Lightning checkpoint or a published file
     if published.is_akamaster(state):
         return published.from_akamaster(state)
-    if any(k.startswith("net.") for k in state):  # reslab's task holds the net as `net`
-        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
-    return state
+    return checkpoint.net_state(state) if any(k.startswith("net.") for k in state) else state
 
 
 def weights_file(spec: str) -> Path:
