@@ -46,6 +46,19 @@ def test_a_refused_resume_changes_nothing_in_the_run_directory(cli, tmp_path):
     assert {f: (run / f).read_bytes() for f in before} == before
 
 
+def test_resume_refuses_another_model_even_where_its_tensors_fit(cli, tmp_path):
+    """Option A has no shortcut parameters, so plain-8's tensors are ResNet-8 (A)'s: resuming
+    with model.shortcut=none loaded, trained on as a plain net and rewrote config.yaml."""
+    r = cli("train", *COMMON, "model.shortcut=A", "trainer.max_epochs=1", f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    run = _run_dir(tmp_path)
+    before = {f: (run / f).read_bytes() for f in ("config.yaml", "summary.json")}
+    r = cli("train", "--resume", run, "model.shortcut=none", "trainer.max_epochs=2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--resume cannot change model.shortcut (A -> none)" in r.stderr
+    assert {f: (run / f).read_bytes() for f in before} == before
+
+
 def test_secret_override_values_are_not_recorded(monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "k-123456")
     assert redact_overrides(["logger.wandb.api_key=abc", "optim.lr=0.1", "run.name=k-123456",

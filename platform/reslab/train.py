@@ -20,6 +20,7 @@ from reslab.build import build
 from reslab.callbacks import LastCheckpoint, RNGState, SignalPropagation, Stopped
 from reslab.config.load import load
 from reslab.config.schema import Config
+from reslab.config.validate import BUILDER_KEYS
 from reslab.errors import Interrupted, UserError
 from reslab.loggers import CSVMetrics, finish_wandb, test_to_wandb, wandb_logger
 from reslab.models.profile import count_params
@@ -40,17 +41,18 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
     task = tasks.build(cfg, built.net, built.datamodule)
     run = resume or new_run(cfg)
     with rundir.locked(run) if is_rank_zero() else contextlib.nullcontext():
-        start = resume_point(run, task) if resume else (None, None)
+        start = resume_point(run, task, cfg) if resume else (None, None)
         if is_rank_zero():  # nothing refused the attempt: config.yaml is now what it trains
             rundir.begin_attempt(run, cfg, list(overrides), start[1])
         return train_in(run, cfg, built, task, start, callbacks)
 
 
-def resume_point(run: RunDir, task: tasks.Task) -> tuple[Path | None, int | None]:
+def resume_point(run: RunDir, task: tasks.Task, cfg: Config) -> tuple[Path | None, int | None]:
     """The checkpoint to continue `run` from, checked against the model before anything is
     written; None for a run that has not trained yet (a submitted job's first attempt)."""
     ckpt, step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt])
     if ckpt is not None:
+        check_same_model(run, cfg)
         checkpoint.check_fits(ckpt, task)
         return ckpt, step
     record = rundir.read_summary(run)
@@ -59,6 +61,17 @@ def resume_point(run: RunDir, task: tasks.Task) -> tuple[Path | None, int | None
                         f"{record.get('global_step', '?')}) but holds no checkpoint to resume "
                         "from; start a new run instead")
     return None, None
+
+
+def check_same_model(run: RunDir, cfg: Config) -> None:
+    """A resumed run trains the network its checkpoints hold: an override of the model is
+    refused even where the tensors would fit (ResNet-20 option A and plain-20 have the same)."""
+    recorded = load([run.config]).model
+    for key in ("name", *BUILDER_KEYS):
+        if (old := getattr(recorded, key)) != (new := getattr(cfg.model, key)):
+            raise UserError(f"--resume cannot change model.{key} ({old} -> {new}): the "
+                            f"checkpoints in {run.path} are that network's; start a new run "
+                            f"with model.weights={run.path} to train another from them")
 
 
 def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
