@@ -11,12 +11,14 @@ from reslab.rundir import SweepDir, write_summary
 from reslab.sweep import results, tune
 
 
-def _trials(tmp_path, walls: dict[str, float], trial_s: dict[str, float] | None = None
-            ) -> SweepDir:
+def _trials(tmp_path, walls: dict[str, float], trial_s: dict[str, float] | None = None,
+            windows: dict[str, list] | None = None) -> SweepDir:
     out = SweepDir(tmp_path / "sweep")
     for name, wall in walls.items():
         out.trial(name).path.mkdir(parents=True)
         extra = {"trial_s": trial_s[name]} if trial_s and name in trial_s else {}
+        if windows and name in windows:
+            extra["trial_window"] = windows[name]
         write_summary(out.trial(name), {"status": "completed", "wall_s": wall, **extra})
     return out
 
@@ -40,6 +42,22 @@ def test_trial_time_is_the_trial_functions_and_training_alone_is_shown_too(tmp_p
     t = results.timing(out, ["a", "b"], {}, wall_s=30.0, slots=2)
     assert (t["trial_s_sum"], t["train_s_sum"]) == (50.0, 40.0)
     assert t["overhead"] == pytest.approx(0.2) and t["overhead_vs_training"] == pytest.approx(0.5)
+
+
+def test_the_wall_time_splits_into_start_up_trials_running_and_teardown(tmp_path):
+    # Sweep began at t=1000, took 40 s: trials ran from 1008 to 1036 (two at once, 26 s each).
+    windows = {"a": [1008.0, 1034.0], "b": [1010.0, 1036.0],
+               "c": [900.0, 910.0]}  # an earlier invocation's attempt: not this sweep's
+    out = _trials(tmp_path, {"a": 25.0, "b": 25.0, "c": 5.0},
+                  trial_s={"a": 26.0, "b": 26.0, "c": 10.0}, windows=windows)
+    t = results.timing(out, ["a", "b", "c"], {}, wall_s=40.0, slots=2, started=1000.0)
+    assert (t["startup_s"], t["running_s"], t["teardown_s"]) == (8.0, 28.0, 4.0)
+    assert t["overhead_while_running"] == pytest.approx(28.0 / 31.0 - 1, abs=1e-4)  # ideal 62/2
+    assert "start-up 8.0 s" in results.format_timing(t) and "teardown 4.0 s" in results.format_timing(t)
+    # No start time (or no windows): no split, and the line says nothing of one.
+    assert "startup_s" not in results.timing(out, ["a", "b"], {}, wall_s=40.0, slots=2)
+    t = results.timing(out, ["c"], {}, wall_s=40.0, slots=2, started=1000.0)
+    assert "startup_s" not in t and "start-up" not in results.format_timing(t)
 
 
 def test_concurrency_is_what_the_resources_fit_capped_by_max_concurrent():

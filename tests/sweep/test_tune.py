@@ -128,6 +128,9 @@ def test_a_sweep_writes_results_and_groups_trials_in_wandb(tmp_path):
     timing = json.loads((out.path / "timing.json").read_text())  # wall vs Σ trial time ÷ 2
     assert timing["trials"] == 4 and timing["concurrency"] == 2 and timing["trial_s_sum"] > 0
     assert timing["wall_s"] > timing["ideal_s"] > 0 and "[sweep] wall" in r.stdout
+    assert timing["startup_s"] > 0 and timing["running_s"] > 0 and timing["teardown_s"] > 0
+    assert timing["startup_s"] + timing["running_s"] + timing["teardown_s"] == pytest.approx(
+        timing["wall_s"], abs=0.05)
     for t in table:
         trial = out.trial(t["trial"])
         assert json.loads(trial.summary.read_text())["status"] == "completed"

@@ -64,13 +64,17 @@ TIMING = "timing.json"  # in the sweep directory, next to sweep.csv
 
 
 def timing(out: SweepDir, names: list[str], before: dict[str, float], wall_s: float,
-           slots: int) -> dict:
+           slots: int, started: float | None = None) -> dict:
     """The sweep's wall time against Σ trial time ÷ concurrency, for the trials this
     invocation ran. Trial time is each trial function's own time (`trial_s` in its summary.json:
     building, W&B, training, testing), so `overhead` is Ray's share: start-up, worker processes
     and their imports, scheduling, shutdown. `overhead_vs_training` counts against the training
     time alone (`wall_s`, less what an earlier attempt had recorded). Uneven packing shows as
-    the longest trial, a bound no schedule beats."""
+    the longest trial, a bound no schedule beats. With `started` (the sweep's start, Unix time)
+    and the trials' `trial_window`s, the wall time splits into start-up (until the first trial
+    function ran: Ray, Tune, worker processes importing torch and Lightning), the trials running
+    (`overhead_while_running`: Ray's bookkeeping between trials, and uneven packing) and
+    teardown."""
     summaries = {n: read_summary(out.trial(n)) for n in names}
     train_s = {n: max(0.0, (s.get("wall_s") or 0.0) - before.get(n, 0.0))
                for n, s in summaries.items()}
@@ -79,12 +83,20 @@ def timing(out: SweepDir, names: list[str], before: dict[str, float], wall_s: fl
     total, trained = sum(trial_s.values()), sum(train_s.values())
     ideal = total / at_once
     bound = max(ideal, max(trial_s.values(), default=0.0))
-    return {"wall_s": round(wall_s, 2), "trials": len(names), "concurrency": at_once,
-            "trial_s_sum": round(total, 2), "ideal_s": round(ideal, 2),
-            "overhead": _over(wall_s, ideal), "train_s_sum": round(trained, 2),
-            "overhead_vs_training": _over(wall_s, trained / at_once),
-            "longest_trial_s": round(max(trial_s.values(), default=0.0), 2),
-            "overhead_vs_packing_bound": _over(wall_s, bound)}
+    t = {"wall_s": round(wall_s, 2), "trials": len(names), "concurrency": at_once,
+         "trial_s_sum": round(total, 2), "ideal_s": round(ideal, 2),
+         "overhead": _over(wall_s, ideal), "train_s_sum": round(trained, 2),
+         "overhead_vs_training": _over(wall_s, trained / at_once),
+         "longest_trial_s": round(max(trial_s.values(), default=0.0), 2),
+         "overhead_vs_packing_bound": _over(wall_s, bound)}
+    windows = [w for s in summaries.values() if isinstance(w := s.get("trial_window"), list)
+               and started is not None and w[0] >= started]  # this invocation's attempts
+    if windows:
+        first, last = min(w[0] for w in windows), max(w[1] for w in windows)
+        t.update(startup_s=round(first - started, 2), running_s=round(last - first, 2),
+                 teardown_s=round(started + wall_s - last, 2),
+                 overhead_while_running=_over(last - first, ideal))
+    return t
 
 
 def _over(wall: float, ideal: float) -> float | None:
@@ -101,4 +113,8 @@ def format_timing(t: dict) -> str:
     return (f"[sweep] wall {t['wall_s']:.1f} s vs Σ trial time {t['trial_s_sum']:.1f} s ÷ "
             f"{t['concurrency']} at once = {t['ideal_s']:.1f} s: Ray's overhead "
             f"{100 * t['overhead']:+.1f} % (vs the training alone, Σ {t['train_s_sum']:.1f} s: "
-            f"{100 * t['overhead_vs_training']:+.1f} %; longest trial {t['longest_trial_s']:.1f} s)")
+            f"{100 * t['overhead_vs_training']:+.1f} %; longest trial {t['longest_trial_s']:.1f} s)"
+            + (f"\n[sweep] = start-up {t['startup_s']:.1f} s (Ray, workers importing torch and "
+               f"Lightning) + trials running {t['running_s']:.1f} s "
+               f"({100 * t['overhead_while_running']:+.1f} % over the ideal) + teardown "
+               f"{t['teardown_s']:.1f} s" if "startup_s" in t else ""))

@@ -42,9 +42,9 @@ def run(spec: Spec, resume: bool = False, address: str | None = None,
         return write_results(spec, out, points, {})
     names = [trial_name(p) for p in todo]
     before = {n: read_summary(out.trial(n)).get("wall_s") or 0.0 for n in names}
-    t0 = time.perf_counter()
+    t0, began = time.perf_counter(), time.time()
     results, slots = run_tune(spec, out, todo, address, cpus, len(points) - len(todo))
-    t = timing(out, names, before, time.perf_counter() - t0, slots)
+    t = timing(out, names, before, time.perf_counter() - t0, slots, began)
     rows = write_results(spec, out, points, results)
     write_timing(out, t)
     print(format_timing(t), flush=True)
@@ -148,10 +148,11 @@ def run_trial(config: dict, spec: Spec) -> None:
     """One trial, inside a Ray worker: the sweep's base config + this point, trained by
     train.fit in the trial's own run directory (resuming from its checkpoint on a retry or after
     `--resume`). Its summary.json gets `trial_s`: this attempt's time in the trial function (the
-    sweep's timing counts the rest as Ray's: start-up, workers, scheduling)."""
+    sweep's timing counts the rest as Ray's: start-up, workers, scheduling), and `trial_window`:
+    when it began and ended (Unix time)."""
     import torch
 
-    t0 = time.perf_counter()
+    t0, began = time.perf_counter(), time.time()
     point = config["point"]
     for key in [k for k in os.environ if k.startswith("SLURM_")]:
         del os.environ[key]  # else Lightning picks SLURMEnvironment inside the trial
@@ -165,7 +166,8 @@ def run_trial(config: dict, spec: Spec) -> None:
     torch.set_num_threads(max(1, int(spec.cpu)))
     report = TuneReport()
     summary = train.fit(cfg, resume=run, callbacks=[report])
-    train.write_summary(run, {**read_summary(run), "trial_s": round(time.perf_counter() - t0, 3)})
+    train.write_summary(run, {**read_summary(run), "trial_s": round(time.perf_counter() - t0, 3),
+                              "trial_window": [round(began, 3), round(time.time(), 3)]})
     if not report.reported:  # resumed at its last epoch: Tune still needs one result
         report.final(summary, spec.metric)
 

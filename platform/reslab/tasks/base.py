@@ -2,11 +2,12 @@
 fastpath.py), the optimizer and schedule, the NaN/Inf guard, throughput, the training metrics,
 and the best value of the monitored metric kept as a checkpointed buffer.
 
-Per training step nothing reads the host and Lightning's `self.log` is not called: on a small
-network (digits, ~20 ms steps) each call cost ~0.3 ms of Python. The step adds its loss (and
-error count) to sums on the device; `train/loss_step` is logged only on the steps Lightning
-writes to the loggers (every `trainer.log_every_n_steps`), and the epoch means once, at the
-epoch's last batch."""
+Per training step nothing reads the host, no tensor is computed for bookkeeping and Lightning's
+`self.log` is not called: on a small network (digits, ~20 ms steps) each `self.log` cost ~0.3 ms
+of Python, and device-side running sums with a NaN guard ~70 µs. The step appends its loss (and
+error count) to the epoch's lists (EpochSteps); `train/loss_step` is logged only on the steps
+Lightning writes to the loggers (every `trainer.log_every_n_steps`), and the epoch means once, at
+the epoch's last batch."""
 
 from __future__ import annotations
 
@@ -21,6 +22,40 @@ from reslab.errors import TrainingError
 from reslab.metrics import TaskMetrics
 from reslab.tasks import fastpath
 from reslab.tasks.optim import Schedule, build_optimizer
+
+
+class EpochSteps:
+    """One training epoch's steps, as plain lists: each step's loss (and misclassified count) as
+    the device tensor the step made, and its batch size. Appending runs no tensor op (and, being
+    no Module, no Module.__setattr__); the means and the NaN check are computed when asked."""
+
+    def __init__(self, first_step: int):
+        self.first_step, self.start, self.end = first_step, time.perf_counter(), 0.0
+        self.losses: list[torch.Tensor] = []
+        self.wrongs: list[torch.Tensor] = []
+        self.sizes: list[int] = []
+        self.images = 0
+
+    def add(self, loss: torch.Tensor, images: int, wrong: torch.Tensor | None) -> None:
+        self.losses.append(loss)
+        self.sizes.append(images)
+        self.images += images
+        if wrong is not None:
+            self.wrongs.append(wrong)
+
+    def means(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The image-weighted mean loss and the error rate so far (device tensors)."""
+        losses = torch.stack(self.losses).float()
+        n = max(1, self.images)
+        loss = (losses * torch.tensor(self.sizes, device=losses.device)).sum() / n
+        return loss, torch.stack(self.wrongs).sum() / n if self.wrongs else None
+
+    def first_bad(self) -> int | None:
+        """The first step whose loss was NaN or Inf (one host read), or None."""
+        if not self.losses:
+            return None
+        bad = (~torch.isfinite(torch.stack(self.losses))).nonzero()
+        return self.first_step + int(bad[0]) if len(bad) else None
 
 
 class Task(L.LightningModule):
@@ -41,7 +76,6 @@ class Task(L.LightningModule):
         self.fast_path = {"channels_last": bool(channels_last), "compile": False,
                           "compile_setting": str(compile).lower(), "compile_why": ""}
         self.probe = fastpath.CompileProbe() if compile == "auto" else None
-        self._step_loss: torch.Tensor | None = None
         object.__setattr__(self, "_forward", net)  # not a submodule: checkpoints keep `net.*`
         self.set_compiled(compile is True, "trainer.compile=true" if compile is True else
                           "trainer.compile=false" if compile is False else
@@ -49,10 +83,9 @@ class Task(L.LightningModule):
         metric, mode = self.METRICS.monitor
         # e.g. val_err_best: the best validation value so far, saved in checkpoints.
         self.register_buffer(self.best_name, torch.tensor(float("inf" if mode == "min" else "-inf")))
-        # First step whose loss was NaN/Inf (-1: none), kept on the device: no sync per step.
-        self.register_buffer("first_bad_step", torch.tensor(-1), persistent=False)
         self.schedule: Schedule | None = None
-        self._epoch_start, self._last_batch_end, self._epoch_images = 0.0, 0.0, 0
+        self.steps = EpochSteps(0)
+        self._first_bad: int | None = None  # of an earlier epoch: its steps are gone
         self.throughput: list[float] = []  # images (patches) per second of each training epoch
 
     @property
@@ -79,21 +112,14 @@ class Task(L.LightningModule):
 
     def track_step(self, loss: torch.Tensor, images: int, wrong: torch.Tensor | None = None
                    ) -> None:
-        """Per training step, on the device: the epoch's sums (`wrong`: misclassified images)
-        and the NaN guard. No host sync and no `self.log` (see on_train_batch_end)."""
-        loss = loss.detach()
-        self._step_loss = loss
-        self._loss_sum.add_(loss, alpha=images)
-        if wrong is not None:
-            self._wrong_sum = wrong if self._wrong_sum is None else self._wrong_sum + wrong
-        self._epoch_images += images
-        bad = ~torch.isfinite(loss) & (self.first_bad_step < 0)
-        self.first_bad_step = torch.where(bad, self.global_step, self.first_bad_step)
+        """Per training step: its loss (`wrong`: misclassified images) into the epoch's lists.
+        No host sync, no tensor op and no `self.log` (see on_train_batch_end)."""
+        self.steps.add(loss.detach(), images, wrong)
 
     def check_finite(self) -> None:
         """Raise before anything saves weights trained on a NaN/Inf loss (one host read)."""
-        step = int(self.first_bad_step)
-        if step >= 0:
+        step = self._first_bad if self._first_bad is not None else self.steps.first_bad()
+        if step is not None:
             raise TrainingError(f"the training loss became NaN or Inf at step {step}; stopped "
                                 "before saving, so no checkpoint holds the diverged weights "
                                 "(lower optim.lr, or set trainer.gradient_clip_val)")
@@ -112,8 +138,9 @@ class Task(L.LightningModule):
         self.log(f"{self.METRICS.monitor[0]}_best", getattr(self, self.best_name), sync_dist=True)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_start, self._epoch_images = time.perf_counter(), 0
-        self._loss_sum, self._wrong_sum = torch.zeros((), device=self.device), None
+        if self._first_bad is None:
+            self._first_bad = self.steps.first_bad()
+        self.steps = EpochSteps(self.global_step)
 
     def on_train_start(self) -> None:
         self.on_train_epoch_start()  # a mid-epoch resume gets no on_train_epoch_start
@@ -128,11 +155,13 @@ class Task(L.LightningModule):
             self.probe.on_batch_start(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self._last_batch_end = time.perf_counter()  # epoch time without the validation pass
-        t, step = self.trainer, self.global_step
+        steps = self.steps
+        steps.end = time.perf_counter()  # epoch time without the validation pass
+        t = self.trainer
+        step, every = t.global_step, t.log_every_n_steps
         # Lightning writes step metrics to the loggers on these steps only (should_update_logs).
-        if t.log_every_n_steps and step % t.log_every_n_steps == 0 and self._step_loss is not None:
-            self.log("train/loss_step", self._step_loss, on_step=True, on_epoch=False,
+        if every and step % every == 0 and steps.losses:
+            self.log("train/loss_step", steps.losses[-1], on_step=True, on_epoch=False,
                      prog_bar=True, batch_size=1)
         if batch_idx + 1 >= t.num_training_batches or 0 < t.max_steps <= step:
             self.log_epoch_means()
@@ -140,17 +169,19 @@ class Task(L.LightningModule):
     def log_epoch_means(self) -> None:
         """The epoch's (so far: a run stopped by max_steps) mean loss and error, logged once;
         reduced across ranks then (sync_dist), never per step."""
-        n = max(1, self._epoch_images)
-        self.log("train/loss", self._loss_sum / n, on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=1)
-        if self._wrong_sum is not None:
-            self.log("train/err", self._wrong_sum / n, on_step=False, on_epoch=True,
+        if not self.steps.losses:
+            return
+        loss, err = self.steps.means()
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+        if err is not None:
+            self.log("train/err", err, on_step=False, on_epoch=True,
                      prog_bar=True, sync_dist=True, batch_size=1)
 
     def on_train_epoch_end(self) -> None:
-        elapsed = self._last_batch_end - self._epoch_start
-        if elapsed > 0 and self._epoch_images:
-            rate = self._epoch_images * self.trainer.world_size / elapsed
+        steps = self.steps
+        elapsed = steps.end - steps.start
+        if elapsed > 0 and steps.images:
+            rate = steps.images * self.trainer.world_size / elapsed
             self.throughput.append(rate)
             self.log("train/images_per_s", rate, sync_dist=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
