@@ -50,6 +50,16 @@ def test_an_eager_nchw_path_is_its_own_naive_loop(cli):
     assert result["ratio_naive"] == result["ratio"]
 
 
+def test_the_recipes_epoch_limit_does_not_end_reslabs_path_before_the_window(cli):
+    # 1 epoch of 3 batches (512 of ~1,300 digits), 2 + 3 steps wanted: reslab's path used to
+    # stop after 3 steps with its window still open (a nonsense rate, then a refused ratio).
+    args = [a if a != "data.batch_size=64" else "data.batch_size=512" for a in SMALL]
+    r = cli("bench", "configs/quickstart.yaml", "trainer.max_epochs=1", *args)
+    assert r.returncode == 0, r.stderr
+    work = json.loads(r.stdout)["sides"]["reslab"]["work"]
+    assert [w["optimizer_steps"] for w in work] == [3, 3]
+
+
 def test_bench_refuses_a_ratio_when_the_loops_work_differs(cli, monkeypatch):
     def unflipped(dm):  # the plain loop reads the same images without the crop's padding
         base = dm.train_dataloader()

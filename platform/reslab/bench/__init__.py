@@ -40,7 +40,9 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
     reason for refusing one, peak memory and (on GPU) MFU; then the input pipelines alone."""
     train.prepare_process()
     torch.manual_seed(cfg.seed)
-    cfg = derive(cfg, {"trainer.max_steps": warmup + steps})  # every schedule spans the window
+    # Every schedule spans the window, and no epoch limit ends reslab's path before it (an
+    # epoch has at least one step).
+    cfg = derive(cfg, {"trainer.max_steps": warmup + steps, "trainer.max_epochs": warmup + steps})
     built = build(cfg)
     dm, net = built.datamodule, built.net
     dm.setup()

@@ -119,6 +119,10 @@ class StepTimer(Callback):
         if trainer.global_step == self.warmup + self.steps:
             self.window.stop()
 
+    def on_train_end(self, trainer, pl_module):
+        if self.window.open:  # fit ended early: the record shows the steps it did take
+            self.window.stop()
+
 
 def time_reslab(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, root: str,
                 device: torch.device) -> dict:
