@@ -88,6 +88,15 @@ class Task(L.LightningModule):
         self._first_bad: int | None = None  # of an earlier epoch: its steps are gone
         self.throughput: list[float] = []  # images (patches) per second of each training epoch
 
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets `_current_fx_name` before and after every hook it calls (~30 times a
+        # step); it is never a tensor or a module, so Module.__setattr__'s checks are skipped
+        # (~80 µs a step on digits; Lightning's own _ResultMetric does the same).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     @property
     def best_name(self) -> str:
         return f"{self.METRICS.monitor[0]}_best".replace("/", "_")
