@@ -14,6 +14,7 @@ from reslab import train
 from reslab.build import build
 from reslab.config import load as C
 from reslab.tasks import ClassificationTask, fastpath
+from reslab.tasks.base import EpochSteps
 from support import TINY, run_dir
 
 
@@ -46,6 +47,26 @@ def test_epoch_means_are_the_image_weighted_mean_of_the_step_losses(tmp_path):
     assert summary["channels_last"] is True  # auto: a conv net
     assert summary["compile"] is False and summary["compile_setting"] == "auto"
     assert summary["compile_why"].startswith("auto: eager")
+
+
+@pytest.mark.parametrize("fold", [3, 4096])  # folded into sums every 3 steps, or never
+def test_an_epochs_steps_give_the_weighted_means_and_the_first_nan_step(monkeypatch, fold):
+    monkeypatch.setattr(EpochSteps, "FOLD", fold)
+    losses, sizes, wrongs = [2.0, 1.0, 4.0, 3.0, 0.5, 1.5, 2.5], [8, 8, 8, 8, 8, 8, 3], [3, 1, 4, 1, 5, 2, 0]
+    steps = EpochSteps(first_step=100)
+    for loss, n, w in zip(losses, sizes, wrongs):
+        steps.add(torch.tensor(loss), n, torch.tensor(w))
+    assert len(steps.losses) == len(losses) % fold and steps.last.item() == 2.5
+    loss, err = steps.means()
+    assert loss.item() == pytest.approx(sum(a * n for a, n in zip(losses, sizes)) / sum(sizes))
+    assert err.item() == pytest.approx(sum(wrongs) / sum(sizes))
+    assert steps.first_bad() is None
+    for bad_at in (1, 4, 6):  # in a folded block and in the listed steps
+        steps = EpochSteps(first_step=100)
+        for i, loss in enumerate(losses):
+            steps.add(torch.tensor(float("nan") if i == bad_at else loss), 8, None)
+        steps.add(torch.tensor(float("inf")), 8, None)  # a later bad step does not count
+        assert steps.first_bad() == 100 + bad_at and steps.means()[1] is None
 
 
 def test_the_step_loss_is_logged_only_on_the_loggers_steps(tmp_path):

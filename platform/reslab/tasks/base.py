@@ -27,35 +27,60 @@ from reslab.tasks.optim import Schedule, build_optimizer
 class EpochSteps:
     """One training epoch's steps, as plain lists: each step's loss (and misclassified count) as
     the device tensor the step made, and its batch size. Appending runs no tensor op (and, being
-    no Module, no Module.__setattr__); the means and the NaN check are computed when asked."""
+    no Module, no Module.__setattr__); the means and the NaN check are computed when asked. Every
+    FOLD steps the lists are folded into sums (one host read, for the NaN check), so a long epoch
+    holds at most FOLD tensors."""
+
+    FOLD = 4096
 
     def __init__(self, first_step: int):
         self.first_step, self.start, self.end = first_step, time.perf_counter(), 0.0
         self.losses: list[torch.Tensor] = []
         self.wrongs: list[torch.Tensor] = []
         self.sizes: list[int] = []
-        self.images = 0
+        self.images = self.folded = 0  # folded: the steps already in the sums below
+        self.loss_sum: torch.Tensor | None = None
+        self.wrong_sum: torch.Tensor | None = None
+        self.bad: int | None = None  # the first NaN/Inf step among the folded ones
+        self.last: torch.Tensor | None = None  # the latest step's loss
 
     def add(self, loss: torch.Tensor, images: int, wrong: torch.Tensor | None) -> None:
+        self.last = loss
         self.losses.append(loss)
         self.sizes.append(images)
         self.images += images
         if wrong is not None:
             self.wrongs.append(wrong)
+        if len(self.losses) >= self.FOLD:
+            self.bad = self.first_bad()
+            self.loss_sum, self.wrong_sum = self._sums()
+            self.folded += len(self.losses)
+            self.losses, self.wrongs, self.sizes = [], [], []
+
+    def _sums(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The image-weighted loss sum and the misclassified count, folded steps included."""
+        loss, wrong = self.loss_sum, self.wrong_sum
+        if self.losses:
+            losses = torch.stack(self.losses).float()
+            part = (losses * torch.tensor(self.sizes, device=losses.device)).sum()
+            loss = part if loss is None else loss + part
+        if self.wrongs:
+            part = torch.stack(self.wrongs).sum()
+            wrong = part if wrong is None else wrong + part
+        return loss, wrong
 
     def means(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The image-weighted mean loss and the error rate so far (device tensors)."""
-        losses = torch.stack(self.losses).float()
+        loss, wrong = self._sums()
         n = max(1, self.images)
-        loss = (losses * torch.tensor(self.sizes, device=losses.device)).sum() / n
-        return loss, torch.stack(self.wrongs).sum() / n if self.wrongs else None
+        return loss / n, wrong / n if wrong is not None else None
 
     def first_bad(self) -> int | None:
         """The first step whose loss was NaN or Inf (one host read), or None."""
-        if not self.losses:
-            return None
+        if self.bad is not None or not self.losses:
+            return self.bad
         bad = (~torch.isfinite(torch.stack(self.losses))).nonzero()
-        return self.first_step + int(bad[0]) if len(bad) else None
+        return self.first_step + self.folded + int(bad[0]) if len(bad) else None
 
 
 class Task(L.LightningModule):
@@ -169,8 +194,8 @@ class Task(L.LightningModule):
         t = self.trainer
         step, every = t.global_step, t.log_every_n_steps
         # Lightning writes step metrics to the loggers on these steps only (should_update_logs).
-        if every and step % every == 0 and steps.losses:
-            self.log("train/loss_step", steps.losses[-1], on_step=True, on_epoch=False,
+        if every and step % every == 0 and steps.last is not None:
+            self.log("train/loss_step", steps.last, on_step=True, on_epoch=False,
                      prog_bar=True, batch_size=1)
         if batch_idx + 1 >= t.num_training_batches or 0 < t.max_steps <= step:
             self.log_epoch_means()
@@ -178,7 +203,7 @@ class Task(L.LightningModule):
     def log_epoch_means(self) -> None:
         """The epoch's (so far: a run stopped by max_steps) mean loss and error, logged once;
         reduced across ranks then (sync_dist), never per step."""
-        if not self.steps.losses:
+        if not self.steps.images:
             return
         loss, err = self.steps.means()
         self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
