@@ -8,6 +8,12 @@ class UserError(Exception):
         return str(self.args[0]) if self.args else ""
 
 
+def reason(e: BaseException) -> str:
+    """An exception's first line (at most 160 characters), or its type's name: for a sentence."""
+    text = str(e).strip()
+    return text.splitlines()[0][:160] if text else type(e).__name__
+
+
 class ConfigError(UserError, ValueError):
     """A bad config value: one sentence naming the key, the value and what is allowed."""
 

@@ -13,13 +13,11 @@ from typing import Any
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from reslab import data
 from reslab.config.schema import Config
 from reslab.fileio import write_csv
-from reslab.metrics import BY_TASK
 from reslab.rundir import RunDir, read_metrics, redact
 from reslab.wandb_artifacts import log_checkpoint, log_end_of_run, use_pretrained
-from reslab.wandb_identity import init_args, mode
+from reslab.wandb_identity import init_args, log_model, mode, task_metrics
 
 
 class CSVMetrics(Logger):
@@ -85,7 +83,7 @@ class ReslabWandb(WandbLogger):
                           "metrics.csv and summary.json are complete", stacklevel=2)
 
     def after_save_checkpoint(self, checkpoint_callback) -> None:
-        if str(self.cfg.logger.wandb.log_model).lower() != "all" or \
+        if log_model(self.cfg) != "all" or \
                 not checkpoint_callback.best_model_path or self._experiment is None:
             return
         score = checkpoint_callback.best_model_score
@@ -139,16 +137,12 @@ def define_metrics(experiment, cfg: Config) -> None:
     experiment.define_metric(metric, step_metric="trainer/global_step", summary=f"{direction},last")
 
 
-def task_metrics(cfg: Config):
-    return BY_TASK[data.task_of(cfg.data.name)]
-
-
 def wandb_summary(summary: dict, cfg: Config) -> dict:
     """summary.json as the W&B summary: the same keys and values, except the monitored metric,
     which W&B keeps as {min|max: best, last: value} (define_metric) — its `last` is
     summary.json's value and its best is summary.json's `<metric>_best`."""
     metric, direction = task_metrics(cfg).monitor
-    out = redact(dict(summary))
+    out = redact(summary)
     if metric in out:
         out[metric] = {direction: summary.get(f"{metric}_best", summary[metric]),
                        "last": summary[metric]}

@@ -73,8 +73,7 @@ class RunBar(EpochLine):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
                                 dataloader_idx=0) -> None:
-        if self.active and trainer.training is False and trainer.state.fn == "fit" \
-                and self.clock() - self.drawn_at >= self.interval:
+        if self.active and self.clock() - self.drawn_at >= self.interval:  # only inside fit
             self.draw(trainer, pl_module, "validating")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -14,11 +14,11 @@ import os
 import shutil
 from pathlib import Path
 
-from reslab import checkpoint, data
+from reslab import checkpoint
 from reslab.config.schema import Config
-from reslab.metrics import BY_TASK
-from reslab.rundir import RunDir, is_run_dir
-from reslab.wandb_identity import columns, run_id
+from reslab.errors import UserError
+from reslab.rundir import RunDir, find_run
+from reslab.wandb_identity import columns, log_model, run_id, task_metrics
 from reslab.weights import is_torchvision_name, weights_file
 
 ENTRY = "model.ckpt"
@@ -31,8 +31,8 @@ def artifact_name(wandb_run_id: str) -> str:
 def log_end_of_run(experiment, cfg: Config, run: RunDir, summary: dict) -> None:
     """best: best.ckpt (aliases best, latest); last and all: last.ckpt (aliases last, latest),
     with best.ckpt too for `last`; false: nothing."""
-    how = str(cfg.logger.wandb.log_model).lower()
-    metric = BY_TASK[data.task_of(cfg.data.name)].monitor[0]
+    how = log_model(cfg)
+    metric = task_metrics(cfg).monitor[0]
     score = summary.get(f"{metric}_best")
     if how in ("best", "last") and run.best_ckpt.is_file():
         log_checkpoint(experiment, cfg, run, run.best_ckpt, ["best"], {"score": score})
@@ -51,7 +51,7 @@ def log_checkpoint(experiment, cfg: Config, run: RunDir, ckpt: str | Path, alias
     state = checkpoint.load(ckpt, mmap=True)
     step, epoch = state.get("global_step"), state.get("epoch")
     snap = snapshot(experiment, ckpt, f"{ckpt.stem}-step{step}.ckpt")
-    metric = BY_TASK[data.task_of(cfg.data.name)].monitor[0]
+    metric = task_metrics(cfg).monitor[0]
     art = wandb.Artifact(artifact_name(experiment.id), type="model", metadata={
         "metric": metric, **meta, "step": step, "epoch": epoch, "file": ckpt.name,
         "run_dir": str(run.path), "config": columns(cfg, run)})
@@ -80,12 +80,13 @@ def use_pretrained(experiment, cfg: Config) -> None:
     if spec == "none" or is_torchvision_name(spec):
         return
     ckpt = weights_file(spec)
-    source = ckpt.parent.parent
-    if ckpt.parent.name != "checkpoints" or not is_run_dir(source):
+    try:
+        source = find_run(ckpt)
+    except UserError:  # a plain file, not a reslab run's checkpoint
         return
     import wandb
 
-    art = wandb.Artifact(artifact_name(run_id(RunDir(source))), type="model")
+    art = wandb.Artifact(artifact_name(run_id(source)), type="model")
     art.add_file(str(ckpt), name=ENTRY, policy="immutable")
     if experiment.offline:
         # W&B refuses use_artifact offline; a draft logged with use_after_commit is what

@@ -17,6 +17,7 @@ from typing import Any
 from reslab import data, models
 from reslab.config.load import flatten, to_dict
 from reslab.config.schema import Config
+from reslab.metrics import BY_TASK
 from reslab.rundir import RunDir, redact
 from reslab.slurm import env as slurm_env
 
@@ -109,6 +110,16 @@ def shortcut_tag(shortcut: str | None) -> str:
     return "plain" if shortcut == "none" else f"shortcut-{shortcut}"
 
 
+def task_metrics(cfg: Config):
+    """The run's task's metric keys (reslab.metrics): what W&B's summary and artifacts follow."""
+    return BY_TASK[data.task_of(cfg.data.name)]
+
+
+def log_model(cfg: Config) -> str:
+    """logger.wandb.log_model as one of false | best | last | all."""
+    return str(cfg.logger.wandb.log_model).lower()
+
+
 def fine_tune(cfg: Config) -> bool:
     return str(cfg.model.weights) != "none"
 
@@ -116,7 +127,7 @@ def fine_tune(cfg: Config) -> bool:
 def array_task(run: RunDir) -> tuple[str, str] | None:
     """(array job id, task index) of a SLURM array task: from the job id recorded at submission
     (so `reslab test` later finds the same group), else from the job's environment."""
-    jid = run.job_id() if run.path.is_dir() else None
+    jid = run.job_id()
     if jid and "_" in jid:
         job, task = jid.split("_", 1)
         return job, task
@@ -130,7 +141,7 @@ def columns(cfg: Config, run: RunDir) -> dict[str, Any]:
     flat = flatten(redact(to_dict(cfg)))
     info = models.info(cfg.model.name)
     task = data.task_of(cfg.data.name)
-    in_slurm = slurm_env.in_slurm_step() or (run.path.is_dir() and run.job_id() is not None)
+    in_slurm = slurm_env.in_slurm_step() or run.job_id() is not None
     drop = {k for k in flat if k.startswith("slurm.") and not in_slurm}
     drop |= {k for k in flat if k.startswith("model.")
              and k.split(".")[1] not in (*MODEL_COMMON, *info.options)}

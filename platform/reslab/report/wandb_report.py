@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reslab.errors import UserError
+from reslab.errors import UserError, reason
 from reslab.report.runs import Run
 
 STEP = "trainer/global_step"
@@ -32,7 +32,7 @@ def spec(entity: str, project: str, by: list[str], metric: str, group: str | Non
                               f"{', '.join(by)}; mean and min-max over seeds."},
         {"type": "grid", "runsets": [runset(entity, project, name, join(scope, f), by)
                                      for name, f in halves],
-         "panels": [line(m, by, i) for i, m in enumerate(curves)]},
+         "panels": [line(m, i) for i, m in enumerate(curves)]},
     ]
     if any(r.config.get("logger.wandb.job_type") == "sweep-trial" or
            str(r.summary.get("job_type", "")) == "sweep-trial" for r in runs) or len(by) > 1:
@@ -58,7 +58,7 @@ def runset(entity: str, project: str, name: str, filters: str, by: list[str]) ->
             "groupby": [f"config.{k}" for k in by]}
 
 
-def line(metric: str, by: list[str], i: int) -> dict:
+def line(metric: str, i: int) -> dict:
     return {"kind": "line", "title": f"{metric} vs step", "x": STEP, "y": [metric],
             "groupby_aggfunc": "mean", "groupby_rangefunc": "minmax", "position": (12 * (i % 2), 0)}
 
@@ -109,6 +109,6 @@ def save(data: dict) -> str:
         report.save()
     except Exception as e:  # noqa: BLE001 - network or permission: a sentence
         raise UserError(f"could not save the W&B report to {data['entity']}/{data['project']} "
-                        f"({str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__}); "
+                        f"({reason(e)}); "
                         "the table and figures are written") from None
     return report.url

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from reslab.errors import UserError
+from reslab.errors import UserError, reason
 from reslab.report.runs import Run
 
 TIMEOUT_S = 30
@@ -28,11 +28,8 @@ def fetch(path: str, group: str | None = None, filters: list[str] = ()) -> list[
         api = wandb.Api(timeout=TIMEOUT_S)
         found = api.runs(path, filters={"group": group} if group else None)
         runs = [to_run(r) for r in found]
-    except UserError:
-        raise
     except Exception as e:  # noqa: BLE001 - network, authentication, unknown project: a sentence
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UserError(f"--wandb {path}: could not read the runs from W&B ({reason}); check "
+        raise UserError(f"--wandb {path}: could not read the runs from W&B ({reason(e)}); check "
                         "the network, WANDB_BASE_URL and WANDB_API_KEY, or compare the run "
                         "directories instead") from None
     runs = [r for r in runs if all(matches(r, k, v) for k, v in wanted)]
@@ -86,7 +83,7 @@ def row_of(h: dict) -> dict:
     """A history row as metrics.csv has it: step, epoch and the `split/name` metrics."""
     step = h.get("trainer/global_step")
     metrics = {k: v for k, v in h.items() if "/" in k and k != "trainer/global_step"
-               and isinstance(v, (int, float)) and v is not None}
+               and isinstance(v, (int, float))}
     if step is None or not metrics:
         return {}
     return {"step": int(step), "epoch": h.get("epoch", ""), **metrics}
