@@ -85,15 +85,15 @@ def _work(**changes) -> dict:
 
 
 def test_each_difference_in_work_refuses_the_ratio_and_is_named():
-    same = spread.side([_work(), _work()], 64)
+    same = spread.side([_work(), _work()])
     assert spread.ratio(same, same, spread.WORK + spread.SETUP)["ratio"] == 1.0
     for change in ({"optimizer_steps": 2}, {"images": 128}, {"batch_size": [32, 64]},
                    {"dtype": "bfloat16"}, {"augmentation": "pad=0 flip=False shuffle=True"},
                    {"memory_format": "inputs either, weights contiguous"}, {"compiled": True}):
-        other = spread.side([_work(), _work(**change)], 64)
+        other = spread.side([_work(), _work(**change)])
         q = spread.ratio(same, other, spread.WORK + spread.SETUP)
         key = next(iter(change))
         assert "ratio" not in q and "round 2" in q["refused"] and key in q["refused"], change
     # Against the naive loop only the work counts: its layout and compilation differ by design.
-    naive = spread.side([_work(memory_format="inputs either, weights contiguous")] * 2, 64)
+    naive = spread.side([_work(memory_format="inputs either, weights contiguous")] * 2)
     assert spread.ratio(same, naive, spread.WORK)["ratio"] == 1.0

@@ -66,12 +66,18 @@ def net_state(state_dict: dict) -> dict:
     return {k.removeprefix("net."): v for k, v in state_dict.items() if k.startswith("net.")}
 
 
+def state_dict(ckpt: dict, path: str | Path) -> dict:
+    """A loaded checkpoint's state dict, or a refusal naming the file."""
+    saved = ckpt.get("state_dict")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint {path} holds no state_dict (not a reslab checkpoint)")
+    return saved
+
+
 def check_fits(path: Path, module: torch.nn.Module) -> None:
     """Refuse, before anything is written, a checkpoint whose weights do not fit `module` (the
     run's config.yaml was edited, or the checkpoint is another model's)."""
-    saved = load(path, mmap=True).get("state_dict")
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"checkpoint {path} holds no state_dict (not a reslab checkpoint)")
+    saved = state_dict(load(path, mmap=True), path)
     own = module.state_dict()
     missing = [k for k in own if k not in saved]
     other = [k for k in saved if k not in own or getattr(saved[k], "shape", None) != own[k].shape]

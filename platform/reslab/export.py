@@ -41,6 +41,8 @@ class Source:
     net: nn.Module            # the checkpoint's weights, eval mode
     build_args: dict[str, Any]  # models.build(cfg.model.name, **build_args) makes the same net
     datamodule: Any
+    global_step: int | None     # of the checkpoint
+    epoch: int | None
 
 
 def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = None) -> dict:
@@ -86,17 +88,15 @@ def open_source(path: str | Path) -> Source:
     dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
     build_args = {**data.model_args(dm), **model_kwargs(cfg)}
     net = models.build(cfg.model.name, **build_args)
-    state = checkpoint.load(ckpt).get("state_dict")
-    if not isinstance(state, dict):
-        raise checkpoint.CheckpointError(f"checkpoint {ckpt} holds no state_dict (not a reslab "
-                                         "checkpoint)")
+    loaded = checkpoint.load(ckpt)
     try:
-        net.load_state_dict(checkpoint.net_state(state))
+        net.load_state_dict(checkpoint.net_state(checkpoint.state_dict(loaded, ckpt)))
     except RuntimeError as e:
         raise checkpoint.CheckpointError(
             f"checkpoint {ckpt} does not fit the run's model {cfg.model.name} "
             f"({str(e).splitlines()[1].strip()[:100]}; was config.yaml edited?)") from None
-    return Source(run, ckpt, cfg, net.eval(), build_args, dm)
+    return Source(run, ckpt, cfg, net.eval(), build_args, dm, loaded.get("global_step"),
+                  loaded.get("epoch"))
 
 
 def output_path(run: RunDir, fmt: str, out: str | Path | None) -> Path:
@@ -169,7 +169,6 @@ def compare(got: torch.Tensor, expected: torch.Tensor, runtime: str) -> dict:
 def metadata(src: Source, fmt: str, target: Path, check: dict, out_shape: list[int]) -> dict:
     cfg, dm = src.cfg, src.datamodule
     task = data.task_of(cfg.data.name)
-    ckpt = checkpoint.load(src.ckpt, mmap=True)
     return {
         "format": fmt, "file": target.name, "task": task,
         "model": {"name": cfg.model.name, **src.build_args},
@@ -179,7 +178,7 @@ def metadata(src: Source, fmt: str, target: Path, check: dict, out_shape: list[i
         "classes": classes(cfg, dm) if task == "classification" else None,
         "check": {k: v for k, v in check.items() if k != "sentence"},
         "run": str(src.run.path), "checkpoint": str(src.ckpt),
-        "global_step": ckpt.get("global_step"), "epoch": ckpt.get("epoch"),
+        "global_step": src.global_step, "epoch": src.epoch,
         "versions": {"reslab": __version__, "torch": torch.__version__},
         "config": to_dict(cfg),
     }
@@ -214,10 +213,8 @@ def training_normalizer(cfg: Config, dm: ArrayData) -> Normalizer:
     train_x, train_y, _, _ = dm.load()
     if cfg.data.classes:
         train_x, _ = keep_classes(train_x, train_y, list(cfg.data.classes))
-    n_val = dm._val_count(len(train_x))
-    perm = torch.randperm(len(train_x),
-                          generator=torch.Generator().manual_seed(cfg.data.split_seed))
-    return Normalizer(cfg.data.normalize, train_x[perm[n_val:].sort().values])
+    _, train_idx = dm.split(len(train_x))
+    return Normalizer(cfg.data.normalize, train_x[train_idx])
 
 
 def classes(cfg: Config, dm) -> list:

@@ -61,7 +61,7 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
                 fast = rec.pop("fast_path", fast)
                 records[name].append(rec)
     bs = cfg.data.batch_size
-    sides = {k: spread.side(v, bs) for k, v in records.items() if len(v) == rounds}
+    sides = {k: spread.side(v) for k, v in records.items() if len(v) == rounds}
     out = {"model": cfg.model.name, "depth": cfg.model.depth, "batch_size": bs,
            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "precision": cfg.trainer.precision, "threads": torch.get_num_threads(),

@@ -31,9 +31,9 @@ def layout(t: torch.Tensor) -> str:
         "channels_last" if nhwc else "strided"
 
 
-def _formats(tensors) -> str:
-    found = sorted({layout(t) for t in tensors if t.ndim == 4} - {"either"})
-    return "+".join(found) or "either"
+def _formats(layouts) -> str:
+    """Layouts seen, `+`-joined; `either` when none says anything."""
+    return "+".join(sorted(set(layouts) - {"either"})) or "either"
 
 
 class Window:
@@ -77,12 +77,11 @@ class Window:
 
     def record(self, net: nn.Module, loader, compiled: bool) -> dict:
         """The window's work (compared between loops before any ratio) and its times."""
-        inputs = sorted(self.inputs - {"either"})
         return {"optimizer_steps": self.steps, "images": self.images,
                 "forward_calls": self.forwards, "batch_size": sorted(self.batch_sizes),
                 "augmentation": augmentation(loader), "dtype": "+".join(sorted(self.dtypes)),
-                "memory_format": f"inputs {'+'.join(inputs) or 'either'}, weights "
-                                 f"{_formats(net.parameters())}",
+                "memory_format": f"inputs {_formats(self.inputs)}, weights "
+                                 f"{_formats(layout(p) for p in net.parameters() if p.ndim == 4)}",
                 "compiled": compiled, "seconds": self.wall, "cpu_seconds": self.cpu}
 
 

@@ -13,7 +13,7 @@ SETUP = ("memory_format", "compiled")
 LABELS = {"reslab": "reslab", "plain": "plain (same fast path)", "naive": "naive (eager NCHW)"}
 
 
-def side(records: list[dict], batch_size: int) -> dict:
+def side(records: list[dict]) -> dict:
     """One loop's rounds: images/s per round and its spread, ms and CPU ms per step."""
     rates = [r["images"] / r["seconds"] if r["seconds"] > 0 else 0.0 for r in records]
     steps = [max(1, r["optimizer_steps"]) for r in records]

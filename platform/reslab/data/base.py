@@ -53,16 +53,20 @@ class ArrayData(L.LightningDataModule):
         if self.cfg.classes:
             train_x, train_y = keep_classes(train_x, train_y, list(self.cfg.classes))
             test_x, test_y = keep_classes(test_x, test_y, list(self.cfg.classes))
-        n_val = self._val_count(len(train_x))
-        perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(
-            self.cfg.split_seed))
-        val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+        val_idx, train_idx = self.split(len(train_x))
         norm = Normalizer(self.cfg.normalize, train_x[train_idx])
         self.splits = {
             "train": (norm(train_x[train_idx]), train_y[train_idx]),
             "val": (norm(train_x[val_idx]), train_y[val_idx]),
             "test": (norm(test_x), test_y),
         }
+
+    def split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validation and training indices into the (class-filtered) training images: one fixed
+        shuffle by data.split_seed (export fits the same normalisation on the same images)."""
+        n_val = self._val_count(n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.split_seed))
+        return perm[:n_val].sort().values, perm[n_val:].sort().values
 
     def _val_count(self, n: int) -> int:
         v = self.cfg.val_size

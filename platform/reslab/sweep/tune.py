@@ -166,7 +166,7 @@ def run_trial(config: dict, spec: Spec) -> None:
     torch.set_num_threads(max(1, int(spec.cpu)))
     report = TuneReport()
     summary = train.fit(cfg, resume=run, callbacks=[report])
-    train.write_summary(run, {**read_summary(run), "trial_s": round(time.perf_counter() - t0, 3),
+    train.write_summary(run, {**summary, "trial_s": round(time.perf_counter() - t0, 3),
                               "trial_window": [round(began, 3), round(time.time(), 3)]})
     if not report.reported:  # resumed at its last epoch: Tune still needs one result
         report.final(summary, spec.metric)

@@ -25,7 +25,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from reslab.config.schema import OptimConfig
-from reslab.data.sr import rgb, ycbcr
+from reslab.data.sr import rgb, to_y, ycbcr
 from reslab.metrics import SUPER_RESOLUTION
 from reslab.models.sr import bicubic
 from reslab.rundir import RunDir
@@ -112,7 +112,7 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 def luma(images: torch.Tensor, border: int) -> torch.Tensor:
     """Y of ITU-R BT.601 YCbCr (MATLAB's rgb2ycbcr) in [0, 1], without `border` pixels a side;
     1-channel images are Y already."""
-    y = images if images.shape[1] == 1 else ycbcr(images)[:, :1]
+    y = images if images.shape[1] == 1 else to_y(images)
     return y[..., border:-border, border:-border] if border else y
 
 
