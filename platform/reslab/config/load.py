@@ -59,8 +59,7 @@ def naming(cfg: DictConfig, layer: dict) -> dict:
     if not isinstance(name, str) or name not in MODELS or name == cfg.model.name:
         return layer
     info, defaults = MODELS.get(name), ModelConfig()
-    preset = info.fixed if info.depth is not None else {}
-    reset = {k: preset.get(k, getattr(defaults, k)) for k in ARCH_KEYS}
+    reset = {k: info.fixed.get(k, getattr(defaults, k)) for k in ARCH_KEYS}  # a family: {}
     return {**layer, "model": {**reset, **model}}
 
 

@@ -37,7 +37,8 @@ Pair = tuple[torch.Tensor, torch.Tensor]  # (low-res, high-res) uint8 (C, h, w),
 
 
 class SRData(L.LightningDataModule):
-    """Subclasses implement `images()` -> {split: [HWC uint8 arrays]}."""
+    """Subclasses implement `images()` -> {split: [HWC uint8 arrays]} for train, val and (else
+    val is the test split) test."""
 
     task = "super_resolution"
 
@@ -69,6 +70,7 @@ class SRData(L.LightningDataModule):
             images["test"] = benchmark_images(Path(self.cfg.test_root))
         self.pairs = {split: [make_pair(im, self.scale) for im in ims]
                       for split, ims in images.items()}
+        self.pairs.setdefault("test", self.pairs["val"])  # no test split of its own
         small = [tuple(hr.shape[1:]) for _, hr in self.pairs["train"]
                  if min(hr.shape[1:]) < self.cfg.patch_size]
         if small:
@@ -231,17 +233,10 @@ class SRFolderData(SRData):
         super().__init__(cfg, seed)
         self.root = Path(cfg.root)
 
-    def _files(self, split: str) -> list[Path]:
-        return image_files(self.root / split)
-
-    def _require_files(self) -> None:
-        for split in ("train", "val"):
-            if not self._files(split):
-                raise DataError(f"sr_folder needs high-resolution images in {self.root / split} "
-                                f"({', '.join(IMAGE_SUFFIXES)}; e.g. DIV2K_train_HR's in "
-                                f"{self.root}/train and DIV2K_valid_HR's in {self.root}/val)")
-
     def images(self) -> dict[str, list[np.ndarray]]:
-        self._require_files()
-        out = {s: [read_rgb(f) for f in self._files(s)] for s in ("train", "val")}
-        return {**out, "test": out["val"]}
+        files = {s: image_files(self.root / s) for s in ("train", "val")}
+        if missing := [s for s, f in files.items() if not f]:
+            raise DataError(f"sr_folder needs high-resolution images in {self.root / missing[0]} "
+                            f"({', '.join(IMAGE_SUFFIXES)}; e.g. DIV2K_train_HR's in "
+                            f"{self.root}/train and DIV2K_valid_HR's in {self.root}/val)")
+        return {s: [read_rgb(f) for f in fs] for s, fs in files.items()}  # test: val

@@ -59,9 +59,8 @@ class ModelInfo:
 
     @property
     def blocks(self) -> tuple[str, ...]:
-        """The allowed model.block values: a preset's own, or both for the CIFAR family."""
-        if "block" in self.fixed:
-            return (self.fixed["block"],)
+        """The allowed model.block values: both for CIFAR nets (a preset's own is enforced with
+        its other fixed keys, validate.check_preset), none for the others."""
         return BLOCKS if self.family == "cifar" else ()
 
 

@@ -108,10 +108,9 @@ def cifar_resnet(depth: int = 20, shortcut: str | None = None, block: str | None
                   shortcut=shortcut or ("B" if bottleneck else "A"), **kwargs)
 
 
-def imagenet_resnet(depth: int = 50, shortcut: str = "B", block: str | None = None,
-                    **kwargs) -> ResNet:
+def imagenet_resnet(depth: int = 50, shortcut: str = "B", **kwargs) -> ResNet:
     """ImageNet ResNet (Table 1): 7x7 stem + max-pool, 4 stages, Basic (18/34) or Bottleneck
-    (50+): the depth decides the block (`block`, a CIFAR option, is accepted for a preset only)."""
+    (50+): the depth decides the block."""
     if err := depth_error("imagenet", depth):
         raise ValueError(err)
     block, layers = IMAGENET_LAYERS[depth]
