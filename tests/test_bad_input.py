@@ -1,17 +1,25 @@
 """Bad input, tried as a stranger would: each case must exit 2 with one sentence on stderr (no
-traceback) and create no file. Run as a test, or as a script for the count:
+traceback) and create or change no file (sha256 of every file, a completed run's records
+included, before and after). Cases are argv templates: {T} is the scratch folder, {ROOT} the
+`run.root=` override that points into it, {RUN} a completed run directory, and {CKPT} its
+best.ckpt. Run as a test, or as a script for the count:
 
     .venv/bin/python tests/test_bad_input.py
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reslab import train  # noqa: E402
+from reslab.config.load import load  # noqa: E402
 from support import ROOT, TINY, run_main  # noqa: E402
 
 FILES = {
@@ -34,74 +42,125 @@ FILES = {
 }
 
 
-def cases(t: Path) -> list[list[str]]:
-    root = f"run.root={t}/runs"
-    train = [["train", *TINY, root, *c] for c in (
-        ["seed=-1"], ["seed=99999999999"], ["run.name=" + "x" * 300], ["run.name=a\u200bb"],
-        ["run.name=a\u0085b"], ["run.name=../up"], ["run.name=/etc"], ["run.name=.."],
-        ["model.depth=[1]"], ["model.depth=57"], ["model.depth=abc"], ["model.dpeth=56"],
-        ["model.shortcut=D"], ["model.name=resnet65"], ["model.name="], ["model=resnet56"],
-        ["model.depth.x=3"], ["model.name=resnet50", "model.depth=34"], ["model.width=-1"],
-        ["model.preact=maybe"], ["optim.momentum=-1"], ["optim.label_smoothing=2"],
-        ["optim.lr=0"], ["optim.schedule=step"], ["optim.warmup_steps=-3"], ["data.name=cifar11"],
-        ["data.batch_size=0"], ["data.batch_size=abc"], ["data.val_size=-1"], ["data.val_size=0"],
-        ["data.val_size=5000"], ["data.classes=[0, 0]"], ["data.classes=[-1]"],
-        ["data.classes=[3, 11]"], ["data.num_workers=-1"], ["data.image_size=0"],
-        ["trainer.max_epochs=0"], ["trainer.max_steps=0"], ["trainer.max_steps=-5"],
-        ["trainer.devices=-1"], ["trainer.precision=64"], ["trainer.accelerator=tpu"],
-        ["trainer.gradient_clip_val=-1"], ["trainer.limit_train_batches=0"],
-        ["trainer.checkpoint_every_n_steps=-1"], ["slurm.max_restarts=-1"],
-        ["slurm.signal_margin_s=-5"], ["diagnostics.every_n_steps=-1"],
-        ["logger.wandb.mode=loud"], ["=3"], ["depth"], ["run.name=${oc.env:HOME}"],
-        ["data.name=cifar10", f"data.root={t}/a_file"], ["data.name=imagefolder", f"data.root={t}"],
-        ["data.name=imagefolder", f"data.root={t}/empty_classes"],
-        ["data.name=imagefolder", f"data.root={t}/one_class"],
-        ["model.weights=/etc/passwd"], ["model.weights=https://example.com/evil.ckpt"],
-        ["model.freeze=layer9"], ["configs/experiment/sr_vdsr_sample.yaml", "data.name=digits"],
-        ["configs/experiment/sr_vdsr_sample.yaml", "data.patch_size=400"],
-        ["configs/nope.yaml"], [f"{t}/binary.yaml"], [f"{t}/nested.yaml"],
-        [f"{t}/duplicate.yaml"], [f"{t}/list.yaml"], [f"{t}/tags.yaml"], [f"{t}/alias.yaml"],
-        [f"{t}/secret.yaml"], [str(t)], [f"run.root={t}/a_file"])]
-    other = [
-        ["train", "--resume", f"{t}/nope"], ["train", "--resume", f"{t}/a_file"],
-        ["train", "--resume", str(t), "configs/quickstart.yaml"], ["test", f"{t}/nope"],
-        ["test", f"{t}/a_file"], ["models", "zzz*"], ["config", "model.depth=abc"],
-        ["status", f"{t}/nope"], ["status", "--root", f"{t}/nope"], ["compare", f"{t}/nope"],
-        ["compare", str(t)], ["bench", "--steps", "0"], ["bench", "--rounds", "0"],
-        ["bench", "--steps", "x"], ["sweep", f"{t}/nope.yaml"],
-        ["sweep", "sweeps/degradation_digits.yaml", "--cpus", "-1", "--dry-run"],
-        ["submit", "configs/slurm/local.yaml", "slurm.nodes=0", "--dry-run", root],
-        ["submit", "configs/slurm/local.yaml", "--array", "seed=", "--dry-run", root],
-        ["submit", "configs/slurm/local.yaml", "--array", "slurm.nodes=1,2", "--dry-run", root],
-        ["submit", "configs/slurm/local.yaml", "run.name=x$(reboot)", "--dry-run", root],
-        ["submit", "configs/slurm/local.yaml", "trainer.num_nodes=3", "--dry-run", root],
-        ["trian"], ["train", "--nope"], ["train", "--resume", "configs"],
-        ["test", "configs/quickstart.yaml"], ["compare", "configs"],
-        ["config", "configs/quickstart.yaml", "model.name=plain20", "model.shortcut=A"],
-        ["config", "configs/quickstart.yaml", "model.depth=164"],
-    ]
-    specs = [["sweep", f"{t}/{name}", "--dry-run"] for name in FILES if name.startswith("spec_")]
-    return train + other + specs
+TRAIN = [["train", *TINY, "{ROOT}", *c] for c in (
+    ["seed=-1"], ["seed=99999999999"], ["run.name=" + "x" * 300], ["run.name=a\u200bb"],
+    ["run.name=a\u0085b"], ["run.name=../up"], ["run.name=/etc"], ["run.name=.."],
+    ["model.depth=[1]"], ["model.depth=57"], ["model.depth=abc"], ["model.dpeth=56"],
+    ["model.shortcut=D"], ["model.name=resnet65"], ["model.name="], ["model=resnet56"],
+    ["model.depth.x=3"], ["model.name=resnet50", "model.depth=34"], ["model.width=-1"],
+    ["model.preact=maybe"], ["optim.momentum=-1"], ["optim.label_smoothing=2"],
+    ["optim.lr=0"], ["optim.schedule=step"], ["optim.warmup_steps=-3"], ["data.name=cifar11"],
+    ["data.batch_size=0"], ["data.batch_size=abc"], ["data.val_size=-1"], ["data.val_size=0"],
+    ["data.val_size=5000"], ["data.classes=[0, 0]"], ["data.classes=[-1]"],
+    ["data.classes=[3, 11]"], ["data.num_workers=-1"], ["data.image_size=0"],
+    ["trainer.max_epochs=0"], ["trainer.max_steps=0"], ["trainer.max_steps=-5"],
+    ["trainer.devices=-1"], ["trainer.precision=64"], ["trainer.accelerator=tpu"],
+    ["trainer.gradient_clip_val=-1"], ["trainer.limit_train_batches=0"],
+    ["trainer.checkpoint_every_n_steps=-1"], ["slurm.max_restarts=-1"],
+    ["slurm.signal_margin_s=-5"], ["diagnostics.every_n_steps=-1"],
+    ["logger.wandb.mode=loud"], ["=3"], ["depth"], ["run.name=${oc.env:HOME}"],
+    ["data.name=cifar10", "data.root={T}/a_file"], ["data.name=imagefolder", "data.root={T}"],
+    ["data.name=imagefolder", "data.root={T}/empty_classes"],
+    ["data.name=imagefolder", "data.root={T}/one_class"],
+    ["model.weights=/etc/passwd"], ["model.weights=https://example.com/evil.ckpt"],
+    ["model.freeze=layer9"], ["configs/experiment/sr_vdsr_sample.yaml", "data.name=digits"],
+    ["configs/experiment/sr_vdsr_sample.yaml", "data.patch_size=400"],
+    ["configs/nope.yaml"], ["{T}/binary.yaml"], ["{T}/nested.yaml"],
+    ["{T}/duplicate.yaml"], ["{T}/list.yaml"], ["{T}/tags.yaml"], ["{T}/alias.yaml"],
+    ["{T}/secret.yaml"], ["{T}"], ["run.root={T}/a_file"])]
+
+OTHER = [
+    ["train", "--resume", "{T}/nope"], ["train", "--resume", "{T}/a_file"],
+    ["train", "--resume", "{T}", "configs/quickstart.yaml"], ["test", "{T}/nope"],
+    ["test", "{T}/a_file"], ["models", "zzz*"], ["config", "model.depth=abc"],
+    ["status", "{T}/nope"], ["status", "--root", "{T}/nope"], ["compare", "{T}/nope"],
+    ["compare", "{T}"], ["bench", "--steps", "0"], ["bench", "--rounds", "0"],
+    ["bench", "--steps", "x"], ["sweep", "{T}/nope.yaml"],
+    ["sweep", "sweeps/degradation_digits.yaml", "--cpus", "-1", "--dry-run"],
+    ["submit", "configs/slurm/local.yaml", "slurm.nodes=0", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--array", "seed=", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--array", "slurm.nodes=1,2", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "run.name=x$(reboot)", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "trainer.num_nodes=3", "--dry-run", "{ROOT}"],
+    ["trian"], ["train", "--nope"], ["train", "--resume", "configs"],
+    ["test", "configs/quickstart.yaml"], ["compare", "configs"],
+    ["config", "configs/quickstart.yaml", "model.name=plain20", "model.shortcut=A"],
+    ["config", "configs/quickstart.yaml", "model.depth=164"],
+]
+
+# Values outside a config key's domain (the schema declares each one beside its field).
+CONFIG_CASES = [
+]
+
+# Runs and their records: resume, test, export, status, compare, output paths.
+RUN_CASES = [
+]
+
+# Data that cannot train: too small, corrupt, unreadable.
+DATA_CASES = [
+]
+
+# Sweep specs that cannot run as written.
+SWEEP_CASES = [
+]
 
 
-def refusals(t: Path) -> tuple[int, list[str]]:
-    """(number of cases, the cases that were not refused in one sentence with nothing written)."""
+def cases() -> list[list[str]]:
+    specs = [["sweep", "{T}/" + name, "--dry-run"] for name in FILES if name.startswith("spec_")]
+    return TRAIN + OTHER + specs + CONFIG_CASES + RUN_CASES + DATA_CASES + SWEEP_CASES
+
+
+def fill(template: list[str], t: Path, run: Path) -> list[str]:
+    values = {"{T}": str(t), "{ROOT}": f"run.root={t}/runs", "{RUN}": str(run),
+              "{CKPT}": str(run / "checkpoints" / "best.ckpt")}
+    out = []
+    for arg in template:
+        for key, value in values.items():
+            arg = arg.replace(key, value)
+        out.append(arg)
+    return out
+
+
+def completed_run(t: Path) -> Path:
+    """A real, completed run (two epochs, tested) for the cases that attack a run's records."""
+    cfg = load([], [*TINY, "trainer.max_epochs=2", "trainer.progress_bar=false",
+                    f"run.root={t}/done", "run.name=done"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        return t / "done" / "done" / train.fit(cfg)["run_id"]
+
+
+def snapshot(t: Path) -> dict[str, str]:
+    """Every path under `t` with the sha256 of each regular file's bytes."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink()
+            else "" for p in t.rglob("*")}
+
+
+def write_files(t: Path) -> None:
     for name, data in FILES.items():
         (t / name).write_bytes(data)
     for split in ("train", "val"):  # image folders: classes without images; one class only
         for c in ("cat", "dog"):
             (t / "empty_classes" / split / c).mkdir(parents=True)
         (t / "one_class" / split / "cat").mkdir(parents=True)
-    before = sorted(t.rglob("*"))
+
+
+def refusals(t: Path) -> tuple[int, list[str]]:
+    """(number of cases, the cases that were not refused in one sentence with nothing written)."""
+    write_files(t)
+    run = completed_run(t)
+    before = snapshot(t)
     problems = []
-    all_cases = cases(t)
-    for args in all_cases:
+    all_cases = cases()
+    for template in all_cases:
+        args = fill(template, t, run)
         r = run_main(*args)
         lines = r.stderr.strip().splitlines()
         if r.returncode != 2 or len(lines) != 1 or "Traceback" in r.stderr:
             problems.append(f"{args[:1] + args[-2:]}: exit {r.returncode}, {r.stderr[-300:]!r}")
-        elif sorted(t.rglob("*")) != before or (ROOT / "pwned").exists():
-            problems.append(f"{args[:1] + args[-2:]}: wrote {set(t.rglob('*')) - set(before)}")
+        elif (after := snapshot(t)) != before or (ROOT / "pwned").exists():
+            changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+            problems.append(f"{args[:1] + args[-2:]}: wrote or changed {sorted(changed)[:5]}")
+            before = after
     return len(all_cases), problems
 
 
@@ -109,7 +168,7 @@ def test_every_bad_input_is_one_sentence_exit_2_and_writes_nothing(tmp_path, mon
     for k in ("SLURM_JOB_ID", "SLURM_NTASKS"):
         monkeypatch.delenv(k, raising=False)
     n, problems = refusals(tmp_path)
-    assert n >= 60 and not problems, "\n".join(problems)
+    assert n >= 250 and not problems, f"{n} cases\n" + "\n".join(problems)
     with capsys.disabled():
         print(f"\n{n} bad inputs: each refused in one sentence (exit 2), nothing written")
 
