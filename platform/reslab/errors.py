@@ -2,10 +2,17 @@
 
 
 class UserError(Exception):
-    """Bad input: a sentence naming the offending value and what is allowed."""
+    """Bad input: a sentence naming the offending value and what is allowed. Printed on one line
+    with control characters escaped: a NUL, newline or escape sequence in a value the user gave
+    (a path, a name) never reaches the terminal raw."""
 
     def __str__(self) -> str:  # KeyError subclasses would repr() the message
-        return str(self.args[0]) if self.args else ""
+        return escaped(str(self.args[0])) if self.args else ""
+
+
+def escaped(text: str) -> str:
+    """`text` with each non-printable character as its Python escape (`\\x00`, `\\n`)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def reason(e: BaseException) -> str:

@@ -13,7 +13,11 @@ DEFAULT_RECIPE = shipped.shipped("quickstart")
 
 def split_args(items: list[str]) -> tuple[list[str], list[str]]:
     """Recipes (paths, or the names of shipped recipes) and KEY=VALUE overrides may come in any
-    order; recipes come back as paths."""
-    recipes = [shipped.resolve(a) for a in items if "=" not in a]
-    overrides = [a for a in items if "=" in a]
+    order; recipes come back as paths. A YAML file whose path holds '=' is a recipe."""
+    recipes = [shipped.resolve(a) for a in items if not is_override(a)]
+    overrides = [a for a in items if is_override(a)]
     return recipes, overrides
+
+
+def is_override(item: str) -> bool:
+    return "=" in item and not (item.endswith((".yaml", ".yml")) and shipped.is_file(item))

@@ -8,6 +8,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Hashable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from reslab.config import domain
 from reslab.config import validate as V
 from reslab.config.schema import Config, ModelConfig
 from reslab.errors import ConfigError
@@ -70,18 +72,21 @@ def freeze(cfg: DictConfig) -> Config:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """Safe YAML only: no Python tags, bounded size, no alias expansion bombs, no interpolation."""
+    """Safe YAML only: a regular file, bounded size, no Python tags, no aliases (expansion
+    bombs), no interpolation."""
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"recipe file '{path}' is a directory, not a YAML file")
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"recipe file '{path}' does not exist")
+    if not p.is_file():  # read, a FIFO or /dev/stdin would wait and /dev/zero never end
+        raise ConfigError(f"recipe file '{path}' is not a regular file (a FIFO, device or "
+                          "socket); give a YAML file")
     if p.stat().st_size > MAX_YAML_BYTES:
         raise ConfigError(f"recipe file '{path}' is larger than {MAX_YAML_BYTES} bytes")
     try:
         text = p.read_text()
-        events = list(yaml.parse(text, Loader=yaml.SafeLoader))
-        if any(isinstance(e, yaml.AliasEvent) for e in events):
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
             raise ConfigError(f"recipe file '{path}' uses YAML aliases (*name), which reslab "
                               "does not allow; write the values out")
         data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python tags
@@ -92,8 +97,10 @@ def read_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0]
         raise ConfigError(f"recipe file '{path}' is not valid YAML: {first}") from None
-    except ConfigError as e:
+    except DuplicateKey as e:
         raise ConfigError(f"recipe file '{path}': {e}") from None
+    except OSError as e:
+        raise ConfigError(f"recipe file '{path}' cannot be read: {e.strerror}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -102,14 +109,21 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+class DuplicateKey(ConfigError):
+    """A key written twice in one YAML mapping."""
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """Safe YAML that refuses a key written twice in one mapping (YAML would keep the last)."""
 
     def construct_mapping(self, node, deep=False):
-        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
-        if dup := next((k for k in keys if keys.count(k) > 1), None):
-            raise ConfigError(f"the key '{dup}' appears twice in one mapping "
-                              f"(line {node.start_mark.line + 1}); keep one")
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKey(f"the key '{key}' appears twice in one mapping "
+                                   f"(line {key_node.start_mark.line + 1}); keep one")
+            seen.add(key) if isinstance(key, Hashable) else None
         return super().construct_mapping(node, deep=deep)
 
 
@@ -125,12 +139,22 @@ def parse_overrides(overrides: list[str]) -> dict:
             raise ConfigError(f"override {item!r} contains a control character (a newline?)")
         node = out
         *parents, leaf = key.split(".")
-        for part in parents:
+        for i, part in enumerate(parents):
+            check_section(".".join(parents[:i + 1]), item)
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{item}' sets a key below the value '{part}'")
         node[leaf] = _value(key, raw)
     return out
+
+
+def check_section(key: str, item: str) -> None:
+    """Only sections have keys below them: `data.shape.0=5` would set an element of a list."""
+    kind = field_type(key)
+    if kind is not None and not dataclasses.is_dataclass(kind):
+        whole = "; set the whole list, e.g. data.shape=[3,32,32]" if "list" in str(kind) else ""
+        raise ConfigError(f"override '{item}' sets a key below {key}, which is a value, not a "
+                          f"section{whole}")
 
 
 def _value(key: str, raw: str) -> Any:
@@ -141,6 +165,8 @@ def _value(key: str, raw: str) -> Any:
         return yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError:
         return raw
+    except RecursionError:
+        raise ConfigError(f"the value of override '{key}' is nested too deeply") from None
 
 
 def _is_text(kind: Any) -> bool:
@@ -162,9 +188,20 @@ def field_type(key: str, schema: type = Config) -> Any:
     return typing.get_type_hints(schema).get(leaf)
 
 
+def field_domain(key: str, schema: type = Config) -> domain.Domain | None:
+    """The domain the schema declares for a dotted key, None for a section or an unknown key."""
+    *parents, leaf = key.split(".")
+    parent = field_type(".".join(parents), schema) if parents else schema
+    if not dataclasses.is_dataclass(parent):
+        return None
+    f = next((f for f in dataclasses.fields(parent) if f.name == leaf), None)
+    return domain.domain_of(f) if f else None
+
+
 def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") -> DictConfig:
     """`data` onto the structured `cfg` (struct mode: unknown keys and wrong types refused)."""
     check_no_interpolation(data, source)
+    check_bools(data, OmegaConf.get_type(cfg), source)
     try:
         return OmegaConf.merge(cfg, data)
     except ConfigKeyError as e:
@@ -178,8 +215,30 @@ def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") ->
             value, allowed = str(OmegaConf.select(OmegaConf.create(data), key)), [m.value for m in kind]
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got '{value}'"
                               f"{did_you_mean(value, allowed)}") from None
+        key = re.sub(r"\[\d+\]$", "", key)  # data.classes[0]: the list's key
+        if (d := field_domain(key)) is not None:
+            given = OmegaConf.select(OmegaConf.create(data), key, default=None)
+            kind = str(field_type(key, OmegaConf.get_type(cfg)))
+            null = "null or " if "None" in kind else ""
+            raise ConfigError(f"{key} must be {null}{domain.describe(d, 'int' in kind)}, got "
+                              f"{domain.shown(given)} in {source}") from None
         msg = str(e).splitlines()[0]
         raise ConfigError(f"bad value for config key '{key}' in {source}: {msg}") from None
+
+
+def check_bools(data: Any, schema: type, source: str, prefix: str = "") -> None:
+    """A true/false key takes true or false: OmegaConf would read 3 or 0.5 as true."""
+    if not isinstance(data, dict) or not dataclasses.is_dataclass(schema):
+        return
+    hints = typing.get_type_hints(schema)
+    for k, v in data.items():
+        kind = hints.get(k)
+        if dataclasses.is_dataclass(kind):
+            check_bools(v, kind, source, f"{prefix}{k}.")
+        elif kind in (bool, bool | None) and not isinstance(v, bool) and \
+                not (v is None and kind == bool | None):
+            raise ConfigError(f"{prefix}{k} must be true or false, got {domain.shown(v)} in "
+                              f"{source}")
 
 
 def check_no_interpolation(data: Any, source: str, key: str = "") -> None:

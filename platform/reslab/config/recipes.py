@@ -33,6 +33,8 @@ def resolve(arg: str | Path, kind: str = "recipe") -> str:
     """`arg` itself when that path exists; else the shipped file it names (`quickstart`,
     `experiment/cifar10_paper`, also written `configs/experiment/cifar10_paper.yaml`)."""
     text = str(arg)
+    if "\x00" in text:
+        raise ConfigError(f"{kind} file {text!r} contains a NUL byte, which no path can hold")
     if Path(text).exists():
         return text
     name = text.removeprefix("./").removeprefix(f"{FOLDERS[kind]}/")
@@ -43,3 +45,11 @@ def resolve(arg: str | Path, kind: str = "recipe") -> str:
     hint = did_you_mean(name, known) or f" (shipped: {', '.join(known)})"
     raise ConfigError(f"{kind} file '{text}' does not exist and is not a shipped {kind} name"
                       f"{hint}")
+
+
+def is_file(text: str) -> bool:
+    """A regular file at this path (False for a path no file system can hold)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False

@@ -1,76 +1,60 @@
-"""Rules a config must satisfy beyond its schema types: each failure is one sentence with the
+"""Rules a config must satisfy: first every value against the domain its schema field declares,
+then the rules across fields (presets, model vs data). Each failure is one sentence with the
 key, the value and what is allowed. They read the config and the two catalogues (models,
 datasets) only — no torch, no data on disk."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import unicodedata
+import typing
 
 import yaml
 
 from reslab import data, models
-from reslab.config.schema import PRECISIONS, Config, ModelConfig, select
+from reslab.config import domain
+from reslab.config.schema import Config, ModelConfig
 from reslab.errors import ConfigError
 from reslab.models.catalog import SR_SCALES
 from reslab.registry import did_you_mean, suggest
 
-POSITIVE = ("data.batch_size", "trainer.max_epochs", "trainer.devices", "trainer.num_nodes",
-            "trainer.log_every_n_steps", "trainer.check_val_every_n_epoch", "slurm.nodes",
-            "slurm.cpus_per_task", "data.image_size", "data.size")
-AT_LEAST_ZERO = ("optim.weight_decay", "optim.warmup_steps", "data.num_workers",
-                 "trainer.checkpoint_every_n_steps", "slurm.gpus_per_node", "slurm.max_restarts",
-                 "slurm.signal_margin_s", "diagnostics.every_n_steps")
-# low <= value < high (seed: numpy's range)
-RANGES = {"optim.momentum": (0, 1), "optim.label_smoothing": (0, 1), "seed": (0, 2**32)}
-LOG_MODEL = ("false", "best", "last", "all")  # logger.wandb.log_model
-MAX_NAME = 200  # run.name is a directory name (255 bytes at most) and a job name
 # model.* keys that go to the builder; each registered model lists the ones it takes (`options`).
 BUILDER_KEYS = ("depth", "shortcut", "block", "preact", "width", "zero_init_residual",
                 "global_residual", "res_scale")
 
 
 def validate(cfg: Config) -> None:
-    if cfg.trainer.precision not in PRECISIONS:
-        raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got "
-                          f"'{cfg.trainer.precision}'{did_you_mean(cfg.trainer.precision, PRECISIONS)}")
-    for keys, low in ((POSITIVE, 1), (AT_LEAST_ZERO, 0)):
-        for key in keys:
-            if (value := select(cfg, key)) < low:
-                raise ConfigError(f"{key} must be at least {low}, got {value}")
-    for key, (low, high) in RANGES.items():
-        if not low <= (value := select(cfg, key)) < high:
-            raise ConfigError(f"{key} must be in [{low}, {high}), got {value}")
+    check_domains(cfg)
     validate_trainer(cfg)
     if cfg.data.name not in data.DATASETS:
         raise ConfigError(f"data.name: unknown dataset '{cfg.data.name}'"
                           f"{suggest(cfg.data.name, data.DATASETS.names())}")
     validate_model(cfg)
-    if not 0 < cfg.optim.lr < 100:
-        raise ConfigError(f"optim.lr must be in (0, 100), got {cfg.optim.lr}")
-    if cfg.data.val_size <= 0:
-        raise ConfigError(f"data.val_size must be a fraction or a count > 0 (best.ckpt is chosen "
-                          f"on it, never on the test split), got {cfg.data.val_size}")
-    check_run_name(cfg.run.name)
-    if str(cfg.logger.wandb.log_model).lower() not in LOG_MODEL:
-        raise ConfigError(f"logger.wandb.log_model must be one of {', '.join(LOG_MODEL)}, got "
-                          f"'{cfg.logger.wandb.log_model}'")
+    if cfg.data.val_size >= 1 and cfg.data.val_size != int(cfg.data.val_size):
+        raise ConfigError(f"data.val_size must be a fraction below 1 or a whole count of images "
+                          f"(best.ckpt is chosen on it, never on the test split), got "
+                          f"{cfg.data.val_size}")
+
+
+def check_domains(section, prefix: str = "") -> None:
+    """Every value against the domain its schema field declares (reslab.config.domain)."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        x, key = getattr(section, f.name), prefix + f.name
+        if (d := domain.domain_of(f)) is None:
+            check_domains(x, key + ".")
+            continue
+        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
+        whole = int in kinds or list[int] in kinds
+        if sentence := domain.check(key, x, d, optional=type(None) in kinds, whole=whole):
+            raise ConfigError(sentence)
 
 
 def validate_trainer(cfg: Config) -> None:
-    t = cfg.trainer
-    if t.max_steps == 0 or t.max_steps < -1:
-        raise ConfigError(f"trainer.max_steps must be -1 (no limit) or at least 1, got "
-                          f"{t.max_steps}")
-    for key in ("gradient_clip_val", "limit_train_batches"):
-        if (value := getattr(t, key)) is not None and value <= 0:
-            raise ConfigError(f"trainer.{key} must be positive or null, got {value}")
-    for key in ("channels_last", "compile"):  # bool | str in the schema: only "auto" as a word
-        if isinstance(value := getattr(t, key), str) and value.lower() != "auto":
-            raise ConfigError(f"trainer.{key} must be true, false or auto, got '{value}'")
-    classes = cfg.data.classes
-    if classes is not None and (len(set(classes)) != len(classes) or min(classes, default=0) < 0):
-        raise ConfigError(f"data.classes must be distinct labels >= 0, got {list(classes)}")
+    limit = cfg.trainer.limit_train_batches
+    if limit is not None and limit > 1 and limit != int(limit):
+        raise ConfigError(f"trainer.limit_train_batches must be a fraction up to 1 or a whole "
+                          f"count of batches, got {limit}")
 
 
 def validate_model(cfg: Config) -> None:
@@ -98,8 +82,6 @@ def validate_model(cfg: Config) -> None:
                           f"got '{m.block}'{did_you_mean(m.block, info.blocks)}")
     if m.depth is not None and (err := models.depth_error(info.family, m.depth, m.block)):
         raise ConfigError(f"model.{err}")
-    if m.width <= 0:
-        raise ConfigError(f"model.width must be positive, got {m.width}")
     data_task = data.task_of(cfg.data.name)
     if info.task != data_task:
         fits = [n for n in data.DATASETS.names() if data.task_of(n) == info.task]
@@ -156,9 +138,6 @@ def validate_sr(cfg: Config) -> None:
     if cfg.model.freeze != "none":
         raise ConfigError(f"model.freeze={cfg.model.freeze} applies to ResNet classifiers only; "
                           "super-resolution models train whole (model.freeze=none)")
-    if cfg.model.res_scale <= 0:
-        raise ConfigError(f"model.res_scale must be positive (EDSR baseline 1.0, EDSR 0.1), got "
-                          f"{cfg.model.res_scale}")
 
 
 def refuse_sr_data_keys(cfg: Config) -> None:
@@ -171,19 +150,7 @@ def refuse_sr_data_keys(cfg: Config) -> None:
                               f"data.name={cfg.data.name}; remove it")
 
 
-def check_run_name(name: str) -> None:
-    """Run names become directory names and job names: one path component, printable."""
-    if not name or not printable(name) or "/" in name or "\\" in name or name in (".", ".."):
-        raise ConfigError(f"run.name must be a single printable path component (no '/', '..' or "
-                          f"control characters), got {name!r}")
-    if len(name.encode()) > MAX_NAME:
-        raise ConfigError(f"run.name must be at most {MAX_NAME} bytes, got {len(name.encode())}")
-
-
-def printable(text: str) -> bool:
-    """No control, format (zero-width, bidi), private-use or line/paragraph separator
-    characters: what a terminal, a file name or a job script shows differently."""
-    return not any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp")
-                   for c in text)
-
-
+def check_run_name(name: str, key: str = "run.name") -> None:
+    """Run names become directory names and job names: the NAME domain."""
+    if sentence := domain.check(key, name, domain.Domain(text=domain.NAME)):
+        raise ConfigError(sentence)
