@@ -173,20 +173,3 @@ def test_max_steps_mid_epoch_saves_the_state_it_stopped_at(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     run = _run_dir(tmp_path)
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 7
-
-
-def test_resuming_a_completed_run_trains_nothing_and_keeps_its_record(cli, tmp_path):
-    r = cli("train", *TINY, "trainer.max_epochs=2", "logger.wandb.mode=disabled",
-            f"run.root={tmp_path}")
-    assert r.returncode == 0, r.stderr
-    run = _run_dir(tmp_path)
-    before = json.loads((run / "summary.json").read_text())
-    with open(run / "metrics.csv") as f:
-        train_rows = [r["step"] for r in csv.DictReader(f) if r.get("train/loss_step")]
-    again = cli("train", "--resume", run)
-    assert again.returncode == 0 and "resuming at step 10" in again.stdout, again.stderr
-    after = json.loads((run / "summary.json").read_text())
-    assert after["status"] == "completed" and after["global_step"] == before["global_step"] == 10
-    assert after["test/err"] == before["test/err"] and after["resumed_at_steps"] == [10]
-    with open(run / "metrics.csv") as f:
-        assert [r["step"] for r in csv.DictReader(f) if r.get("train/loss_step")] == train_rows

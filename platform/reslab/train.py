@@ -15,12 +15,11 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
-from reslab import checkpoint, progress, rundir, tasks
+from reslab import checkpoint, progress, resuming, rundir, tasks
 from reslab.build import build
 from reslab.callbacks import LastCheckpoint, RNGState, SignalPropagation, Stopped
 from reslab.config.load import load
 from reslab.config.schema import Config
-from reslab.config.validate import BUILDER_KEYS
 from reslab.errors import Interrupted, UserError
 from reslab.loggers import CSVMetrics, finish_wandb, test_to_wandb, wandb_logger
 from reslab.models.profile import count_params
@@ -36,42 +35,47 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
     Trainer (a sweep's Tune reporter); `overrides` (the KEY=VALUE items `cfg` was loaded with)
     go into summary.json's record of this attempt."""
     prepare_process()
+    if resume:
+        resuming.check_config(resume, cfg)  # cheap, and before the network is built
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     built = build(cfg)
     task = tasks.build(cfg, built.net, built.datamodule)
     run = resume or new_run(cfg)
     with rundir.locked(run) if is_rank_zero() else contextlib.nullcontext():
         start = resume_point(run, task, cfg) if resume else (None, None)
+        if start is COMPLETE:
+            return rundir.read_summary(run)
         if is_rank_zero():  # nothing refused the attempt: config.yaml is now what it trains
             rundir.begin_attempt(run, cfg, list(overrides), start[1])
+        if start[0] is not None:
+            callbacks = [resuming.ConfigLearningRate(cfg.optim), *callbacks]
         return train_in(run, cfg, built, task, start, callbacks)
 
 
+COMPLETE = (None, -1)  # resume_point's answer for a completed run with nothing left to train
+
+
 def resume_point(run: RunDir, task: tasks.Task, cfg: Config) -> tuple[Path | None, int | None]:
-    """The checkpoint to continue `run` from, checked against the model before anything is
-    written; None for a run that has not trained yet (a submitted job's first attempt)."""
+    """The checkpoint to continue `run` from, checked against the model and the run's progress
+    before anything is written; None for a run that has not trained yet (a submitted job's
+    first attempt); COMPLETE when the run completed and the config asks for no more training."""
     ckpt, step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt])
-    if ckpt is not None:
-        check_same_model(run, cfg)
-        checkpoint.check_fits(ckpt, task)
-        return ckpt, step
     record = rundir.read_summary(run)
-    if record.get("status") == "completed" or record.get("global_step", 0) > 0:
-        raise UserError(f"{run.path} has trained (status {record.get('status')}, step "
-                        f"{record.get('global_step', '?')}) but holds no checkpoint to resume "
-                        "from; start a new run instead")
-    return None, None
-
-
-def check_same_model(run: RunDir, cfg: Config) -> None:
-    """A resumed run trains the network its checkpoints hold: an override of the model is
-    refused even where the tensors would fit (ResNet-20 option A and plain-20 have the same)."""
-    recorded = load([run.config]).model
-    for key in ("name", *BUILDER_KEYS):
-        if (old := getattr(recorded, key)) != (new := getattr(cfg.model, key)):
-            raise UserError(f"--resume cannot change model.{key} ({old} -> {new}): the "
-                            f"checkpoints in {run.path} are that network's; start a new run "
-                            f"with model.weights={run.path} to train another from them")
+    if ckpt is None:
+        if record.get("status") == "completed" or record.get("global_step", 0) > 0:
+            raise UserError(f"{run.path} has trained (status {record.get('status')}, step "
+                            f"{record.get('global_step', '?')}) but holds no checkpoint to "
+                            "resume from; start a new run instead")
+        return None, None
+    checkpoint.check_fits(ckpt, task)
+    done = resuming.progress(ckpt)
+    resuming.check_length(run, cfg, done)
+    if record.get("status") == "completed" and resuming.nothing_left(cfg, done):
+        say(f"{run.path} is complete ({done.epochs_done} epochs, step {done.step}): nothing to "
+            f"train; raise trainer.max_epochs to train on, or `reslab test {run.path}` to "
+            "evaluate again")
+        return COMPLETE
+    return ckpt, step
 
 
 def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,

@@ -1,0 +1,131 @@
+"""`--resume` continues the same experiment: a change it cannot honour (fewer epochs than trained,
+another optimizer, other frozen layers, other data, another place) is refused before anything
+is written, a completed run with nothing left to train is said to be complete, and the changes
+it allows (more epochs, another learning rate) are honoured."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from reslab import train
+from reslab.config.load import flatten, load, to_dict
+from reslab.errors import UserError
+from reslab.resuming import RESUMABLE, resumable
+from reslab.rundir import RunDir
+from support import TINY
+
+COMMON = [*TINY, "logger.wandb.mode=disabled", "trainer.progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def completed(tmp_path_factory) -> Path:
+    """A completed, tested 2-epoch run (5 steps an epoch); each test works on its own copy."""
+    root = tmp_path_factory.mktemp("completed")
+    cfg = load([], [*COMMON, "trainer.max_epochs=2", "optim.schedule=constant", f"run.root={root}"])
+    return root / "default" / train.fit(cfg)["run_id"]
+
+
+@pytest.fixture
+def run(completed, tmp_path) -> Path:
+    return Path(shutil.copytree(completed, tmp_path / "run"))
+
+
+def digests(run: Path) -> dict:
+    """Every record in the run directory (the lock file holds only who trains there)."""
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+@pytest.mark.parametrize("override,words", [
+    ("trainer.max_epochs=1", "cannot end at trainer.max_epochs=1: "),
+    ("trainer.max_steps=4", "cannot end at trainer.max_steps=4: "),
+    ("optim.name=adamw", "cannot change optim.name (sgd -> adamw)"),
+    ("optim.momentum=0.5", "cannot change optim.momentum (0.9 -> 0.5)"),
+    ("optim.schedule=cosine", "cannot change optim.schedule (constant -> cosine)"),
+    ("model.freeze=stem", "cannot change model.freeze (none -> stem)"),
+    ("model.depth=14", "cannot change model.depth (8 -> 14)"),
+    ("model.weights=IMAGENET1K_V1", "cannot change model.weights"),
+    ("data.name=synthetic", "cannot change data.name (digits -> synthetic)"),
+    ("data.val_size=0.2", "cannot change data.val_size"),
+    ("data.split_seed=3", "cannot change data.split_seed"),
+    ("data.classes=[0,1]", "cannot change data.classes"),
+    ("data.batch_size=64", "cannot change data.batch_size"),
+    ("run.name=elsewhere", "cannot change run.name (default -> elsewhere)"),
+    ("seed=5", "cannot change seed (0 -> 5)"),
+])
+def test_a_resume_it_cannot_honour_is_refused_and_writes_nothing(cli, run, override, words):
+    before = digests(run)
+    r = cli("train", "--resume", run, override)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert words in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "start a new run with model.weights=" in r.stderr
+    assert digests(run) == before
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def test_another_run_root_is_refused(cli, run, tmp_path):
+    r = cli("train", "--resume", run, f"run.root={tmp_path}/other")
+    assert r.returncode == 2 and "cannot change run.root" in r.stderr, r.stderr
+    assert not (tmp_path / "other").exists()
+
+
+def test_resuming_a_completed_run_with_nothing_left_writes_nothing_and_says_so(cli, run):
+    """It re-tested the run and added an attempt (issue 25, 7)."""
+    before = digests(run)
+    for extra in ([], ["trainer.max_epochs=2", "logger.wandb.mode=offline"]):
+        r = cli("train", "--resume", run, *extra)
+        assert r.returncode == 0, r.stderr
+        assert f"{run} is complete (2 epochs, step 10): nothing to train" in r.stdout
+        assert digests(run) == before
+
+
+def test_more_epochs_and_another_learning_rate_are_honoured(cli, run):
+    """Lightning restores the learning rates from the checkpoint: optim.lr=0.02 was recorded in
+    config.yaml and silently trained at 0.1."""
+    r = cli("train", "--resume", run, "trainer.max_epochs=3", "optim.lr=0.02")
+    assert r.returncode == 0 and "resuming at step 10" in r.stdout, r.stderr
+    state = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    assert state["global_step"] == 15
+    assert {g["lr"] for g in state["optimizer_states"][0]["param_groups"]} == {0.02}
+    assert set(state["lr_schedulers"][0]["base_lrs"]) == {0.02}
+
+
+def test_an_epoch_cut_short_by_max_steps_counts_as_begun(cli, tmp_path):
+    """Lightning counts the cut epoch as processed: max_epochs=1 trained nothing more and said
+    completed."""
+    r = cli("train", *COMMON, "run.test=false", "trainer.max_steps=7", f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    run = next(tmp_path.rglob("config.yaml")).parent
+    before = digests(run)
+    r = cli("train", "--resume", run, "trainer.max_steps=-1", "trainer.max_epochs=1")
+    assert r.returncode == 2 and "has begun 2 epochs (step 7); give at least 2" in r.stderr, \
+        r.stderr
+    assert digests(run) == before
+    r = cli("train", "--resume", run, "trainer.max_steps=-1", "trainer.max_epochs=3")
+    assert r.returncode == 0 and "resuming at step 7" in r.stdout, r.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epoch"] == 3 and summary["global_step"] > 7
+
+
+def test_every_key_a_resume_may_change_exists_and_the_rest_are_refused():
+    keys = set(flatten(to_dict(load([], []))))
+    for k in RESUMABLE:
+        assert k in keys or any(key.startswith(k) for key in keys), f"{k} is not a config key"
+    assert resumable("logger.wandb.tags") and resumable("slurm.partition")
+    assert not resumable("model.freeze") and not resumable("data.root")
+    assert not resumable("trainer.max_epochs_new") and not resumable("optim.lr_new")
+
+
+def test_fit_itself_refuses_a_shorter_run(run):
+    """The rule lives in train.fit (a SLURM job and a sweep trial resume through it too)."""
+    before = digests(run)
+    cfg = load([run / "config.yaml"], ["trainer.max_epochs=1"])
+    with pytest.raises(UserError, match="cannot end at trainer.max_epochs=1"):
+        train.fit(cfg, resume=RunDir(run))
+    assert digests(run) == before
