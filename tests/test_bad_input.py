@@ -94,6 +94,17 @@ CONFIG_CASES = [
 
 # Runs and their records: resume, test, export, status, compare, output paths.
 RUN_CASES = [
+    *[["train", "--resume", "{RUN}", *c] for c in (
+        ["trainer.max_epochs=1"], ["trainer.max_steps=3"], ["optim.name=adamw"],
+        ["optim.momentum=0.5"], ["optim.schedule=paper"], ["optim.weight_decay=0"],
+        ["model.freeze=stem"], ["model.depth=14"], ["model.shortcut=none"],
+        ["model.weights={RUN}"], ["data.name=synthetic"], ["data.val_size=0.3"],
+        ["data.split_seed=4"], ["data.classes=[0,1]"], ["data.batch_size=32"],
+        ["data.augment=false"], ["data.normalize=none"], ["data.root={T}"], ["seed=7"],
+        ["run.name=moved"], ["run.root={T}/elsewhere"], ["trainer.max_epochs=1", "optim.lr=0.01"],
+        ["trainer.precision=bf16-mixed"], ["trainer.gradient_clip_val=1"],
+        ["trainer.limit_train_batches=2"])],
+    ["train", "--resume", "{CKPT}", "trainer.max_epochs=1"],
 ]
 
 # Data that cannot train: too small, corrupt, unreadable.
