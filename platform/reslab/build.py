@@ -35,6 +35,8 @@ def build(cfg: Config, device: str | None = None, open_data: bool = True) -> Bui
     dm.check()
     if open_data:
         dm.setup("fit")
+        t = cfg.trainer
+        data.check_steps(dm.sizes(), cfg.data, t.devices * t.num_nodes, t.limit_train_batches)
     info = models.info(cfg.model.name)
     with torch.device(device or "cpu"):
         net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))

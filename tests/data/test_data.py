@@ -9,8 +9,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from ondisk import write_cifar, write_imagefolder
 from reslab import data
 from reslab.config import load as C
 from reslab.data.memory import MemoryLoader, random_crop_flip
@@ -31,30 +31,6 @@ def test_digits_split_is_deterministic_and_disjoint():
     assert torch.equal(dm.splits["val"][0], dm2.splits["val"][0])
     # train mean is subtracted per pixel: the training images average to zero
     assert dm.splits["train"][0].mean(0).abs().max() < 1e-5
-
-
-def write_cifar(root, n_per_batch=20, hundred=False, seed=0):
-    """Tiny CIFAR copies in torchvision's "python version" format (pickled dicts, bytes keys)."""
-    rng = np.random.default_rng(seed)
-
-    def batch(n, labels_key):
-        return {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                labels_key: rng.integers(0, 100 if hundred else 10, n).tolist(),
-                b"batch_label": b"tiny"}
-
-    if hundred:
-        d = root / "cifar-100-python"
-        files = {"train": 5 * n_per_batch, "test": n_per_batch}
-        key = b"fine_labels"
-    else:
-        d = root / "cifar-10-batches-py"
-        files = {**{f"data_batch_{i}": n_per_batch for i in range(1, 6)}, "test_batch": n_per_batch}
-        key = b"labels"
-    d.mkdir(parents=True)
-    for name, n in files.items():
-        with open(d / name, "wb") as f:
-            pickle.dump(batch(n, key), f, protocol=2)
-    return d
 
 
 @pytest.mark.parametrize("hundred", [False, True])
@@ -93,16 +69,6 @@ def test_a_cifar_file_carrying_code_is_refused_and_runs_nothing(tmp_path, monkey
     with pytest.raises(data.DataError, match="data_batch_3 is not a CIFAR batch file"):
         dm.setup()
     assert not (tmp_path / "pwned").exists()
-
-
-def write_imagefolder(root, classes=("cat", "dog", "eel"), per_class=3, size=20):
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in classes:
-            (root / split / c).mkdir(parents=True)
-            for i in range(per_class):
-                img = rng.integers(0, 256, (size, size + 4, 3), dtype=np.uint8)
-                Image.fromarray(img).save(root / split / c / f"{i}.jpg")
 
 
 def test_imagefolder_reads_jpeg_folders(tmp_path):

@@ -7,10 +7,11 @@ import importlib
 from dataclasses import dataclass
 
 from reslab.config.schema import DataConfig
+from reslab.data.steps import check_steps
 from reslab.errors import DataError
 from reslab.registry import Registry
 
-__all__ = ["DATASETS", "DataError", "DatasetInfo", "build", "model_args", "task_of"]
+__all__ = ["DATASETS", "DataError", "DatasetInfo", "build", "check_steps", "model_args", "task_of"]
 
 
 @dataclass(frozen=True)

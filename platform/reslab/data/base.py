@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reslab.config.schema import DataConfig
 from reslab.data.memory import MemoryLoader, random_crop_flip
+from reslab.data.steps import lone_last
 from reslab.errors import DataError
 
 
@@ -88,16 +91,21 @@ class ArrayData(L.LightningDataModule):
     def test_dataloader(self):
         return self._loader("test", train=False)
 
+    def sizes(self) -> dict[str, int]:
+        """Images per split (after setup)."""
+        return {split: len(y) for split, (_, y) in self.splits.items()}
+
     def _loader(self, split: str, train: bool):
         self.setup()
         pad, flip = (self.pad, self.flip) if train and self.cfg.augment else (0, False)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         if self.cfg.pipeline == "loader":
             ds = AugmentedTensors(*self.splits[split], pad=pad, flip=flip)
+            per_rank = math.ceil(len(ds) / world)  # Lightning's DistributedSampler pads
             return DataLoader(ds, self.cfg.batch_size, shuffle=train,
                               num_workers=self.cfg.num_workers,
-                              persistent_workers=self.cfg.num_workers > 0)
-        trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+                              persistent_workers=self.cfg.num_workers > 0,
+                              drop_last=train and lone_last(per_rank, self.cfg.batch_size))
         x, y = self._device_split(split)
         return MemoryLoader(x, y, self.cfg.batch_size, shuffle=train, pad=pad, flip=flip,
                             seed=self.seed, rank=rank, world_size=world)

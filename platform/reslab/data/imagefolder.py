@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from reslab.config.schema import DataConfig
 from reslab.data.base import DataError
+from reslab.data.steps import lone_last
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -87,12 +89,18 @@ class ImageFolderData(L.LightningDataModule):
                 raise DataError(f"imagefolder {self.root}: {str(e).split('. Supported')[0]} "
                                 "(every class folder needs .jpg/.png images)") from None
 
+    def sizes(self) -> dict[str, int]:
+        """Images per split (after setup); the test split is the validation split."""
+        return {"train": len(self._sets["train"]), "val": len(self._sets["val"]),
+                "test": len(self._sets["val"])}
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
-        w = self.cfg.num_workers
+        w, world = self.cfg.num_workers, self.trainer.world_size if self.trainer else 1
+        per_rank = math.ceil(len(self._sets[split]) / world)  # Lightning's DistributedSampler pads
         return DataLoader(self._sets[split], self.cfg.batch_size, shuffle=train, num_workers=w,
                           persistent_workers=w > 0, pin_memory=torch.cuda.is_available(),
-                          drop_last=train)
+                          drop_last=train and lone_last(per_rank, self.cfg.batch_size))
 
     def train_dataloader(self):
         return self._loader("train", True)

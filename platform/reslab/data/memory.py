@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from reslab.data.steps import lone_last
+
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
     """Zero-pad by `pad`, take a random crop of the original size and (optionally) mirror, per
@@ -96,7 +98,9 @@ class MemoryLoader(ResumableLoader):
         self.x, self.y, self.batch_size = x, y, batch_size
         self.shuffle, self.pad, self.flip = shuffle, pad, flip
         # Every rank gets the same number of samples (DDP needs equal step counts).
-        self.per_rank = len(x) // world_size if shuffle else len(range(rank, len(x), world_size))
+        per_rank = len(x) // world_size
+        self.per_rank = per_rank - lone_last(per_rank, batch_size) if shuffle else \
+            len(range(rank, len(x), world_size))
 
     def begin_epoch(self) -> None:
         if not self.shuffle:

@@ -29,6 +29,7 @@ import torch
 from reslab.config.schema import DataConfig
 from reslab.data.base import DataError
 from reslab.data.memory import ResumableLoader
+from reslab.data.steps import lone_last
 
 BANDS = {"train": (0.0, 0.7), "val": (0.7, 0.85), "test": (0.85, 1.0)}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -76,6 +77,10 @@ class SRData(L.LightningDataModule):
         if small:
             raise DataError(f"data.patch_size={self.cfg.patch_size} is larger than a training "
                             f"image ({small[0][0]}x{small[0][1]} pixels); choose a smaller one")
+
+    def sizes(self) -> dict[str, int]:
+        """Training patches an epoch, validation and test images (after setup)."""
+        return {"train": self.cfg.size, **{s: len(self.pairs[s]) for s in ("val", "test")}}
 
     def train_dataloader(self):
         self.setup()
@@ -146,7 +151,8 @@ class PatchLoader(ResumableLoader):
         super().__init__(seed, rank, world_size)
         self.pairs, self.lr_patch, self.scale, self.luma = pairs, lr_patch, scale, luma
         self.batch_size, self.augment = batch_size, augment
-        self.per_rank = max(1, size // world_size)
+        per_rank = max(1, size // world_size)
+        self.per_rank = per_rank - lone_last(per_rank, batch_size)
 
     def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = min(self.batch_size, self.per_rank - b * self.batch_size)
