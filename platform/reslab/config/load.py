@@ -5,6 +5,7 @@ frozen `Config`. This is the one place that refuses a bad config value."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -30,11 +31,18 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def load(recipes: list[str | Path] = (), overrides: list[str] = ()) -> Config:
     """Schema defaults ← each recipe in order ← KEY=VALUE overrides, validated and frozen."""
-    cfg = OmegaConf.structured(Config)
+    cfg = defaults()
     for path in recipes:
         cfg = merge(cfg, naming(cfg, read_yaml(path)), source=f"recipe file '{path}'")
     cfg = merge(cfg, naming(cfg, parse_overrides(overrides)), source="the command line")
     return freeze(cfg)
+
+
+@functools.cache
+def defaults() -> DictConfig:
+    """The schema as a structured config, built once (most of a load's time): merges return a
+    new config and never change this one."""
+    return OmegaConf.structured(Config)
 
 
 def derive(cfg: Config, changes: dict[str, Any]) -> Config:
@@ -201,7 +209,7 @@ def field_domain(key: str, schema: type = Config) -> domain.Domain | None:
 def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") -> DictConfig:
     """`data` onto the structured `cfg` (struct mode: unknown keys and wrong types refused)."""
     check_no_interpolation(data, source)
-    check_bools(data, OmegaConf.get_type(cfg), source)
+    check_kinds(data, OmegaConf.get_type(cfg), source)
     try:
         return OmegaConf.merge(cfg, data)
     except ConfigKeyError as e:
@@ -216,7 +224,7 @@ def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") ->
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got '{value}'"
                               f"{did_you_mean(value, allowed)}") from None
         key = re.sub(r"\[\d+\]$", "", key)  # data.classes[0]: the list's key
-        if (d := field_domain(key)) is not None:
+        if (d := field_domain(key, OmegaConf.get_type(cfg))) is not None:
             given = OmegaConf.select(OmegaConf.create(data), key, default=None)
             kind = str(field_type(key, OmegaConf.get_type(cfg)))
             null = "null or " if "None" in kind else ""
@@ -226,19 +234,32 @@ def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") ->
         raise ConfigError(f"bad value for config key '{key}' in {source}: {msg}") from None
 
 
-def check_bools(data: Any, schema: type, source: str, prefix: str = "") -> None:
-    """A true/false key takes true or false: OmegaConf would read 3 or 0.5 as true."""
+def check_kinds(data: Any, schema: type, source: str, prefix: str = "") -> None:
+    """Each value of the kind its key holds, before OmegaConf sees it: a section takes a mapping,
+    a list a list, true/false a boolean (OmegaConf would read 3 or 0.5 as true), anything else
+    neither a list nor a mapping."""
     if not isinstance(data, dict) or not dataclasses.is_dataclass(schema):
         return
     hints = typing.get_type_hints(schema)
     for k, v in data.items():
-        kind = hints.get(k)
+        key, kind = f"{prefix}{k}", hints.get(k)
+        if kind in (None, Any) or v is None and type(None) in typing.get_args(kind):
+            continue  # an unknown key: OmegaConf's merge names it; Any (a sweep's seeds) takes
+            # a value or a list; a null where null is allowed
         if dataclasses.is_dataclass(kind):
-            check_bools(v, kind, source, f"{prefix}{k}.")
-        elif kind in (bool, bool | None) and not isinstance(v, bool) and \
-                not (v is None and kind == bool | None):
-            raise ConfigError(f"{prefix}{k} must be true or false, got {domain.shown(v)} in "
-                              f"{source}")
+            if not isinstance(v, dict):
+                raise ConfigError(f"{key} is a section of keys ({', '.join(typing.get_type_hints(kind))}), "
+                                  f"not a value; set them as {key}.KEY=VALUE ({source})")
+            check_kinds(v, kind, source, key + ".")
+            continue
+        is_list, is_bool = "list[" in str(kind), kind in (bool, bool | None)
+        is_map = typing.get_origin(kind) is dict  # a sweep's space
+        if (is_list != isinstance(v, list)) or (is_map != isinstance(v, dict)) or \
+                (is_bool and not isinstance(v, bool)):
+            null = "null or " if type(None) in typing.get_args(kind) else ""
+            words = "true or false" if is_bool else "a mapping" if is_map else \
+                domain.describe(field_domain(k, schema), "int" in str(kind))
+            raise ConfigError(f"{key} must be {null}{words}, got {domain.shown(v)} in {source}")
 
 
 def check_no_interpolation(data: Any, source: str, key: str = "") -> None:
@@ -256,7 +277,7 @@ def check_no_interpolation(data: Any, source: str, key: str = "") -> None:
 
 def all_keys() -> list[str]:
     """Every dotted key of the config schema."""
-    return keys_of(OmegaConf.structured(Config))
+    return keys_of(defaults())
 
 
 def keys_of(cfg: DictConfig, prefix: str = "") -> list[str]:
