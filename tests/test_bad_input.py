@@ -89,8 +89,50 @@ OTHER = [
 ]
 
 # Values outside a config key's domain (the schema declares each one beside its field).
-CONFIG_CASES = [
-]
+CONFIG_CASES = [["train", *TINY, "{ROOT}", *c] for c in (
+    ["data.val_size=nan"], ["data.val_size=inf"], ["data.val_size=2.5"], ["model.width=nan"],
+    ["model.width=inf"], ["model.width=1e6"], ["data.split_seed=99999999999999999999999"],
+    ["trainer.limit_train_batches=1.5"], ["trainer.limit_train_batches=nan"],
+    ["trainer.gradient_clip_val=nan"], ["data.std=[0,0,0]"], ["data.num_classes=0"],
+    ["data.num_classes=1"], ["data.shape=[0,8,8]"], ["data.shape=[3]"], ["data.classes=[3]"],
+    ["optim.weight_decay=nan"], ["optim.gamma=nan"], ["model.res_scale=nan"],
+    ["model.depth=" + "[" * 3000], ["optim.warmup_lr=-1"], ["optim.backbone_lr_mult=-1"],
+    ["optim.milestones=[-5,-1]"], ["optim.milestones=[5,3]"], ["optim.warmup_until_err=nan"],
+    ["model.depth=999999998"], ["data.shape.0=5"], ["seed=1.5"], ["seed=true"], ["seed=nan"],
+    ["model.preact=3"], ["model.preact=null"], ["model.zero_init_residual=0.5"],
+    ["optim.lr=nan"], ["optim.lr=inf"], ["optim.lr=-inf"], ["optim.lr=1e30"], ["optim.lr=true"],
+    ["optim.momentum=nan"], ["optim.momentum=1"], ["optim.gamma=0"], ["optim.gamma=2"],
+    ["optim.weight_decay=-1"], ["optim.weight_decay=1e9"], ["optim.label_smoothing=nan"],
+    ["optim.warmup_steps=1e30"], ["optim.milestones=[[1]]"], ["optim.milestones={a: 1}"],
+    ["optim.milestones=abc"], ["data.batch_size=1e30"], ["data.batch_size=1.5"],
+    ["data.batch_size=nan"], ["data.batch_size=[128]"], ["data.num_workers=1e9"],
+    ["data.image_size=nan"], ["data.size=0"], ["data.scale=5"], ["data.patch_size=-48"],
+    ["data.mean=[nan,0,0]"], ["data.mean=[1,2,3,4]"], ["data.std=[inf]"], ["data.std=[]"],
+    ["data.classes=[]"], ["data.classes=[a,b]"], ["data.classes=[0.5,1]"],
+    ["data.resize_size=0"], ["data.root="], ["data.root=a\x00b"], ["model.weights="],
+    ["model.depth=-1"], ["model.depth=0"], ["model.depth=nan"], ["model.depth=1e30"],
+    ["model.depth={a: 1}"], ["model.width=0"], ["model.width=-inf"], ["model.width=[1]"],
+    ["model.res_scale=0"], ["model.res_scale=inf"], ["model.name=a/b"], ["model.name=.."],
+    ["model={a: 1}"], ["trainer={max_epochs: 0}"], ["trainer.max_epochs=nan"],
+    ["trainer.max_epochs=1e30"], ["trainer.max_epochs=-1"], ["trainer.max_epochs=1.5"],
+    ["trainer.max_steps=nan"], ["trainer.max_steps=1e30"], ["trainer.devices=0"],
+    ["trainer.devices=1e9"], ["trainer.num_nodes=0"], ["trainer.num_nodes=nan"],
+    ["trainer.log_every_n_steps=0"], ["trainer.check_val_every_n_epoch=0"],
+    ["trainer.gradient_clip_val=inf"], ["trainer.gradient_clip_val=0"],
+    ["trainer.limit_train_batches=-0.5"], ["trainer.limit_train_batches=inf"],
+    ["trainer.checkpoint_every_n_steps=nan"], ["trainer.channels_last=maybe"],
+    ["trainer.compile=2"], ["trainer.precision=bf16"], ["trainer.precision=[1]"],
+    ["trainer.deterministic=yes please"], ["trainer.progress_bar=2"],
+    ["run.name="], ["run.name=a\tb"], ["run.name=a\x00b"], ["run.name=\u202eevil"],
+    ["run.root="], ["run.test=3"], ["logger.wandb.tags=x"], ["logger.wandb.tags=['']"],
+    ["logger.wandb.tags=['" + "t" * 65 + "']"], ["logger.wandb.tags=[[a]]"],
+    ["logger.wandb.log_model=some"], ["logger.wandb.project=a/b"], ["logger.wandb.mode=1"],
+    ["logger.wandb.name=a\nb"], ["slurm.time=1h"], ["slurm.time=$(reboot)"],
+    ["slurm.partition=a b"], ["slurm.partition=a;reboot"], ["slurm.mem=lots"],
+    ["slurm.nodes=nan"], ["slurm.gpus_per_node=-1"], ["slurm.gpus_per_node=1e9"],
+    ["slurm.cpus_per_task=0"], ["slurm.setup=ls"], ["slurm.setup=['a\x07b']"],
+    ["slurm.extra=[[1]]"], ["slurm.signal_margin_s=nan"], ["slurm.max_restarts=1e30"],
+    ["diagnostics.every_n_steps=nan"], ["diagnostics.every_n_steps=1e30"])]
 
 # Runs and their records: resume, test, export, status, compare, output paths.
 RUN_CASES = [
