@@ -108,7 +108,8 @@ def test_sr_folder_reads_images_and_says_what_is_missing(tmp_path):
 
 def test_a_patch_larger_than_the_training_images_is_a_sentence(tmp_path):
     dm = data.build(_cfg("data.patch_size=400"))
-    with pytest.raises(data.DataError, match=r"data.patch_size=400 is larger than a training image"):
+    with pytest.raises(data.DataError, match=r"data.patch_size=400 is larger than a training "
+                                             r"image: china.jpg \(train band\) is 299x640 pixels"):
         dm.check()
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reslab.data.base import ArrayData, DataError
+from reslab.data.base import ArrayData
+from reslab.errors import DataError, reason
 
 _NUMPY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-          ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+          ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+          ("__builtin__", "bytes"), ("builtins", "bytes")}  # bytes(): an empty array's buffer
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -28,12 +30,18 @@ def read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             d = _ArraysOnly(f, encoding="bytes").load()
+        if not isinstance(d, dict):
+            raise TypeError(f"it holds a {type(d).__name__}, not a dict")
         data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(d[label_key], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError) as e:
-        raise DataError(f"{path} is not a CIFAR batch file ({e})") from None
-    if len(data) != len(labels):
-        raise DataError(f"{path} holds {len(data)} images but {len(labels)} labels")
+    except KeyError as e:
+        raise DataError(f"{path} is not a CIFAR batch file (no {e.args[0]!r} entry)") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
+            OverflowError, MemoryError, OSError) as e:
+        raise DataError(f"{path} is not a CIFAR batch file ({reason(e)})") from None
+    if labels.ndim != 1 or len(data) != len(labels):
+        raise DataError(f"{path} holds {len(data)} images but labels of shape "
+                        f"{list(labels.shape)}; a CIFAR batch has one label per image")
     return data, labels
 
 

@@ -1,19 +1,30 @@
-"""ImageNet-layout folders: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg`."""
+"""ImageNet-layout folders: `root/train/<class>/*.jpg` and `root/val/<class>/*.jpg`.
+
+Opening the data checks it before the run exists: every class folder holds images, data.classes
+names existing classes, and up to VERIFY images of each split, evenly spread, decode (all of a
+small folder; ImageNet's 1.28 M would take minutes). An unreadable image met later, while
+training, is skipped with a warning naming it and the next readable one takes its place in the
+batch: real datasets have the odd bad JPEG, and one must not end a multi-day run."""
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
 
 from reslab.config.schema import DataConfig
-from reslab.data.base import DataError
+from reslab.data.images import IMAGE_SUFFIXES, Unreadable, read_image, spread
 from reslab.data.steps import lone_last
+from reslab.errors import DataError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+VERIFY = 256        # images of each split decoded when the data is opened
+SKIP_LIMIT = 64     # consecutive unreadable images after which the folder is given up on
 
 
 class ImageFolderData(L.LightningDataModule):
@@ -36,6 +47,7 @@ class ImageFolderData(L.LightningDataModule):
         self._sets: dict = {}
 
     def check(self) -> None:
+        """The layout, the classes and the normalisation, without reading an image."""
         for split in ("train", "val"):
             d = self.root / split
             if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
@@ -49,6 +61,14 @@ class ImageFolderData(L.LightningDataModule):
             extra = sorted(set(train) ^ set(val))[:3]
             raise DataError(f"the class folders of {self.root}/train and {self.root}/val differ "
                             f"(e.g. {', '.join(extra)})")
+        if beyond := [c for c in self.cfg.classes or () if c >= len(train)]:
+            raise DataError(f"data.classes has labels {beyond} but {self.root}/train has "
+                            f"{len(train)} class folders (labels 0..{len(train) - 1}, in sorted "
+                            f"order: {', '.join(train[:3])}, ...)")
+        for key, values in (("data.mean", self.mean), ("data.std", self.std)):
+            if len(values) not in (1, 3):
+                raise DataError(f"{key} has {len(values)} values; imagefolder images are RGB: "
+                                "give one value, or one per channel (3)")
 
     def _classes(self, split: str) -> list[str]:
         return sorted(p.name for p in (self.root / split).iterdir() if p.is_dir())
@@ -56,7 +76,7 @@ class ImageFolderData(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         self.check()
-        return len(self._classes("train"))
+        return len(self.cfg.classes) if self.cfg.classes else len(self._classes("train"))
 
     def prepare_data(self) -> None:
         self.check()
@@ -78,16 +98,21 @@ class ImageFolderData(L.LightningDataModule):
         return v2.Compose(head + tail)
 
     def setup(self, stage: str | None = None) -> None:
-        from torchvision.datasets import ImageFolder
-
         self.check()
         if not self._sets:
-            try:
-                self._sets = {"train": ImageFolder(self.root / "train", self.transforms(True)),
-                              "val": ImageFolder(self.root / "val", self.transforms(False))}
-            except FileNotFoundError as e:  # a class folder without images
-                raise DataError(f"imagefolder {self.root}: {str(e).split('. Supported')[0]} "
-                                "(every class folder needs .jpg/.png images)") from None
+            self._sets = {"train": self._open("train", self.transforms(True)),
+                          "val": self._open("val", self.transforms(False))}
+
+    def _open(self, split: str, transform) -> ReadableImages:
+        images = ReadableImages(self.root / split, transform)
+        if empty := [c for c, n in images.counts().items() if n == 0]:
+            raise DataError(f"imagefolder class folder {self.root / split / empty[0]} holds no "
+                            f"image ({', '.join(IMAGE_SUFFIXES)})")
+        if self.cfg.classes:
+            images.keep(list(self.cfg.classes))
+        for i in spread(len(images), VERIFY):
+            read_image(images.samples[i][0])  # Unreadable: a sentence naming the file
+        return images
 
     def sizes(self) -> dict[str, int]:
         """Images per split (after setup); the test split is the validation split."""
@@ -110,3 +135,40 @@ class ImageFolderData(L.LightningDataModule):
 
     def test_dataloader(self):  # ImageNet practice: the validation set is the test set
         return self._loader("val", False)
+
+
+class ReadableImages(ImageFolder):
+    """torchvision's ImageFolder, read with `read_image`; an unreadable image is replaced by the
+    next readable one (warned once per file and process, since DataLoader workers are processes)."""
+
+    def __init__(self, root: Path, transform):
+        super().__init__(root, transform, loader=read_image, allow_empty=True)
+        self.warned: set[str] = set()
+
+    def counts(self) -> dict[str, int]:
+        """Images per class folder."""
+        n = dict.fromkeys(self.classes, 0)
+        for _, target in self.samples:
+            n[self.classes[target]] += 1
+        return n
+
+    def keep(self, classes: list[int]) -> None:
+        """Only the images of `classes` (indices into the sorted class folders), relabelled
+        0..k-1 in the order given, as data.classes does for the in-memory sets."""
+        new = {old: i for i, old in enumerate(classes)}
+        self.samples = [(p, new[t]) for p, t in self.samples if t in new]
+        self.imgs, self.targets = self.samples, [t for _, t in self.samples]
+        self.classes = [self.classes[c] for c in classes]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    def __getitem__(self, index: int):
+        for k in range(SKIP_LIMIT):
+            try:
+                return super().__getitem__((index + k) % len(self))
+            except Unreadable as e:
+                if e.path not in self.warned:
+                    self.warned.add(e.path)
+                    print(f"warning: {e} (skipped: the next image takes its place)",
+                          file=sys.stderr, flush=True)
+        raise DataError(f"{SKIP_LIMIT} images in a row from index {index} of {self.root} cannot "
+                        "be read; check the dataset")

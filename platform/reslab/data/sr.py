@@ -27,19 +27,21 @@ import numpy as np
 import torch
 
 from reslab.config.schema import DataConfig
-from reslab.data.base import DataError
 from reslab.data.memory import ResumableLoader
-from reslab.data.steps import lone_last
+from reslab.data.sr_sources import Named, benchmark_images, folder_images, photo_images
+from reslab.data.steps import SPLITS, lone_last
+from reslab.errors import DataError
 
-BANDS = {"train": (0.0, 0.7), "val": (0.7, 0.85), "test": (0.85, 1.0)}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Evaluation shaves `scale` pixels off each border before PSNR and SSIM (the benchmarks'
+# protocol), and SSIM's 11x11 window reflect-pads by 5, which needs 6 pixels left a side.
+SSIM_SIDE = 6
 
 Pair = tuple[torch.Tensor, torch.Tensor]  # (low-res, high-res) uint8 (C, h, w), (C, s*h, s*w)
 
 
 class SRData(L.LightningDataModule):
-    """Subclasses implement `images()` -> {split: [HWC uint8 arrays]} for train, val and (else
-    val is the test split) test."""
+    """Subclasses implement `images()` -> {split: [(name, HWC uint8 array)]} for train, val and
+    (else val is the test split) test."""
 
     task = "super_resolution"
 
@@ -52,12 +54,16 @@ class SRData(L.LightningDataModule):
         self.input_size = (self.in_channels, self.lr_patch, self.lr_patch)
         self.pairs: dict[str, list[Pair]] = {}
 
-    def images(self) -> dict[str, list[np.ndarray]]:
+    def images(self) -> dict[str, list[Named]]:
         raise NotImplementedError
 
     def check(self) -> None:
-        """Raise DataError naming what is missing or too small; called before anything is
-        written. Loading is the check (the pairs are kept for training)."""
+        """Raise DataError naming what is missing, unreadable or too small; called before
+        anything is written. Loading is the check (the pairs are kept for training)."""
+        if self.cfg.classes:
+            raise DataError(f"data.classes={list(self.cfg.classes)} selects classification "
+                            f"labels, but data.name={self.cfg.name} is super-resolution data; "
+                            "unset data.classes")
         self.setup()
 
     def prepare_data(self) -> None:
@@ -69,14 +75,12 @@ class SRData(L.LightningDataModule):
         images = self.images()
         if self.cfg.test_root is not None:
             images["test"] = benchmark_images(Path(self.cfg.test_root))
-        self.pairs = {split: [make_pair(im, self.scale) for im in ims]
-                      for split, ims in images.items()}
+        for split, named in images.items():
+            for name, image in named:
+                check_size(split, name, image, self.cfg.patch_size, self.scale)
+        self.pairs = {split: [make_pair(im, self.scale) for _, im in named]
+                      for split, named in images.items()}
         self.pairs.setdefault("test", self.pairs["val"])  # no test split of its own
-        small = [tuple(hr.shape[1:]) for _, hr in self.pairs["train"]
-                 if min(hr.shape[1:]) < self.cfg.patch_size]
-        if small:
-            raise DataError(f"data.patch_size={self.cfg.patch_size} is larger than a training "
-                            f"image ({small[0][0]}x{small[0][1]} pixels); choose a smaller one")
 
     def sizes(self) -> dict[str, int]:
         """Training patches an epoch, validation and test images (after setup)."""
@@ -102,6 +106,21 @@ class SRData(L.LightningDataModule):
 
     def _rank_world(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
+
+def check_size(split: str, name: str, image: np.ndarray, patch_size: int, scale: int) -> None:
+    """A training image holds a patch, an evaluation image what PSNR and SSIM measure; sides
+    count after cropping to a multiple of `scale`, as `make_pair` does."""
+    h, w = image.shape[:2]
+    side = min(h // scale, w // scale) * scale
+    if split == "train" and side < patch_size:
+        raise DataError(f"data.patch_size={patch_size} is larger than a training image: {name} "
+                        f"is {h}x{w} pixels; choose a smaller patch or remove the image")
+    least = 2 * scale + SSIM_SIDE
+    if split != "train" and side < least:
+        raise DataError(f"the {SPLITS[split]} image {name} is {h}x{w} pixels; at data.scale="
+                        f"{scale} evaluation needs at least {least}x{least} ({scale} pixels are "
+                        f"shaved off each border, SSIM needs {SSIM_SIDE} more); remove it")
 
 
 def make_pair(image: np.ndarray, scale: int) -> Pair:
@@ -199,50 +218,10 @@ def dihedral(x: torch.Tensor, op: int) -> torch.Tensor:
 
 
 class PhotosData(SRData):
-    def images(self) -> dict[str, list[np.ndarray]]:
-        from sklearn.datasets import load_sample_images
-
-        photos = load_sample_images().images
-        return {split: [band(im, lo, hi) for im in photos] for split, (lo, hi) in BANDS.items()}
-
-
-def band(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    h = image.shape[0]
-    return image[round(lo * h) : round(hi * h)]
-
-
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as HWC uint8 RGB (greyscale ones, as in Set14 and B100, replicated)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def benchmark_images(root: Path) -> list[np.ndarray]:
-    """The high-resolution images of a benchmark folder (Set5/Set14/B100/Urban100 as in EDSR's
-    benchmark.tar: `<root>/HR/*.png`)."""
-    if not (files := image_files(root / "HR")):
-        raise DataError(f"data.test_root={root} needs the benchmark's high-resolution images in "
-                        f"{root / 'HR'} (the Set5/Set14/B100/Urban100 layout; "
-                        f"{', '.join(IMAGE_SUFFIXES)})")
-    return [read_rgb(f) for f in files]
+    def images(self) -> dict[str, list[Named]]:
+        return photo_images()
 
 
 class SRFolderData(SRData):
-    def __init__(self, cfg: DataConfig, seed: int = 0):
-        super().__init__(cfg, seed)
-        self.root = Path(cfg.root)
-
-    def images(self) -> dict[str, list[np.ndarray]]:
-        files = {s: image_files(self.root / s) for s in ("train", "val")}
-        if missing := [s for s, f in files.items() if not f]:
-            raise DataError(f"sr_folder needs high-resolution images in {self.root / missing[0]} "
-                            f"({', '.join(IMAGE_SUFFIXES)}; e.g. DIV2K_train_HR's in "
-                            f"{self.root}/train and DIV2K_valid_HR's in {self.root}/val)")
-        return {s: [read_rgb(f) for f in fs] for s, fs in files.items()}  # test: val
+    def images(self) -> dict[str, list[Named]]:
+        return folder_images(Path(self.cfg.root))
