@@ -147,6 +147,13 @@ RUN_CASES = [
         ["trainer.precision=bf16-mixed"], ["trainer.gradient_clip_val=1"],
         ["trainer.limit_train_batches=2"])],
     ["train", "--resume", "{CKPT}", "trainer.max_epochs=1"],
+    *[["export", "{RUN}", "--format", "state_dict", "--out", *c] for c in (
+        ["{CKPT}", "--force"], ["{RUN}/config.yaml", "--force"], ["{RUN}/summary.json"],
+        ["{RUN}/checkpoints", "--force"], ["{RUN}", "--force"], ["/dev/null", "--force"],
+        ["/proc/reslab-bad-input/m.pt"], ["{T}/a_file"], ["{T}/a_file/m.pt"], ["a\0b.pt"])],
+    *[["compare", "{RUN}", "--out", *c] for c in (
+        ["{RUN}/checkpoints", "--force"], ["{RUN}", "--force"], ["{T}"], ["{T}/a_file"],
+        ["/proc/reslab-bad-input"], ["/dev/null", "--force"])],
 ]
 
 # Data that cannot train: too small, corrupt, unreadable.

@@ -131,7 +131,7 @@ def test_outputs_that_differ_put_nothing_in_place(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.jit, "load", lambda *a, **k: (lambda x: real(*a, **k)(x) + 1e-3))
     with pytest.raises(TrainingError, match=r"outputs differ from the checkpoint's \(max"):
         export.export(runs["resnet20"], "torchscript", tmp_path / "out" / "m.pt")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # not even the folder made for it
 
 
 @pytest.mark.parametrize("case,words", [

@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: the keys that vary, e.g. model.depth,model.shortcut)")
     cp.add_argument("--metric", help="main metric (default val/err; val/psnr for super-resolution)")
     cp.add_argument("--out", metavar="DIR", help="where figures go (default: FIRST_DIR/compare)")
+    cp.add_argument("--force", action="store_true",
+                    help="write into an --out folder that is not empty (never into run records)")
     cp.add_argument("--wandb", metavar="ENTITY/PROJECT",
                     help="read runs through the W&B API (WANDB_BASE_URL, WANDB_API_KEY) instead "
                     "of directories; same table, figures and report (default --out ./compare)")
@@ -189,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default torchscript; onnx needs `pip install 'reslab[export]'`")
     x.add_argument("--out", metavar="PATH", help="the model file, or a folder for it "
                    "(default: RUN_DIR/export/model.<format>.pt or model.onnx)")
+    x.add_argument("--force", action="store_true",
+                   help="replace an existing model file and its JSON (never run records)")
     for name, parser in sub.choices.items():
         parser.formatter_class = Formatter
         parser.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])

@@ -18,13 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from reslab import __version__, checkpoint, data, models
+from reslab import __version__, checkpoint, data, fileio, models, rundir
 from reslab.build import data_stats, model_kwargs
 from reslab.config.load import load, to_dict
 from reslab.config.schema import Config
 from reslab.data.base import ArrayData, Normalizer, keep_classes
 from reslab.errors import TrainingError, UserError
-from reslab.fileio import write_atomic
 from reslab.rundir import RunDir, find_run
 
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx",
@@ -45,7 +44,8 @@ class Source:
     epoch: int | None
 
 
-def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = None) -> dict:
+def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = None,
+           force: bool = False) -> dict:
     """Write the run's (or checkpoint's) network in `fmt`; returns the two paths and the check."""
     if fmt not in FILES:
         raise UserError(f"--format must be one of {', '.join(FILES)}, got '{fmt}'")
@@ -54,31 +54,27 @@ def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = 
         if missing:
             raise UserError(f"ONNX export needs the {' and '.join(missing)} package(s), which are "
                             "not installed: pip install 'reslab[export]'")
+    if not Path(path).exists():
+        raise UserError(f"{path} does not exist (give a run directory or a checkpoint in one)")
+    target = output_path(find_run(path), fmt, out, force)
     src = open_source(path)
-    target = output_path(src.run, fmt, out)
     gen = torch.Generator().manual_seed(0)
     size = tuple(src.datamodule.input_size)
     example, sample = (torch.randn(n, *size, generator=gen) for n in (TRACE_BATCH, CHECK_BATCH))
     with torch.no_grad():
         expected = src.net(sample)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
+    meta_path = target.with_suffix(".json")
+    with fileio.writing_to(target.parent, "--out"), \
+            fileio.replacing(target, meta_path) as (tmp, tmp_meta):
         check = WRITERS[fmt](src, example, sample, expected, tmp)
         meta = metadata(src, fmt, target, check, list(expected.shape[1:]))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    meta_path = target.with_suffix(".json")
-    write_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
     return {"model": target, "meta": meta_path, "check": check["sentence"]}
 
 
 def open_source(path: str | Path) -> Source:
     """The run, its checkpoint (best.ckpt, else last.ckpt, or the file given) and the network
     with the checkpoint's weights: every refusal here, before anything is written."""
-    if not Path(path).exists():
-        raise UserError(f"{path} does not exist (give a run directory or a checkpoint in one)")
     run = find_run(path)
     ckpt = Path(path) if Path(path).is_file() else run.weights_ckpt
     if not ckpt.is_file():
@@ -99,19 +95,21 @@ def open_source(path: str | Path) -> Source:
                   loaded.get("epoch"))
 
 
-def output_path(run: RunDir, fmt: str, out: str | Path | None) -> Path:
-    """--out as given, a folder for the default file name, or RUN_DIR/export/<default name>."""
+def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> Path:
+    """--out as given, a folder for the default file name, or RUN_DIR/export/<default name>;
+    the model file and the JSON beside it checked by the one output rule (rundir.output_path)."""
     if out is None:
-        return run.path / "export" / FILES[fmt]
-    p = Path(out)
-    if p.is_dir() or str(out).endswith(("/", os.sep)):
-        p = p / FILES[fmt]
+        p = run.path / "export" / FILES[fmt]
+    else:
+        p = rundir.resolved(out, "--out")
+        if p.is_dir() or str(out).endswith(("/", os.sep)):
+            p = p / FILES[fmt]
+    target = rundir.output_path(p, "--out", folder=False, force=force)
     if p.suffix == ".json":
         raise UserError(f"--out {out} ends in .json, the name of the metadata file written beside "
                         "the model; name the model file (e.g. model.onnx) or a folder")
-    if p.parent.exists() and not p.parent.is_dir():
-        raise UserError(f"--out {out}: {p.parent} is a file, not a folder")
-    return p.resolve()
+    rundir.output_path(target.with_suffix(".json"), "--out", folder=False, force=force)
+    return target
 
 
 def write_torchscript(src: Source, example, sample, expected, tmp: Path) -> dict:

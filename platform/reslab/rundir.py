@@ -6,7 +6,8 @@
     <run.root>/<sweep name>/
         <trial>/ (a run directory)  sweep.csv  best_config.yaml  tune/
 
-Run ids, paths that cannot escape run.root, config and summary I/O (atomic, secrets redacted)."""
+Run ids, paths that cannot escape run.root, config and summary I/O (atomic, secrets redacted),
+and the one rule for what commands write outside training (output_path: never a run's records)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,12 @@ import csv
 import fcntl
 import json
 import os
-import platform
 import re
 import secrets
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +30,11 @@ import yaml
 from reslab.config.load import flatten, to_dict
 from reslab.config.schema import Config
 from reslab.config.validate import check_run_name
-from reslab.errors import UserError
-from reslab.fileio import write_atomic
+from reslab.errors import UserError, reason
+from reslab.fileio import check_new_file, check_new_folder, write_atomic
 
+# The folders of a run or sweep directory that commands other than training write into.
+OUTPUT_AREAS = ("export", "compare")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)", re.I)
 SECRET_ENV = ("WANDB_API_KEY",)
 
@@ -94,6 +93,43 @@ class SweepDir:
 
 def is_run_dir(path: Path) -> bool:
     return (path / "config.yaml").is_file()
+
+
+def holds_records(folder: Path) -> bool:
+    """A run directory (config.yaml, summary.json) or a sweep directory (sweep.csv,
+    best_config.yaml, tune/)."""
+    sweep = SweepDir(folder)
+    try:
+        return any(p.is_file() for p in (folder / "config.yaml", folder / "summary.json",
+                                         sweep.results, sweep.best_config)) or sweep.tune.is_dir()
+    except OSError:  # a folder this user cannot look into holds no records of theirs
+        return False
+
+
+def resolved(path: str | Path, option: str) -> Path:
+    """A path the user gave, absolute with its links resolved, or one sentence."""
+    try:
+        return Path(path).resolve()
+    except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
+        raise UserError(f"{option} {str(path)!r} is not a usable path ({reason(e)})") from None
+
+
+def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> Path:
+    """Where a command writes outside training (`export --out`, `compare --out`): resolved, and
+    refused in a run's or a sweep's records (anywhere in one but its OUTPUT_AREAS folders), over
+    a device, a FIFO or a folder, and over an existing file or into a non-empty folder without
+    --force. The one rule for every such output."""
+    p = resolved(path, option)
+    for parent in (p, *p.parents):
+        if holds_records(parent):  # the innermost one: a sweep's trial is a run directory
+            inside = p.relative_to(parent).parts
+            if not inside or inside[0] not in OUTPUT_AREAS:
+                raise UserError(f"{option} {p} is inside the records of {parent}; write "
+                                f"elsewhere or into its {' or '.join(OUTPUT_AREAS)} folder")
+            break
+    (check_new_folder if folder else check_new_file)(p, option, force)
+    check_writable(p.parent, option)
+    return p
 
 
 def new_run_id() -> str:
@@ -218,40 +254,3 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, str) and any(s in obj for s in env_secrets):
         return "***"
     return obj
-
-
-def env_info() -> dict:
-    """What reproducing the run needs besides its config: code version and package versions."""
-    return {
-        "git_commit": _git_commit(),
-        "python": platform.python_version(),
-        **{name: _version(name) for name in ("torch", "torchvision", "lightning")},
-        "host": socket.gethostname(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "ray_node_id": _ray_node_id(),
-    }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _ray_node_id() -> str | None:
-    """The Ray node a sweep trial ran on (which SLURM node, in a multi-node sweep job)."""
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return None
-    return ray.get_runtime_context().get_node_id()
-
-
-def _git_commit() -> str | None:
-    src = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -10,12 +10,12 @@ def run(args) -> int:
     by = args.by.split(",") if args.by else None
     if args.wandb:
         result = compare.compare_wandb(args.wandb, by, args.metric, args.out, args.group,
-                                       args.filter, args.publish)
+                                       args.filter, args.publish, args.force)
     elif args.group or args.filter or args.publish:
         raise UserError("--group, --filter and --publish select W&B runs: use them with --wandb "
                         "ENTITY/PROJECT")
     else:
-        result = compare.compare(args.dirs, by, args.metric, args.out)
+        result = compare.compare(args.dirs, by, args.metric, args.out, args.force)
     print(result["table"])
     print("written: " + ", ".join(str(p) for p in result["files"]))
     if result.get("report_url"):

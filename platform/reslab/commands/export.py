@@ -6,6 +6,6 @@ from reslab import export
 
 
 def run(args) -> int:
-    result = export.export(args.run, args.format, args.out)
+    result = export.export(args.run, args.format, args.out, force=args.force)
     print(f"model:    {result['model']}\nmetadata: {result['meta']}\ncheck:    {result['check']}")
     return 0

@@ -6,37 +6,42 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from reslab import fileio
 from reslab.errors import UserError
 from reslab.registry import did_you_mean
 from reslab.report import figures, html, wandb_report, wandb_runs
 from reslab.report.runs import Run, find_runs
 from reslab.report.table import default_metric, format_table, table, varied_keys
+from reslab.rundir import output_path
 
 
 def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = None,
-            out: str | Path | None = None) -> dict:
+            out: str | Path | None = None, force: bool = False) -> dict:
     """Table (printed by the CLI) plus figures and report.html in `out`."""
     runs = find_runs(dirs)
-    return write(runs, by, metric, Path(out or (Path(dirs[0]) / "compare")))
+    return write(runs, by, metric, out or (Path(dirs[0]) / "compare"), force)
 
 
-def write(runs: list[Run], by: list[str] | None, metric: str | None, out: Path) -> dict:
+def write(runs: list[Run], by: list[str] | None, metric: str | None, out: str | Path,
+          force: bool = False) -> dict:
     """The grouped table, figures, report.html and table.csv of `runs` in `out`: one path for
-    run directories and W&B projects alike."""
+    run directories and W&B projects alike. `out` passes the one output rule
+    (rundir.output_path); the files are written into a staging folder and moved in when all
+    are done, so a failure leaves nothing behind."""
     by = by or varied_keys(runs) or ["model.name"]
     metric = metric or default_metric(runs)
     check_names(runs, by, metric)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a directory for the figures and report")
+    out = output_path(out, "--out", folder=True, force=force)
     header, rows = table(runs, by, metric)
-    out.mkdir(parents=True, exist_ok=True)
-    files = figures.write_all(runs, by, metric, out)
-    files.append(html.write_report(out, header, rows, files, by, metric,
-                                   figures.run_groups(runs, by)))
-    with open(out / "table.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
-    files.append(out / "table.csv")
-    return {"table": format_table(header, rows), "files": files, "by": by, "metric": metric}
+    with fileio.writing_to(out, "--out"), fileio.staged_folder(out) as stage:
+        files = figures.write_all(runs, by, metric, stage)
+        files.append(html.write_report(stage, header, rows, files, by, metric,
+                                       figures.run_groups(runs, by)))
+        with open(stage / "table.csv", "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+        files.append(stage / "table.csv")
+    return {"table": format_table(header, rows), "files": [out / f.name for f in files],
+            "by": by, "metric": metric}
 
 
 def check_names(runs: list[Run], by: list[str], metric: str) -> None:
@@ -53,11 +58,11 @@ def check_names(runs: list[Run], by: list[str], metric: str) -> None:
 
 def compare_wandb(path: str, by: list[str] | None = None, metric: str | None = None,
                   out: str | Path | None = None, group: str | None = None,
-                  filters: list[str] = (), publish: bool = False) -> dict:
+                  filters: list[str] = (), publish: bool = False, force: bool = False) -> dict:
     """The same table, figures and report from a W&B project's runs (wandb.Api, which honours
     WANDB_BASE_URL), into `out` (default ./compare); `publish` also saves a W&B Report."""
     runs = wandb_runs.fetch(path, group, list(filters))
-    result = write(runs, by, metric, Path(out or "compare"))
+    result = write(runs, by, metric, out or "compare", force)
     if publish:
         entity, project = path.split("/")
         spec = wandb_report.spec(entity, project, result["by"], result["metric"], group, runs)
