@@ -94,7 +94,7 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"recipe file '{path}' is larger than {MAX_YAML_BYTES} bytes")
     try:
         text = p.read_text()
-        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=SafeLoader)):
             raise ConfigError(f"recipe file '{path}' uses YAML aliases (*name), which reslab "
                               "does not allow; write the values out")
         data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python tags
@@ -121,7 +121,10 @@ class DuplicateKey(ConfigError):
     """A key written twice in one YAML mapping."""
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: 20x faster
+
+
+class UniqueKeyLoader(SafeLoader):
     """Safe YAML that refuses a key written twice in one mapping (YAML would keep the last)."""
 
     def construct_mapping(self, node, deep=False):
@@ -209,13 +212,13 @@ def field_domain(key: str, schema: type = Config) -> domain.Domain | None:
 def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") -> DictConfig:
     """`data` onto the structured `cfg` (struct mode: unknown keys and wrong types refused)."""
     check_no_interpolation(data, source)
-    check_kinds(data, OmegaConf.get_type(cfg), source)
+    check_kinds(data, OmegaConf.get_type(cfg), source, what)
     try:
         return OmegaConf.merge(cfg, data)
     except ConfigKeyError as e:
         key = e.full_key or "?"
         raise ConfigError(f"unknown {what} '{key}' in {source}"
-                          f"{did_you_mean(key, keys_of(cfg))}") from None
+                          f"{did_you_mean(key, schema_keys(OmegaConf.get_type(cfg)))}") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "?"
         kind = field_type(key, OmegaConf.get_type(cfg))
@@ -234,32 +237,41 @@ def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") ->
         raise ConfigError(f"bad value for config key '{key}' in {source}: {msg}") from None
 
 
-def check_kinds(data: Any, schema: type, source: str, prefix: str = "") -> None:
-    """Each value of the kind its key holds, before OmegaConf sees it: a section takes a mapping,
-    a list a list, true/false a boolean (OmegaConf would read 3 or 0.5 as true), anything else
-    neither a list nor a mapping."""
+def check_kinds(data: Any, schema: type, source: str, what: str, prefix: str = "") -> None:
+    """Each key known and each value of the kind its key holds, before OmegaConf builds anything
+    from it: a section takes a mapping, a list a list, true/false a boolean (OmegaConf would read
+    3 or 0.5 as true), a number or a word neither a list nor a mapping."""
     if not isinstance(data, dict) or not dataclasses.is_dataclass(schema):
         return
     hints = typing.get_type_hints(schema)
     for k, v in data.items():
         key, kind = f"{prefix}{k}", hints.get(k)
-        if kind in (None, Any) or v is None and type(None) in typing.get_args(kind):
-            continue  # an unknown key: OmegaConf's merge names it; Any (a sweep's seeds) takes
-            # a value or a list; a null where null is allowed
+        if kind is None:
+            near = [*schema_keys(schema, prefix), *(prefix + h for h in hints)]
+            raise ConfigError(f"unknown {what} '{key}' in {source}{did_you_mean(key, near)}")
+        if v is None and type(None) in typing.get_args(kind):
+            continue
         if dataclasses.is_dataclass(kind):
             if not isinstance(v, dict):
                 raise ConfigError(f"{key} is a section of keys ({', '.join(typing.get_type_hints(kind))}), "
                                   f"not a value; set them as {key}.KEY=VALUE ({source})")
-            check_kinds(v, kind, source, key + ".")
-            continue
-        is_list, is_bool = "list[" in str(kind), kind in (bool, bool | None)
-        is_map = typing.get_origin(kind) is dict  # a sweep's space
-        if (is_list != isinstance(v, list)) or (is_map != isinstance(v, dict)) or \
-                (is_bool and not isinstance(v, bool)):
-            null = "null or " if type(None) in typing.get_args(kind) else ""
-            words = "true or false" if is_bool else "a mapping" if is_map else \
-                domain.describe(field_domain(k, schema), "int" in str(kind))
-            raise ConfigError(f"{key} must be {null}{words}, got {domain.shown(v)} in {source}")
+            check_kinds(v, kind, source, what, key + ".")
+        elif (sentence := wrong_kind(key, v, kind, field_domain(str(k), schema))) is not None:
+            raise ConfigError(f"{sentence} in {source}")
+
+
+def wrong_kind(key: str, v: Any, kind: Any, d: domain.Domain | None) -> str | None:
+    """The sentence for a value of the wrong kind for a list, boolean or scalar key (None: fine,
+    or a kind this check leaves to OmegaConf, such as a mapping field)."""
+    text, null = str(kind), "null or " if type(None) in typing.get_args(kind) else ""
+    if "dict" in text or "Any" in text:
+        return None
+    is_list, is_bool = "list[" in text, kind in (bool, bool | None)
+    if is_list == isinstance(v, list) and not isinstance(v, dict) and \
+            (not is_bool or isinstance(v, bool)):
+        return None
+    words = "true or false" if is_bool or d is None else domain.describe(d, "int" in text)
+    return f"{key} must be {null}{words}, got {domain.shown(v)}"
 
 
 def check_no_interpolation(data: Any, source: str, key: str = "") -> None:
@@ -277,16 +289,15 @@ def check_no_interpolation(data: Any, source: str, key: str = "") -> None:
 
 def all_keys() -> list[str]:
     """Every dotted key of the config schema."""
-    return keys_of(defaults())
+    return schema_keys(Config)
 
 
-def keys_of(cfg: DictConfig, prefix: str = "") -> list[str]:
-    """The dotted keys of a structured config (its schema's keys)."""
+def schema_keys(schema: type, prefix: str = "") -> list[str]:
+    """The dotted keys of a schema dataclass, sections walked."""
     keys = []
-    for name in cfg:
-        node = cfg._get_node(name)
-        if isinstance(node, DictConfig) and node._metadata.object_type not in (None, dict):
-            keys += keys_of(node, f"{prefix}{name}.")
+    for name, kind in typing.get_type_hints(schema).items():
+        if dataclasses.is_dataclass(kind):
+            keys += schema_keys(kind, f"{prefix}{name}.")
         else:
             keys.append(f"{prefix}{name}")
     return keys
