@@ -35,6 +35,7 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
     Trainer (a sweep's Tune reporter); `overrides` (the KEY=VALUE items `cfg` was loaded with)
     go into summary.json's record of this attempt."""
     prepare_process()
+    slurm_env.check_nodes(cfg.trainer.num_nodes)  # else DDP waits for the other nodes forever
     if resume:
         resuming.check_config(resume, cfg)  # cheap, and before the network is built
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -16,6 +16,29 @@ def in_slurm_step() -> bool:
     return "SLURM_JOB_ID" in os.environ and "SLURM_NTASKS" in os.environ
 
 
+def node_launcher() -> str | None:
+    """What started this process as one of several nodes' processes, if anything: a SLURM step,
+    torchrun (torchelastic), or a hand-made launch that gives every node MASTER_ADDR and its
+    NODE_RANK (Lightning's own multi-node environment)."""
+    if in_slurm_step():
+        return "a SLURM step"
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        return "torchrun"
+    if "MASTER_ADDR" in os.environ and "NODE_RANK" in os.environ:
+        return "MASTER_ADDR and NODE_RANK"
+    return None
+
+
+def check_nodes(num_nodes: int) -> None:
+    """Training on more than one node needs the other nodes' processes started by a launcher:
+    without one, rank 0 waits for them in DDP's rendezvous forever (with status `running`)."""
+    if num_nodes > 1 and node_launcher() is None:
+        raise UserError(f"trainer.num_nodes={num_nodes} needs a process on each node, which "
+                        "nothing here starts: submit it with `reslab submit` (SLURM), or "
+                        "launch it on every node with torchrun or with MASTER_ADDR and "
+                        "NODE_RANK set; on this machine use trainer.num_nodes=1")
+
+
 def job_id() -> str | None:
     jid = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     value = f"{jid[0]}_{jid[1]}" if all(jid) else os.environ.get("SLURM_JOB_ID")
