@@ -28,12 +28,13 @@ from reslab.slurm import env as slurm_env
 
 
 def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
-        overrides: list[str] = ()) -> dict:
+        overrides: list[str] = (), record=None) -> dict:
     """Train `cfg` in a new run directory (or continue `resume`: a run directory, with or without
     a checkpoint yet) and return its summary. Under SLURM every rank calls this; only global
     rank 0 writes files (and holds the run directory's lock). `callbacks` are added to the
     Trainer (a sweep's Tune reporter); `overrides` (the KEY=VALUE items `cfg` was loaded with)
-    go into summary.json's record of this attempt."""
+    go into summary.json's record of this attempt. `record()` gives fields the caller adds to
+    the attempt's final summary.json, which is written once (a sweep trial's own timing)."""
     prepare_process()
     slurm_env.check_nodes(cfg.trainer.num_nodes)  # else DDP waits for the other nodes forever
     if resume:
@@ -50,7 +51,7 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
             rundir.begin_attempt(run, cfg, list(overrides), start[1])
         if start[0] is not None:
             callbacks = [resuming.ConfigLearningRate(cfg.optim), *callbacks]
-        return train_in(run, cfg, built, task, start, callbacks)
+        return train_in(run, cfg, built, task, start, callbacks, record)
 
 
 COMPLETE = (None, -1)  # resume_point's answer for a completed run with nothing left to train
@@ -80,7 +81,7 @@ def resume_point(run: RunDir, task: tasks.Task, cfg: Config) -> tuple[Path | Non
 
 
 def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
-             start: tuple[Path | None, int | None], callbacks: list) -> dict:
+             start: tuple[Path | None, int | None], callbacks: list, record=None) -> dict:
     """Fit (and test) in `run`, from the checkpoint in `start` if any; the summary records every
     outcome."""
     ckpt, resume_step = start
@@ -111,6 +112,7 @@ def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
         raise
     finally:
         summary["wall_s"] = round(wall_before + time.perf_counter() - t0, 3)
+        summary.update(record() if record else {})
         write_summary(run, summary)
         finish_wandb(summary, trainer.loggers)  # W&B summary = summary.json, artifacts
     if summary["status"] == "preempted" and is_rank_zero():

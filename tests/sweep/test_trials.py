@@ -4,6 +4,7 @@ what marks a sweep as started. In this process, without Ray."""
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import random
@@ -11,6 +12,7 @@ import random
 import pytest
 import yaml
 
+from reslab import rundir
 from reslab.config.load import derive
 from reslab.errors import TrainingError
 from reslab.rundir import open_run, write_summary
@@ -29,10 +31,10 @@ num_samples: 3
 """
 
 
-def load(tmp_path, body: str):
+def load(tmp_path, body: str, overrides: tuple[str, ...] = ()):
     path = tmp_path / "spec.yaml"
     path.write_text(f"name: s\nbase:\n  recipes: [{ROOT}/configs/quickstart.yaml]\n"
-                    f"  overrides: ['run.root={tmp_path}/runs']\n" + body)
+                    f"  overrides: {[f'run.root={tmp_path}/runs', *overrides]}\n" + body)
     spec = S.load_spec(path)
     return spec, S.sweep_dir(spec)
 
@@ -141,3 +143,23 @@ def test_a_trial_that_failed_by_its_own_numerics_is_not_retried(tmp_path):
     assert not tune.failed_by_itself(run, derive(spec.trial_cfg(point), {"optim.lr": 0.01}))
     write_summary(run, {"status": "failed", "error": "OSError: [Errno 28] No space left"})
     assert not tune.failed_by_itself(run, spec.trial_cfg(point))
+
+
+def test_a_trial_s_record_says_completed_once_and_is_final_then(tmp_path, monkeypatch):
+    """A resumed sweep skips a trial whose summary.json says `completed`. The trial's timing
+    used to be written after train.fit's completed record (W&B finishing in between), so a
+    finished trial's record changed after it read as finished: the flaky resume test. Now the
+    one completed write holds the timing, and nothing writes after it."""
+    spec, out = load(tmp_path, "space:\n  model.depth: [8]\n",
+                     ("trainer.max_epochs=1", "data.batch_size=256", "run.test=false"))
+    point, = S.grid_points(spec)
+    writes, write = [], rundir.write_summary
+    monkeypatch.setattr(rundir, "write_summary",
+                        lambda run, summary: (writes.append(dict(summary)), write(run, summary)))
+    tune.run_trial({"point": point}, spec)
+    statuses = [w.get("status") for w in writes]
+    assert statuses.count("completed") == 1 and statuses[-1] == "completed", statuses
+    final = json.loads(out.trial(S.trial_name(point)).summary.read_text())
+    assert final["status"] == "completed" and final["trial_s"] > 0
+    began, ended = final["trial_window"]
+    assert began < ended and final["trial_s"] <= ended - began + 0.01

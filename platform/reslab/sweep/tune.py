@@ -147,12 +147,19 @@ def run_config(spec: Spec, out: SweepDir, done: int = 0):
 def run_trial(config: dict, spec: Spec) -> None:
     """One trial, inside a Ray worker: the sweep's base config + this point, trained by
     train.fit in the trial's own run directory (resuming from its checkpoint on a retry or after
-    `--resume`). Its summary.json gets `trial_s`: this attempt's time in the trial function (the
-    sweep's timing counts the rest as Ray's: start-up, workers, scheduling), and `trial_window`:
-    when it began and ended (Unix time)."""
+    `--resume`). Its summary.json gets `trial_s`: this attempt's time in the trial function up
+    to its final record (the sweep's timing counts the rest as Ray's: start-up, workers,
+    scheduling), and `trial_window`: when it began and ended (Unix time). They go into the one
+    final write of the record: a second write after `completed` would change a finished trial's
+    record after the sweep (or a resume) had read it as finished."""
     import torch
 
     t0, began = time.perf_counter(), time.time()
+
+    def timing() -> dict:
+        return {"trial_s": round(time.perf_counter() - t0, 3),
+                "trial_window": [round(began, 3), round(time.time(), 3)]}
+
     point = config["point"]
     for key in [k for k in os.environ if k.startswith("SLURM_")]:
         del os.environ[key]  # else Lightning picks SLURMEnvironment inside the trial
@@ -165,9 +172,7 @@ def run_trial(config: dict, spec: Spec) -> None:
                             "fails the same way)")
     torch.set_num_threads(max(1, int(spec.cpu)))
     report = TuneReport()
-    summary = train.fit(cfg, resume=run, callbacks=[report])
-    train.write_summary(run, {**summary, "trial_s": round(time.perf_counter() - t0, 3),
-                              "trial_window": [round(began, 3), round(time.time(), 3)]})
+    summary = train.fit(cfg, resume=run, callbacks=[report], record=timing)
     if not report.reported:  # resumed at its last epoch: Tune still needs one result
         report.final(summary, spec.metric)
 
