@@ -193,6 +193,33 @@ def test_a_second_process_cannot_train_in_a_run_directory_in_use(cli, tmp_path):
     assert _files(run) == before
 
 
+def test_testing_or_exporting_into_a_run_in_use_is_refused(cli, tmp_path):
+    """`reslab test RUN` while RUN trained was not refused: its fields were overwritten when
+    training ended. An export elsewhere only reads the run, so it goes ahead."""
+    run = _trained(cli, tmp_path)
+    before = _files(run)
+    with rundir.locked(rundir.RunDir(run)):
+        for args in (["test", run], ["export", run], ["export", run / "checkpoints/last.ckpt"]):
+            r = cli(*args)
+            assert r.returncode == 2 and f"is in use by pid {os.getpid()}" in r.stderr, r.stderr
+            assert r.stderr.count("\n") == 1
+        assert cli("export", run, "--out", tmp_path / "elsewhere.pt").returncode == 0
+    assert _files(run) == before and not (run / "export").exists()
+
+
+def test_a_run_directory_that_cannot_be_written_is_one_sentence(cli, tmp_path):
+    run = _trained(cli, tmp_path)
+    (run / ".lock").unlink()
+    (run / ".lock").mkdir()  # as a read-only run directory, opening the lock file fails
+    before = _files(run)
+    for args in (["test", run], ["train", "--resume", run, "trainer.max_epochs=2"],
+                 ["export", run]):
+        r = cli(*args)
+        assert r.returncode == 2 and "cannot be written (.lock: Is a directory)" in r.stderr, \
+            r.stderr
+    assert _files(run) == before
+
+
 def test_a_resume_that_cannot_restore_leaves_the_record_as_it_was(cli, tmp_path):
     run = _trained(cli, tmp_path)
     config = run / "config.yaml"

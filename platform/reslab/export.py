@@ -56,8 +56,16 @@ def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = 
                             "not installed: pip install 'reslab[export]'")
     if not Path(path).exists():
         raise UserError(f"{path} does not exist (give a run directory or a checkpoint in one)")
-    target = output_path(find_run(path), fmt, out, force)
-    src = open_source(path)
+    run = find_run(path)
+    target = output_path(run, fmt, out, force)
+    # Into the run's export/ folder is a write to the run: not while a process trains in it.
+    with rundir.locked(run) if run.path in target.parents else contextlib.nullcontext():
+        return write(open_source(path), fmt, target)
+
+
+def write(src: Source, fmt: str, target: Path) -> dict:
+    """The network in `fmt` at `target` and its JSON beside it, both put in place only after
+    the exported model's outputs matched the checkpoint's."""
     gen = torch.Generator().manual_seed(0)
     size = tuple(src.datamodule.input_size)
     example, sample = (torch.randn(n, *size, generator=gen) for n in (TRACE_BATCH, CHECK_BATCH))

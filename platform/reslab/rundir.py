@@ -188,10 +188,15 @@ def redact_overrides(overrides: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def locked(run: RunDir):
-    """Held while a process trains in `run`: a second one (a requeued job whose old attempt
-    still runs, two `--resume`) is refused, naming the holder. The kernel releases the lock
-    when the holder dies, however it dies."""
-    f = open(run.lock_file, "a+")
+    """Held by every process that writes a run's records: training in it (a requeued job whose
+    old attempt still runs, two `--resume`), `reslab test`, an export into it. A second one is
+    refused, naming the holder. The kernel releases the lock when the holder dies, however it
+    dies."""
+    try:
+        f = open(run.lock_file, "a+")
+    except OSError as e:  # a read-only run directory, a .lock that is not a file
+        raise UserError(f"run directory {run.path} cannot be written ({run.lock_file.name}: "
+                        f"{e.strerror or e}); give it back its write permission") from None
     try:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -199,7 +204,7 @@ def locked(run: RunDir):
             f.seek(0)
             holder = f.read().strip() or "another process"
             raise UserError(f"run directory {run.path} is in use by {holder}; wait for it to "
-                            "finish or stop it, then resume") from None
+                            "finish (or stop it), then try again") from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

@@ -244,7 +244,12 @@ def collect(trainer: L.Trainer, task) -> dict:
 
 def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> dict:
     """Evaluate `ckpt` (default: the run's best, else last) on the run's test split; the result
-    goes into summary.json."""
+    goes into summary.json, so not while another process trains in (or tests) the run."""
+    with rundir.locked(run):
+        return evaluate(run, overrides, ckpt)
+
+
+def evaluate(run: RunDir, overrides: list[str], ckpt: Path | None) -> dict:
     prepare_process()
     cfg = load([run.config], overrides)
     ckpt = ckpt or run.weights_ckpt
