@@ -23,6 +23,7 @@ from reslab.config.schema import Config
 from reslab.errors import Interrupted, UserError
 from reslab.loggers import CSVMetrics, finish_wandb, test_to_wandb, wandb_logger
 from reslab.models.profile import count_params
+from reslab.provenance import env_info
 from reslab.rundir import RunDir
 from reslab.slurm import env as slurm_env
 
@@ -163,7 +164,7 @@ def new_run(cfg: Config) -> RunDir:
 def start_summary(run: RunDir, net: torch.nn.Module, resumed_at: int | None) -> dict:
     """The run's record while it trains: what an earlier attempt wrote, now `running`."""
     summary = {**rundir.read_summary(run), "run_id": run.run_id, "status": "running",
-               "params": count_params(net), "env": rundir.env_info()}
+               "params": count_params(net), "env": env_info()}
     summary.pop("error", None)
     if resumed_at is not None:
         summary["resumed_at_steps"] = [*summary.get("resumed_at_steps", []), resumed_at]
