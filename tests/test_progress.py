@@ -18,6 +18,7 @@ import torch
 from reslab import progress, train
 from reslab.callbacks import EpochLine
 from reslab.config.load import load
+from reslab.metrics import CLASSIFICATION, SUPER_RESOLUTION
 from reslab.progress import RunBar
 from support import ROOT, TINY
 
@@ -71,7 +72,7 @@ def test_the_bar_is_redrawn_by_time_not_by_step_count(step_s, expected_draws):
     bar.on_train_end(trainer, MODULE)
     lines = draws(out)
     assert len(lines) == expected_draws == len(reads)
-    assert lines[-1].startswith("epoch 1/2 100%") and "20/20 steps" in lines[-1]
+    assert lines[-1].startswith("epoch 1/2 100%") and "20/20" in lines[-1]
     assert all(len(line) <= 99 for line in lines)  # never wider than the terminal
 
 
@@ -85,8 +86,8 @@ def test_the_bar_shows_the_run_total_and_its_eta_from_the_attempts_own_rate():
     trainer.global_step = 20
     bar.on_train_batch_end(trainer, MODULE, None, None, 9)
     last = draws(out)[-1]
-    assert last.startswith("epoch 2/4  50%") and "20/40 steps" in last
-    assert "ETA 00:10" in last and "2.00step/s" in last and "train/loss=0.5000" in last
+    assert last.startswith("epoch 2/4  50%") and "20/40" in last
+    assert "ETA 00:10" in last and "2.0 step/s" in last and "loss_step=0.5000" in last
 
 
 def test_epoch_lines_go_above_the_bar_and_validation_keeps_it_moving():
@@ -108,7 +109,7 @@ def test_a_run_without_a_bound_shows_steps_and_rate():
     bar.on_train_start(trainer, MODULE)
     clock.t, trainer.global_step = clock.t + 1, 3
     bar.on_train_batch_end(trainer, MODULE, None, None, 2)
-    assert draws(out)[-1].startswith("epoch 1/2 3 steps [00:01, ")
+    assert draws(out)[-1] == "epoch 1/2 3 steps 00:01 3.0 step/s loss_step=0.5000 val/err=?"
 
 
 def test_odd_terminals_get_the_epoch_lines(monkeypatch):
@@ -147,5 +148,72 @@ def test_a_run_on_a_terminal_draws_one_bar_for_all_epochs(monkeypatch, tmp_path)
                                                           ["epoch", "2/2", "step", "10"]]
     assert f"val/err={summary['val/err']:.4f}" in epoch_lines[-1]
     last = draws(out)[-1]
-    assert last.startswith("epoch 2/2 100%") and "10/10 steps" in last and "ETA 00:00" in last
-    assert "loss=" in last and f"val/err={summary['val/err']:.4f}" in last
+    assert last.startswith("epoch 2/2 100%") and "ETA 00:00" in last
+    assert "loss_step=" in last and f"val/err={summary['val/err']:.4f}" in last
+
+
+def test_parts_are_dropped_whole_in_priority_order_never_a_kept_one():
+    parts = [(progress.KEEP, "epoch"), (2, "bb"), (1, "cc"), (3, "d"), (progress.KEEP, "val")]
+    assert progress.fit(parts, 80) == ["epoch", "bb", "cc", "d", "val"]
+    assert progress.fit(parts, 12) == ["epoch", "cc", "val"]  # bb does not fit: d goes with it
+    assert progress.fit(parts, 3) == ["epoch", "val"]  # too narrow: the kept ones all the same
+
+
+def long_run(metrics: dict, monitor=("val/err", "min"), progress_keys=CLASSIFICATION.progress):
+    """Epoch 30 of 30 at step 1400 of 1410, 8300 s in (2:18:20, 5.9 s/step): wide numbers."""
+    trainer = fake_trainer(total=1410, max_epochs=30)
+    trainer.callback_metrics = {k: torch.tensor(v) for k, v in metrics.items()}
+    module = SimpleNamespace(METRICS=SimpleNamespace(progress=progress_keys, monitor=monitor))
+    return trainer, module
+
+
+CLASSIFICATION_METRICS = {"train/loss_step": 0.0123, "train/loss": 0.0234, "train/err": 0.0056,
+                          "val/err": 0.0278, "val/err_best": 0.0250}
+SR_METRICS = {"train/loss_step": 0.0123, "train/loss": 0.0234, "val/psnr": 31.2345,
+              "val/psnr_bicubic": 29.8765, "val/psnr_best": 31.3456}
+
+
+def names(line: str) -> set[str]:
+    """A line's parts by name (`val/err=0.1` -> `val/err`, the epoch's `(2.5s)` -> `time`)."""
+    return {"time" if t.startswith("(") else t.split("=")[0] for t in line.split()}
+
+
+@pytest.mark.parametrize("metrics, monitor, keys", [
+    (CLASSIFICATION_METRICS, ("val/err", "min"), CLASSIFICATION.progress),
+    (SR_METRICS, ("val/psnr", "max"), SUPER_RESOLUTION.progress)])
+def test_every_width_keeps_the_whole_bar_the_eta_and_the_monitored_metric(metrics, monitor, keys):
+    """From 80 to 200 columns: no line reaches the last column, the bar is never narrower than
+    BAR_MIN, the ETA and the monitored metric are always there, and a wider terminal shows
+    everything a narrower one does (parts go in a fixed order)."""
+    trainer, module = long_run(metrics, monitor, keys)
+    columns, before = [80], (set(), set())
+    bar = RunBar(Terminal(), clock=Clock(), columns=lambda s: columns[0])
+    bar.on_train_start(trainer, module)
+    trainer.global_step, trainer.current_epoch, bar.done = 1400, 29, 1400
+    bar.initial, bar.started, bar.drawn_at = 0, bar.clock() - 8300.0, bar.clock()
+    for width in range(80, 201):
+        columns[0] = width
+        text, line = bar.bar_line(trainer, module, ""), bar.line(trainer, module)
+        assert len(text) < width and len(line) < width, (width, text, line)
+        inner = text.split("|")[1]
+        assert len(inner) >= progress.BAR_MIN and "ETA 00:59" in text
+        monitored = f"{monitor[0]}={metrics[monitor[0]]:.4f}"
+        assert text.endswith(monitored) and monitored in line and "step 1400" in line
+        shown = (names(text.replace(inner, " ")), names(line))
+        assert all(b <= s for b, s in zip(before, shown)), width
+        before = shown
+    assert "1400/1410" in text and "loss_step=0.0123" in text and line.endswith("s)")
+
+
+def test_at_80_columns_the_step_loss_outlasts_the_counters_and_best_goes_first():
+    trainer, module = long_run(CLASSIFICATION_METRICS)
+    bar = RunBar(Terminal(), clock=Clock(), columns=lambda s: 80)
+    bar.on_train_start(trainer, module)
+    trainer.global_step, trainer.current_epoch, bar.done = 1400, 29, 1400
+    bar.started = bar.drawn_at - 8300.0
+    text = bar.bar_line(trainer, module, "")
+    assert text.startswith("epoch 30/30  99% |") and "1400/1410" not in text
+    assert text.endswith("| ETA 00:59 loss_step=0.0123 val/err=0.0278")
+    line = bar.line(trainer, module)
+    assert line.startswith("epoch 30/30 step 1400 train/loss=0.0234 train/err=0.0056 val/err=")
+    assert "val/err_best" not in line

@@ -62,12 +62,16 @@ class EpochLine(Callback):
         print(self.line(trainer, pl_module), file=sys.stdout, flush=True)
 
     def line(self, trainer, pl_module) -> str:
-        """The epoch's line (also printed above the run's bar on a terminal: progress.py)."""
+        """The epoch's line (progress.RunBar fits the same parts to the terminal's width)."""
+        return " ".join(self.parts(trainer, pl_module).values())
+
+    def parts(self, trainer, pl_module) -> dict[str, str]:
+        """The epoch line's parts in order: `epoch`, `step`, each progress metric, `time`."""
         m = trainer.callback_metrics
-        parts = [f"{k}={m[k].item():.4f}" for k in pl_module.METRICS.progress if k in m]
-        return (f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} "
-                f"step {trainer.global_step} {' '.join(parts)} "
-                f"({time.perf_counter() - self._t0:.1f}s)")
+        return {"epoch": f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+                "step": f"step {trainer.global_step}",
+                **{k: f"{k}={m[k].item():.4f}" for k in pl_module.METRICS.progress if k in m},
+                "time": f"({time.perf_counter() - self._t0:.1f}s)"}
 
 
 class SignalPropagation(Callback):

@@ -3,6 +3,12 @@ run (epochs × steps, with the run's ETA) redrawn at least once a second, with e
 printed above it; anywhere else (a log file, a pipe, `script` without a terminal size, TERM=dumb)
 the epoch lines alone, so nothing is lost and no carriage returns fill a log.
 
+Both lines fit the terminal's width (read at every draw, so a resize is followed): parts are
+dropped whole, least useful first, rather than squeezing the bar or letting a line wrap. The
+monitored metric (val/err, val/psnr) and the ETA always stay. The bar shows the latest step's
+loss as `loss_step` (metrics.csv's `train/loss_step`); the epoch line shows the epoch's mean as
+`train/loss`.
+
 The bar costs a clock read per step: metrics are read from the host only when it is redrawn
 (every `interval` seconds), never per step."""
 
@@ -14,14 +20,13 @@ import time
 from typing import TextIO
 
 from lightning.pytorch.callbacks import Callback
-from tqdm import tqdm
+from tqdm.std import Bar, tqdm
 
 from reslab.callbacks import EpochLine
 
 INTERVAL_S = 0.5  # redraw period: at least once a second, whatever the step time
-FORMAT = ("{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps "
-          "[{elapsed}, ETA {remaining}, {rate_fmt}]{postfix}")
-UNBOUNDED = "{desc} {n_fmt} steps [{elapsed}, {rate_fmt}]{postfix}"
+BAR_MIN, BAR_MAX = 16, 40  # the bar's own width: parts are dropped before it gets narrower
+KEEP = 0  # the priority of a part that is never dropped
 
 
 def progress_callback(enabled: bool, stream: TextIO | None = None) -> Callback | None:
@@ -92,24 +97,60 @@ class RunBar(EpochLine):
         if self.active:
             self.close()
 
+    def line(self, trainer, pl_module) -> str:
+        """The epoch line, fitted: the best-so-far values go first, then the epoch's time,
+        then the metrics from the last; epoch, step and the monitored metric stay."""
+        parts = self.parts(trainer, pl_module)
+        monitor = pl_module.METRICS.monitor[0]
+        order = [k for k in parts if k not in ("epoch", "step", monitor, "time")]
+        rank = {k: 1 + (len(order) + 1 if k.endswith("_best") else i) for i, k in enumerate(order)}
+        rank["time"] = 1 + len(order)
+        return " ".join(fit([(rank.get(k, KEEP), text) for k, text in parts.items()],
+                            self.width()))
+
     def draw(self, trainer, pl_module, phase: str = "") -> None:
         self.drawn_at = self.clock()
-        columns = self.columns(self.stream)
-        text = tqdm.format_meter(
-            self.done, self.total, self.drawn_at - self.started, ncols=max(columns - 1, 0) or None,
-            prefix=" ".join(filter(None, (epoch_of(trainer), phase))),
-            unit="step", postfix=self.metrics(trainer, pl_module), initial=self.initial,
-            bar_format=FORMAT if self.total else UNBOUNDED, ascii=not _utf8(self.stream))
+        text = self.bar_line(trainer, pl_module, phase)[:self.width()]  # a tiny terminal
         self.stream.write("\r" + text.ljust(self.last_len))
         self.stream.flush()
         self.last_len = len(text)
 
-    def metrics(self, trainer, pl_module) -> str:
-        """The latest step's loss and the monitored metric (the epoch lines carry the rest),
-        read from the device once per draw."""
-        m = trainer.callback_metrics
-        keys = ("train/loss_step", pl_module.METRICS.monitor[0])
-        return " ".join(f"{k.removesuffix('_step')}={float(m[k]):.4f}" for k in keys if k in m)
+    def bar_line(self, trainer, pl_module, phase: str) -> str:
+        """`epoch 3/30 validating  45%|█████      | 634/1410 01:23 ETA 02:10 23.8 step/s
+        loss_step=0.1234 val/err=0.0567`, without the parts that do not fit (dropped in the
+        order count, rate, elapsed, phase, loss_step, percentage)."""
+        elapsed = self.drawn_at - self.started
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
+        loss, monitor = self.metrics(trainer, pl_module)
+        if not self.total:  # max_epochs=-1 and no max_steps: no end to show
+            parts = [(KEEP, epoch_of(trainer)), (3, phase), (KEEP, f"{self.done} steps"),
+                     (4, tqdm.format_interval(elapsed)), (5, per_second(rate)), (2, loss),
+                     (KEEP, monitor)]
+            return " ".join(fit(parts, self.width()))
+        left = (self.total - self.done) / rate if rate > 0 else None
+        parts = [(KEEP, epoch_of(trainer)), (3, phase),
+                 (1, f"{100 * self.done / self.total:3.0f}%"), (KEEP, BAR),
+                 (6, f"{self.done}/{self.total}"), (4, tqdm.format_interval(elapsed)),
+                 (KEEP, "ETA " + (tqdm.format_interval(left) if left is not None else "?")),
+                 (5, per_second(rate)), (2, loss), (KEEP, monitor)]
+        text = " ".join(fit(parts, self.width()))
+        size = min(BAR_MAX, BAR_MIN + max(0, self.width() - len(text)))
+        bar = format(Bar(min(1.0, self.done / self.total), size,
+                         charset=Bar.UTF if _utf8(self.stream) else Bar.ASCII), "")
+        return text.replace(BAR, f"|{bar}|")
+
+    def width(self) -> int:
+        """What a line may use: the terminal's columns but the last (writing there makes some
+        terminals wrap at once)."""
+        return max(self.columns(self.stream) - 1, 1)
+
+    def metrics(self, trainer, pl_module) -> tuple[str, str]:
+        """The latest step's loss (named apart from the epoch mean `train/loss`) and the
+        monitored metric (`?` until the first validation), read from the device once per
+        draw."""
+        m, key = trainer.callback_metrics, pl_module.METRICS.monitor[0]
+        loss = f"loss_step={float(m['train/loss_step']):.4f}" if "train/loss_step" in m else ""
+        return loss, f"{key}={float(m[key]):.4f}" if key in m else f"{key}=?"
 
     def clear(self) -> None:
         self.stream.write("\r" + " " * self.last_len + "\r")
@@ -119,6 +160,36 @@ class RunBar(EpochLine):
         self.stream.write("\n")
         self.stream.flush()
         self.active = False
+
+
+# Where the bar goes while the parts are fitted: as wide as its frame and narrowest bar, so
+# parts are dropped before the bar would get narrower; it then takes what they leave.
+BAR = "\0" * (BAR_MIN + 2)
+
+
+def fit(parts: list[tuple[int, str]], width: int) -> list[str]:
+    """The texts of `parts` ((priority, text), in display order) that fit in `width` columns
+    joined by spaces: those with priority KEEP always, then the others by rising priority until
+    one does not fit — it and every later one are dropped, so what a narrow terminal loses is
+    fixed."""
+    parts = [(p, t) for p, t in parts if t]
+    shown = {i for i, (p, _) in enumerate(parts) if p == KEEP}
+
+    def length(ids: set[int]) -> int:
+        return sum(len(parts[i][1]) + 1 for i in ids) - 1
+
+    for i in sorted(set(range(len(parts))) - shown, key=lambda i: parts[i][0]):
+        if length(shown | {i}) > width:
+            break
+        shown.add(i)
+    return [t for i, (_, t) in enumerate(parts) if i in shown]
+
+
+def per_second(rate: float) -> str:
+    """`23.8 step/s`, or `2.5 s/step` for slow steps; nothing before the first step."""
+    if rate <= 0:
+        return ""
+    return f"{rate:.1f} step/s" if rate >= 1 else f"{1 / rate:.1f} s/step"
 
 
 def epoch_of(trainer) -> str:
