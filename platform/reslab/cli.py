@@ -13,6 +13,7 @@ import os
 import sys
 
 from reslab import __version__
+from reslab.compat import ParagraphFormatter, parser_actions
 from reslab.config import recipes as shipped
 from reslab.errors import Interrupted, TrainingError, UserError
 
@@ -63,15 +64,6 @@ EXAMPLES = {
 }
 
 
-class Formatter(argparse.HelpFormatter):
-    """Prose wrapped to the terminal; an `examples:` paragraph kept line by line."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        fill = super()._fill_text
-        return "\n\n".join(p if p.startswith("examples:") else fill(p, width, indent)
-                           for p in text.split("\n\n"))
-
-
 class Parser(argparse.ArgumentParser):
     """Usage errors as one sentence (what is wrong, and where the help is), exit status 2."""
 
@@ -92,7 +84,7 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="reslab", description="Residual-network experiments: recipes, SLURM, sweeps, W&B.",
-        epilog=EPILOG, formatter_class=Formatter)
+        epilog=EPILOG, formatter_class=ParagraphFormatter)
     p.add_argument("--version", action="version", version=f"reslab {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
@@ -194,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true",
                    help="replace an existing model file and its JSON (never run records)")
     for name, parser in sub.choices.items():
-        parser.formatter_class = Formatter
+        parser.formatter_class = ParagraphFormatter
         parser.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
-        for action in parser._actions:  # what shell completion offers (argcomplete)
+        for action in parser_actions(parser):  # what shell completion offers (argcomplete)
             if action.dest in ("items", "spec"):
                 kind = "sweep spec" if action.dest == "spec" else "recipe"
                 action.completer = functools.partial(complete_recipe, kind=kind)

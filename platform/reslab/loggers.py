@@ -5,6 +5,7 @@ switched off. W&B never decides how a run ends: its failures are warnings."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 import warnings
@@ -13,6 +14,7 @@ from typing import Any
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from reslab.compat import wandb_init_args, wandb_run_if_started, wandb_settings
 from reslab.config.schema import Config
 from reslab.fileio import write_csv
 from reslab.rundir import RunDir, read_metrics, redact
@@ -21,15 +23,21 @@ from reslab.wandb_identity import init_args, log_model, mode, task_metrics
 
 
 class CSVMetrics(Logger):
-    """metrics.csv in the run directory: one row per logging call, columns `step`, `epoch` and
-    every metric key (`split/name`). On resume it keeps the rows up to the checkpoint's step and
-    appends after them, so no step appears twice."""
+    """metrics.csv in the run directory: columns `step`, `epoch` and every metric key
+    (`split/name`); one row per step that logged anything. `step` counts the optimizer steps
+    done (summary.json's `global_step`, the console's `step 10`) and `epoch` is 1-based (the
+    console's `epoch 1/30`), so an epoch's last step holds that step's loss, the epoch's train
+    means and its validation in ONE row; test metrics get a row of their own (`epoch`: the
+    epochs trained). Each row is on disk once logged: a later part of the same step rewrites
+    only that last line. On resume it keeps the rows up to the checkpoint's step and appends
+    after them, so no step appears twice."""
 
     def __init__(self, run: RunDir, resume_step: int | None = None):
         super().__init__()
         self.path = run.metrics
         self.rows: list[dict] = read_metrics(run, resume_step) if resume_step is not None else []
         self.columns = list(dict.fromkeys(k for r in self.rows for k in r)) or ["step", "epoch"]
+        self.tail = 0  # the bytes of the file's last line
         self._rewrite()
 
     name = property(lambda self: "csv")
@@ -41,19 +49,64 @@ class CSVMetrics(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        row = {"step": step, **{k: _num(v) for k, v in metrics.items()}}
-        self.rows.append(row)
+        row = human_row(metrics, step)
+        merge = bool(self.rows) and same_row(self.rows[-1], row)
+        if merge:
+            self.rows[-1].update(row)
+        else:
+            self.rows.append(row)
         new = [k for k in row if k not in self.columns]
         if new:
             self.columns += new
             self._rewrite()
         else:
-            with open(self.path, "a", newline="") as f:
-                csv.DictWriter(f, self.columns).writerow(row)
+            self._write_last(over_last=merge)
 
     @rank_zero_only
     def _rewrite(self) -> None:
         write_csv(self.path, self.columns, self.rows)
+        self.tail = len(csv_line(self.columns, self.rows[-1])) if self.rows else 0
+
+    def _write_last(self, over_last: bool) -> None:
+        """Append the last row, or write it over the file's last line when it is that line
+        with more values (the rows before it are not touched)."""
+        line = csv_line(self.columns, self.rows[-1])
+        with open(self.path, "r+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            f.seek(end - self.tail if over_last else end)
+            f.write(line)
+            f.truncate()
+        self.tail = len(line)
+
+
+def human_row(metrics: dict, step: int | None) -> dict:
+    """A logging call as metrics.csv's row. Lightning gives fit's rows the index of the last
+    optimizer step (0-based, `global_step - 1`) and the 0-based epoch, and the rows of a test
+    after fit the steps and epochs done: both become steps done and the 1-based epoch."""
+    values = {k: _num(v) for k, v in metrics.items() if k != "epoch"}
+    epoch = int(_num(metrics["epoch"])) if "epoch" in metrics else None
+    if is_test(values):
+        return {"step": step, "epoch": epoch, **values}
+    return {"step": step + 1 if step is not None else None,
+            "epoch": epoch + 1 if epoch is not None else None, **values}
+
+
+def same_row(last: dict, row: dict) -> bool:
+    """The new values belong in the last row: the same step and epoch, no value twice, neither
+    a test's."""
+    return (str(last["step"]), str(last["epoch"])) == (str(row["step"]), str(row["epoch"])) \
+        and not is_test(last) and not is_test(row) \
+        and not any(last.get(k) not in (None, "") for k in row if k not in ("step", "epoch"))
+
+
+def is_test(row: dict) -> bool:
+    return any(k.startswith("test/") for k in row)
+
+
+def csv_line(columns: list[str], row: dict) -> bytes:
+    text = io.StringIO(newline="")
+    csv.DictWriter(text, columns).writerow(row)
+    return text.getvalue().encode()
 
 
 def _num(v: Any) -> Any:
@@ -66,7 +119,7 @@ class ReslabWandb(WandbLogger):
 
     def __init__(self, cfg: Config, run: RunDir, **kwargs):
         super().__init__(log_model=False, **kwargs)
-        self._wandb_init.pop("anonymous", None)  # Lightning's default; W&B warns it is unused
+        wandb_init_args(self).pop("anonymous", None)  # Lightning's default; W&B warns it is unused
         self.cfg, self.run, self.lost = cfg, run, False
 
     def log_metrics(self, metrics, step=None) -> None:
@@ -84,20 +137,20 @@ class ReslabWandb(WandbLogger):
 
     def after_save_checkpoint(self, checkpoint_callback) -> None:
         if log_model(self.cfg) != "all" or \
-                not checkpoint_callback.best_model_path or self._experiment is None:
+                not checkpoint_callback.best_model_path or wandb_run_if_started(self) is None:
             return
         score = checkpoint_callback.best_model_score
-        guarded(log_checkpoint, self._experiment, self.cfg, self.run,
+        guarded(log_checkpoint, self.experiment, self.cfg, self.run,
                 checkpoint_callback.best_model_path, ["best"],
                 {"score": None if score is None else float(score)})
 
     def close(self, summary: dict) -> None:
         """The summary (every key of summary.json) and the end-of-run checkpoints."""
-        if self._experiment is None or self.lost:
+        if wandb_run_if_started(self) is None or self.lost:
             return
-        guarded(self._experiment.summary.update, wandb_summary(summary, self.cfg))
+        guarded(self.experiment.summary.update, wandb_summary(summary, self.cfg))
         if summary.get("status") != "failed":
-            guarded(log_end_of_run, self._experiment, self.cfg, self.run, summary)
+            guarded(log_end_of_run, self.experiment, self.cfg, self.run, summary)
 
 
 def wandb_logger(cfg: Config, run: RunDir) -> ReslabWandb | None:
@@ -122,12 +175,9 @@ def wandb_logger(cfg: Config, run: RunDir) -> ReslabWandb | None:
 
 def settings(cfg: Config):
     """System metrics and console capture follow the config (both on by default)."""
-    import wandb
-
     w = cfg.logger.wandb
-    return wandb.Settings(init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", 60)),
-                          save_code=False, x_disable_stats=not w.system_metrics,
-                          console="auto" if w.console else "off")
+    return wandb_settings(w.system_metrics, save_code=False, console="auto" if w.console else "off",
+                          init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", 60)))
 
 
 def define_metrics(experiment, cfg: Config) -> None:

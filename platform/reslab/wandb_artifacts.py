@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from reslab import checkpoint
+from reslab.compat import log_artifact_used_after_commit
 from reslab.config.schema import Config
 from reslab.errors import UserError
 from reslab.rundir import RunDir, find_run
@@ -89,8 +90,6 @@ def use_pretrained(experiment, cfg: Config) -> None:
     art = wandb.Artifact(artifact_name(run_id(source)), type="model")
     art.add_file(str(ckpt), name=ENTRY, policy="immutable")
     if experiment.offline:
-        # W&B refuses use_artifact offline; a draft logged with use_after_commit is what
-        # use_artifact does online with a draft, and `wandb sync` replays it.
-        experiment._log_artifact(art, aliases=[], is_user_created=True, use_after_commit=True)
+        log_artifact_used_after_commit(experiment, art)  # use_artifact, offline
     else:
         experiment.use_artifact(art)

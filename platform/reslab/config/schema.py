@@ -216,7 +216,7 @@ class WandbConfig:
     system_metrics: bool = value(True)          # CPU/GPU/memory panels (W&B's system monitor)
     console: bool = value(True)                 # the run's console output as output.log
     # checkpoints as model artifacts
-    log_model: str = value("best", choices=("false", "False", "best", "last", "all"))
+    log_model: bool | str = value("best", choices=(False, "best", "last", "all"))
 
 
 @dataclass(frozen=True)
