@@ -39,6 +39,47 @@ FILES = {
     "spec_seeds.yaml": b"seeds: [0, 0]\n",
     "spec_key.yaml": b"nmae: x\n",
     "spec_samples.yaml": b"num_samples: lots\n",
+    # Sweep spec values outside their domains (each spec_* file is a `sweep --dry-run` case).
+    "spec_v_space_list.yaml": b"space: [1, 2]\n",
+    "spec_v_space_null.yaml": b"space: null\n",
+    "spec_v_space_int_key.yaml": b"space:\n  1: [2]\n",
+    "spec_v_two_dists.yaml": b"space:\n  optim.lr: {uniform: [0, 1], choice: [1]}\n",
+    "spec_v_seeds0.yaml": b"seeds: 0\n",
+    "spec_v_seeds_neg.yaml": b"seeds: -3\n",
+    "spec_v_seeds_bool.yaml": b"seeds: true\n",
+    "spec_v_seeds_float.yaml": b"seeds: [0.5]\n",
+    "spec_v_seeds_huge.yaml": b"seeds: [99999999999999999999]\n",
+    "spec_v_seeds_nan.yaml": b"seeds: .nan\n",
+    "spec_v_samples0.yaml": b"search: random\nnum_samples: 0\nspace:\n"
+                            b"  optim.lr: {loguniform: [0.01, 0.1]}\n",
+    "spec_v_failures.yaml": b"max_failures: -7\n",
+    "spec_v_concurrent.yaml": b"max_concurrent: -3\n",
+    "spec_v_gpu_nan.yaml": b"resources_per_trial: {gpu: .nan}\n",
+    "spec_v_gpu_two.yaml": b"resources_per_trial: {gpu: 2}\n",
+    "spec_v_cpu_nan.yaml": b"resources_per_trial: {cpu: .nan}\n",
+    "spec_v_cpu_inf.yaml": b"resources_per_trial: {cpu: .inf}\n",
+    "spec_v_cpu_more.yaml": b"resources_per_trial: {cpu: 4000}\n",
+    "spec_v_grace.yaml": b"scheduler: {name: asha, grace_period: -1}\n",
+    "spec_v_grace_big.yaml": b"scheduler: {name: asha, grace_period: 1000}\n",
+    "spec_v_factor.yaml": b"scheduler: {name: asha, reduction_factor: 0.5}\n",
+    "spec_v_metric.yaml": b"metric: val/nope\n",
+    "spec_v_metric_test.yaml": b"metric: test/err\n",
+    "spec_v_mode.yaml": b"mode: max\n",
+    "spec_v_choice.yaml": b"search: random\nspace:\n  model.depth: {choice: [57, 58]}\n",
+    "spec_v_uniform.yaml": b"search: random\nspace:\n  optim.lr: {uniform: [-1, -0.5]}\n",
+    "spec_v_loguniform.yaml": b"search: random\nspace:\n  optim.lr: {loguniform: [-1, 1]}\n",
+    "spec_v_randint.yaml": b"search: random\nspace:\n  data.batch_size: {randint: [-5, 0]}\n",
+    "spec_v_int_uniform.yaml": b"search: random\nspace:\n  data.batch_size: {uniform: [8, 64]}\n",
+    "spec_v_slash.yaml": b"space:\n  data.root: [a/b, c]\n",
+    "spec_v_up.yaml": b"search: random\nspace:\n  data.root: {choice: [ok, ../up]}\n",
+    "spec_v_newline.yaml": b"space:\n  data.root: [\"a\\nb\"]\n",
+    "spec_v_name.yaml": b"name: ../x\n",
+    "spec_v_run_name.yaml": b"space:\n  run.name: [a, b]\n",
+    "spec_v_seed_key.yaml": b"space:\n  seed: [1, 2]\n",
+    "spec_v_random_nothing.yaml": b"search: random\n",
+    "spec_v_axis.yaml": b"space:\n  optim.lr: [" + b", ".join(b"0.%04d" % i for i in range(1, 1002)) + b"]\n",
+    "spec_v_trials.yaml": b"space:\n  optim.lr: [" + b", ".join(b"0.%02d" % i for i in range(1, 41))
+                          + b"]\n  data.batch_size: [" + b", ".join(b"%d" % i for i in range(1, 31)) + b"]\n",
 }
 
 
@@ -162,6 +203,17 @@ DATA_CASES = [
 
 # Sweep specs that cannot run as written.
 SWEEP_CASES = [
+    # Real runs (no --dry-run): refused before Ray starts, nothing written.
+    ["sweep", "{T}/spec_v_seeds0.yaml", "{ROOT}"], ["sweep", "{T}/spec_v_samples0.yaml", "{ROOT}"],
+    ["sweep", "{T}/spec_v_slash.yaml", "{ROOT}"], ["sweep", "{T}/spec_v_cpu_more.yaml", "{ROOT}"],
+    ["sweep", "{T}/spec_v_metric.yaml", "{ROOT}"], ["sweep", "{T}/spec_v_space_list.yaml", "{ROOT}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "--resume", "{ROOT}"],
+    ["sweep", "sweeps/depth_shortcut.yaml", "--cpus", "1", "{ROOT}"],
+    # Shipped specs with overrides that make them impossible.
+    ["sweep", "sweeps/degradation_digits.yaml", "model.depth=57", "--dry-run", "{ROOT}"],
+    ["sweep", "sweeps/lr_wd_asha.yaml", "trainer.max_epochs=2", "--dry-run", "{ROOT}"],
+    ["sweep", "sweeps/sr_residual.yaml", "data.name=digits", "--dry-run", "{ROOT}"],
+    ["sweep", "sweeps/depth_shortcut.yaml", "--cpus", "1", "--dry-run", "{ROOT}"],
 ]
 
 

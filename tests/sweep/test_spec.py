@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from reslab.config import domain
 from reslab.errors import UserError
 from reslab.sweep import spec as S
+from reslab.sweep.check import check_resources
+from reslab.sweep.schema import SpecFile
 from support import ROOT
 
 SPECS = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -29,6 +34,10 @@ def _spec(tmp_path, text):
     return p
 
 
+RANDOM = "search: random\nspace:\n  "
+LR_GRID = "[" + ", ".join(f"0.{i:02d}" for i in range(1, 41)) + "]"
+
+
 @pytest.mark.parametrize("text,match", [
     ("nmae: x\n", r"unknown sweep key 'nmae' in .*s\.yaml \(did you mean 'name'\?\)"),
     ("space:\n  model.dpeth: [20]\n", r"'model.dpeth' is not a config key .*model.depth"),
@@ -37,21 +46,127 @@ def _spec(tmp_path, text):
     ("space:\n  model.depth: [20, 57]\n", r"6n\+2 .* got 57"),
     ("scheduler: {name: hyperband}\n", "scheduler.name must be one of fifo, asha"),
     ("num_samples: 3\n", "for replicates of a grid use seeds"),
-    ("resources_per_trial: {cpu: 0}\n", "cpu > 0"),
-    ("resources_per_trial: {cpu: 1, gpu: 2}\n", "multi-GPU trials .* not supported yet"),
+    ("resources_per_trial: {cpu: 0}\n", r"resources_per_trial.cpu must be a number > 0"),
+    ("resources_per_trial: {cpu: 1, gpu: 2}\n", r"resources_per_trial.gpu .* <= 1, got 2"),
     ("seeds: [0, 0]\n", r"trial seed=0 twice"),
     ("space:\n  model.depth: [20, 20]\n", r"trial depth=20,seed=0 twice"),
-    ("seeds: [0, x]\n", "seeds must be a count or a list of integers"),
+    ("seeds: [0, x]\n", "seeds must be a count from 1 to 1000 or a list of whole numbers"),
     ("num_samples: many\n", r"num_samples"),
     ("space:\n  optim.lr: {uniform: [1, 0.1]}\n", r"uniform takes \[lo, hi\].* lo < hi"),
     ("space:\n  optim.lr: {loguniform: [0, 1]}\n", r"loguniform .* 0 < lo"),
     ("space:\n  data.batch_size: {randint: [8, 64.5]}\n", r"randint .* integers"),
-    ("space:\n  optim.lr: {choice: []}\n", r"choice takes a non-empty list"),
+    ("space:\n  optim.lr: {choice: []}\n", r"choice takes a list of 1 to 1000 values"),
+    # Values, not only types (issue 23, item 8): each is a sentence before anything runs.
+    ("space: [1, 2]\n", r"space must be a mapping of config key .* got \[1, 2\] in .*s.yaml"),
+    ("space: null\n", r"space"),
+    ("base: {recipes: {a: 1}}\n", r"base.recipes must be a list of at most 100: a printable"),
+    ("base: {recipes: [configs/quickstart.yaml], overrides: [1, 2]}\n",
+     r"override '1' must look like KEY=VALUE"),
+    ("seeds: 0\n", r"seeds must be a count from 1 .* got 0"),
+    ("seeds: -3\n", r"seeds must be a count .* got -3"),
+    ("seeds: true\n", r"seeds must be a count .* got true"),
+    ("seeds: [1.5]\n", r"seeds must be a count .* got \[1.5\]"),
+    ("seeds: [-1]\n", r"seeds must be a list of 1 to 1000: .*>= 0.* got \[-1\]"),
+    ("seeds: [4294967296]\n", r"seeds must be a list .*< 4294967296"),
+    ("seeds: 1001\n", r"seeds must be a count from 1 to 1000"),
+    (RANDOM + "optim.lr: {loguniform: [0.01, 0.1]}\nnum_samples: 0\n",
+     r"num_samples must be a whole number >= 1 and <= 1000, got 0"),
+    ("max_failures: -7\n", r"max_failures must be -1 or a whole number >= 0 .* got -7"),
+    ("max_failures: .nan\n", r"max_failures"),
+    ("max_concurrent: -3\n", r"max_concurrent must be a whole number >= 0 .* got -3"),
+    ("resources_per_trial: {gpu: .nan}\n", r"resources_per_trial.gpu must be .* got nan"),
+    ("resources_per_trial: {cpu: .nan}\n", r"resources_per_trial.cpu must be .* got nan"),
+    ("resources_per_trial: {cpu: .inf}\n", r"resources_per_trial.cpu must be .* got inf"),
+    ("resources_per_trial: {gpu: -0.5}\n", r"resources_per_trial.gpu must be a number >= 0"),
+    ("scheduler: {name: asha, grace_period: -1}\n", r"scheduler.grace_period must be .* >= 1"),
+    ("scheduler: {name: asha, grace_period: 0}\n", r"scheduler.grace_period must be"),
+    ("scheduler: {name: asha, reduction_factor: 1}\n", r"scheduler.reduction_factor .* > 1"),
+    ("scheduler: {name: asha, grace_period: 31}\n",
+     r"grace_period=31 is more than trainer.max_epochs=30: ASHA would never stop a trial"),
+    ("metric: val/nope\n",
+     r"metric 'val/nope' is not one the classification task \(data.name=digits\) reports .*val/err"),
+    ("metric: test/err\n", r"metric 'test/err' is not one .* at each validation"),
+    ("metric: val/psnr\nmode: max\n", r"metric 'val/psnr' is not one the classification task"),
+    ("mode: max\n", r"mode: max would pick the worst trial: val/err is better when lower"),
+    ("name: a/b\n", r"name must be null or a single printable path component .* got 'a/b'"),
+    ("name: ''\n", r"name must be null or a single printable path component"),
+    ("search: random\n", r"search: random draws from the space's distributions, and it has none"),
+    ("space:\n  optim.lr: " + LR_GRID + "\n  optim.momentum: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, "
+     "0.7, 0.8, 0.9, 0.95]\nseeds: 3\n", r"1200 trials \(40 x 10 x 3 x 1: .*at most 1000"),
+    ("space:\n  model.depth: []\n", r"space.model.depth must be a list of 1 to 1000 values"),
+    ("space:\n  model.depth: 20\n", r"space.model.depth must be a list of 1 to 1000 values"),
+    # The sweep sets these in every trial: sweeping them would be silently undone.
+    ("space:\n  run.name: [a, b]\n", r"space.run.name cannot be swept: the sweep sets it"),
+    ("space:\n  run.root: [a, b]\n", r"space.run.root cannot be swept"),
+    ("space:\n  trainer.devices: [1, 2]\n", r"space.trainer.devices cannot be swept"),
+    ("space:\n  seed: [1, 2]\n", r"space.seed cannot be swept.*seeds:"),
+    # Distributions that draw values no trial can take: each choice and both ends are checked.
+    (RANDOM + "model.depth: {choice: [57, 58]}\n", r"space.model.depth: choice can draw 57"),
+    (RANDOM + "optim.lr: {uniform: [-1, -0.5]}\n", r"space.optim.lr: uniform can draw -1.0"),
+    (RANDOM + "optim.lr: {uniform: [0.1, 200]}\n", r"uniform can draw 200.0, .*optim.lr"),
+    (RANDOM + "optim.lr: {loguniform: [0.1, .inf]}\n", r"loguniform takes \[lo, hi\]"),
+    (RANDOM + "data.batch_size: {uniform: [8, 64]}\n", r"uniform can draw 8.0, .*whole number"),
+    (RANDOM + "data.batch_size: {randint: [-5, 0]}\n", r"randint can draw -5"),
+    (RANDOM + "model.depth: {randint: [8, 60]}\n", r"randint can draw 59, .*6n\+2"),
+    (RANDOM + "optim.lr: {choice: [0.1, -1]}\n", r"choice can draw -1"),
+    # Trial directories are named by the values: each name is one safe path component.
+    ("space:\n  data.root: [a/b, c]\n", r"a trial's folder name must be a single .*'root=a/b"),
+    ("space:\n  data.root: [/abs, c]\n", r"a trial's folder name .* got 'root=/abs,seed=0'"),
+    ("space:\n  data.root: [" + "x" * 250 + "]\n", r"a trial's folder name .*at most 200"),
+    (RANDOM + "data.root: {choice: [ok, ../up]}\n", r"a trial's folder name .*'root=../up"),
 ])
-def test_spec_typos_are_refused_with_a_sentence(tmp_path, text, match):
-    base = "base:\n  recipes: [configs/quickstart.yaml]\n"
-    with pytest.raises(UserError, match=match):
+def test_spec_values_are_refused_with_a_sentence(tmp_path, text, match):
+    base = "" if text.startswith("base:") else "base:\n  recipes: [configs/quickstart.yaml]\n"
+    with pytest.raises(UserError, match=match) as e:
         S.load_spec(_spec(tmp_path, base + text))
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_every_spec_key_declares_its_domain_beside_it():
+    """One generic walk checks a spec's keys (check.check_fields); a key without a domain would
+    go unchecked, so every field of every section has one (`space` is checked key by key)."""
+    def fields(cls, prefix=""):
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.default_factory if callable(f.default_factory) else None):
+                yield from fields(f.default_factory, prefix + f.name + ".")
+            else:
+                yield prefix + f.name, domain.domain_of(f)
+
+    declared = dict(fields(SpecFile))
+    assert {k for k, d in declared.items() if d is None} == {"space"}
+    assert len(declared) == 16
+
+
+@pytest.mark.parametrize("text", [
+    "max_failures: -1\n",  # no limit, as in Ray Tune
+    "max_concurrent: 0\nseeds: 2\n",
+    "resources_per_trial: {cpu: 0.5, gpu: 0}\n",
+    "metric: train/loss\n",
+    "metric: val/err_best\n",
+    RANDOM + "optim.lr: {loguniform: [0.001, 0.5]}\n  model.shortcut: {choice: [A, B]}\n"
+             "num_samples: 4\nscheduler: {name: asha, grace_period: 30, reduction_factor: 2}\n",
+])
+def test_values_inside_their_domains_are_accepted(tmp_path, text):
+    base = "base:\n  recipes: [configs/quickstart.yaml]\n"
+    spec = S.load_spec(_spec(tmp_path, base + text))
+    assert S.plan(spec, 2)
+
+
+def test_a_dry_run_refuses_a_trial_no_local_node_can_hold_and_writes_nothing(tmp_path, cli):
+    spec = _spec(tmp_path, f"base:\n  recipes: [configs/quickstart.yaml]\n  overrides: "
+                           f"['run.root={tmp_path}/runs']\nresources_per_trial: {{cpu: 64}}\n")
+    r = cli("sweep", spec, "--dry-run", "--cpus", "2")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "resources_per_trial asks cpu=64 gpu=0 per trial, more than this machine's" in r.stderr
+    assert not (tmp_path / "runs").exists()
+    r = cli("sweep", spec, "--dry-run", "--cpus", "64")
+    assert r.returncode == 0 and "1 trials" in r.stdout and not (tmp_path / "runs").exists()
+    gpu = _spec(tmp_path, "base:\n  recipes: [configs/quickstart.yaml]\n"
+                          "resources_per_trial: {gpu: 0.5}\n")
+    with pytest.raises(UserError, match=r"gpu=0.5 per trial, more than the cluster has "
+                                        r"\(cpu=16 gpu=0, cpu=8 gpu=0\)"):
+        check_resources(S.load_spec(gpu), [{"CPU": 16}, {"CPU": 8, "GPU": 0}], "the cluster")
+    check_resources(S.load_spec(gpu), [{"CPU": 16}, {"CPU": 1, "GPU": 1}], "the cluster")
 
 
 def test_trial_names_are_short_and_unambiguous():

@@ -13,7 +13,9 @@ from reslab.sweep import results, spec, tune
 def run(args) -> int:
     recipes, overrides = split_args(args.items)
     s = spec.load_spec(shipped.resolve(args.spec, "sweep spec"), overrides, recipes)
-    if args.dry_run:
+    if args.dry_run:  # refuses what the run would: a trial that no local node could hold
+        if not args.address:
+            tune.check_local_resources(s, args.cpus)
         print(spec.plan(s, args.cpus or os.cpu_count()))
         return 0
     rows = tune.run(s, resume=args.resume, address=args.address, cpus=args.cpus)

@@ -9,10 +9,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from reslab import train
 from reslab.config.load import load
 from reslab.errors import TrainingError, UserError
 from reslab.rundir import SweepDir, open_run, read_summary
+from reslab.sweep.check import check_resources
 from reslab.sweep.results import format_timing, timing, write_results, write_timing
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
 from reslab.sweep.trials import all_trials, completed, started
@@ -31,6 +34,8 @@ def run(spec: Spec, resume: bool = False, address: str | None = None,
     if not resume and started(out):
         raise UserError(f"sweep directory {out.path} already holds a sweep: pass --resume to "
                         "continue it, or set name/run.root to start a new one")
+    if address is None:
+        check_local_resources(spec, cpus)
     points = all_trials(spec, out)
     todo = [p for p in points if not completed(out, p)]
     for point in todo:  # every trial's values (random draws too) are a valid config: before Ray
@@ -58,9 +63,12 @@ def run_tune(spec: Spec, out: SweepDir, todo: list[dict], address: str | None,
     import ray
     from ray import tune
 
-    empty_dir(out.tune)  # Tune's working files: rewritten on every run, never read back
     tmp = start_ray(address, cpus)
     try:
+        if address:
+            check_resources(spec, [n["Resources"] for n in ray.nodes() if n["Alive"]],
+                            f"the Ray cluster at {address}")
+        empty_dir(out.tune)  # Tune's working files: rewritten on every run, never read back
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
                                         {"cpu": spec.cpu, "gpu": spec.gpu})
         tuner = tune.Tuner(trainable, param_space={"point": tune.grid_search(todo)},
@@ -72,6 +80,12 @@ def run_tune(spec: Spec, out: SweepDir, todo: list[dict], address: str | None,
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     return {trial_name(r.config["point"]): r for r in grid}, slots
+
+
+def check_local_resources(spec: Spec, cpus: int | None) -> None:
+    """The private local Ray has `cpus` (else every CPU) and this machine's GPUs."""
+    check_resources(spec, [{"CPU": cpus or os.cpu_count(), "GPU": torch.cuda.device_count()}],
+                    "this machine's Ray")
 
 
 def concurrency(spec: Spec, resources: dict) -> int:
@@ -152,8 +166,6 @@ def run_trial(config: dict, spec: Spec) -> None:
     scheduling), and `trial_window`: when it began and ended (Unix time). They go into the one
     final write of the record: a second write after `completed` would change a finished trial's
     record after the sweep (or a resume) had read it as finished."""
-    import torch
-
     t0, began = time.perf_counter(), time.time()
 
     def timing() -> dict:
