@@ -14,7 +14,7 @@ import yaml
 
 from reslab import rundir
 from reslab.config.load import derive
-from reslab.errors import TrainingError
+from reslab.errors import TrainingError, UserError
 from reslab.rundir import open_run, write_summary
 from reslab.sweep import spec as S
 from reslab.sweep import trials as T
@@ -163,3 +163,30 @@ def test_a_trial_s_record_says_completed_once_and_is_final_then(tmp_path, monkey
     assert final["status"] == "completed" and final["trial_s"] > 0
     began, ended = final["trial_window"]
     assert began < ended and final["trial_s"] <= ended - began + 0.01
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_a_trial_folder_that_is_a_link_or_a_file_is_refused_before_ray(tmp_path, monkeypatch,
+                                                                       kind):
+    """A crafted sweep directory whose trial folder links to another run: the sweep would read
+    that run's records as the trial's and train into them. Refused, nothing changed."""
+    def no_ray(*_):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(tune, "start_ray", no_ray)
+    spec, out = load(tmp_path, GRID)
+    first, second = T.all_trials(spec, out)[:2]
+    make_trial(spec, first, "running")
+    elsewhere = open_run(derive(spec.trial_cfg(second), {"run.root": str(tmp_path / "other")}),
+                         "victim")
+    write_summary(elsewhere, {"status": "running"})
+    place = out.trial(S.trial_name(second)).path
+    if kind == "link":
+        place.symlink_to(elsewhere.path, target_is_directory=True)
+    else:
+        place.write_text("not a folder")
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match=f"sweep trial .*{S.trial_name(second)} is "
+                                        f"{'a symbolic link' if kind == 'link' else 'not a dir'}"):
+        tune.run(spec, resume=True, cpus=2)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from reslab.errors import UserError
 from reslab.rundir import SweepDir, is_run_dir, read_flat_config, read_summary
 from reslab.sweep.spec import Spec, grid_points, trial_name
 
@@ -114,6 +115,18 @@ def recover(spec: Spec, grid: dict, sample: int, found: dict[str, dict]) -> dict
 def new_sample(spec: Spec, grid: dict, sample: int) -> dict:
     rng = random.Random(f"{spec.name}/{trial_name(grid)}/{sample}")
     return compose(spec, grid, {k: draw(spec.space[k], rng) for k in random_keys(spec)}, sample)
+
+
+def check_places(out: SweepDir, points: list[dict]) -> None:
+    """Each trial's records are a directory of the sweep directory itself: through a link (to
+    another run, or anywhere) a sweep would read that place's records as the trial's, copy its
+    config as the best, and train into it."""
+    for point in points:
+        path = out.trial(trial_name(point)).path
+        if path.is_symlink() or os.path.lexists(path) and not path.is_dir():
+            kind = "a symbolic link" if path.is_symlink() else "not a directory"
+            raise UserError(f"sweep trial {path} is {kind}: a trial's records must be a "
+                            f"directory inside {out.path}; move it away, then run the sweep again")
 
 
 FINISHED = ("completed", "stopped")  # stopped: the scheduler (ASHA) ended it early on purpose

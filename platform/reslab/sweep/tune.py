@@ -18,7 +18,7 @@ from reslab.rundir import SweepDir, open_run, read_summary
 from reslab.sweep.check import check_resources
 from reslab.sweep.results import format_timing, timing, write_results, write_timing
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
-from reslab.sweep.trials import all_trials, completed, started
+from reslab.sweep.trials import all_trials, check_places, completed, started
 
 
 def run(spec: Spec, resume: bool = False, address: str | None = None,
@@ -37,6 +37,7 @@ def run(spec: Spec, resume: bool = False, address: str | None = None,
     if address is None:
         check_local_resources(spec, cpus)
     points = all_trials(spec, out)
+    check_places(out, points)
     todo = [p for p in points if not completed(out, p)]
     for point in todo:  # every trial's values (random draws too) are a valid config: before Ray
         spec.trial_cfg(point)
