@@ -39,6 +39,9 @@ SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)", re.I)
 SECRET_ENV = ("WANDB_API_KEY",)
 
 
+JOB_ID = re.compile(r"\d+(_\d+)?")  # a SLURM job, or an array job's task (123_4)
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -65,12 +68,24 @@ class RunDir:
         return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
 
     def job_id(self) -> str | None:
-        """The SLURM job (or array task) this run was submitted as."""
-        return self.job_id_file.read_text().strip() if self.job_id_file.is_file() else None
+        """The SLURM job (or array task) this run was submitted as; None when it was not, or
+        when slurm/job_id holds anything but a job id (it goes on scontrol's command line)."""
+        text = read_pointer(self.job_id_file)
+        return text if text and JOB_ID.fullmatch(text) else None
 
     def log(self) -> Path | None:
-        """The SLURM log file of the run's job (the pointer written at submission)."""
-        return Path(self.log_pointer.read_text().strip()) if self.log_pointer.is_file() else None
+        """The SLURM log of the run's job: the file slurm/log names, and only where submission
+        puts logs, the run's slurm/ folder or its array's folder beside it (array-<id>/). A
+        crafted run directory naming /etc/shadow made `reslab status` print a line of it:
+        what a run directory names is read only inside it."""
+        if (text := read_pointer(self.log_pointer)) is None:
+            return None
+        log = resolved(text, str(self.log_pointer))
+        places = [self.slurm.resolve(), *self.path.parent.resolve().glob("array-*")]
+        if not any(place in log.parents for place in places):
+            raise UserError(f"{self.log_pointer} names {log}, outside the run's slurm/ folder "
+                            "and its array's folder; not read")
+        return log
 
     def record_job(self, job_id: str, log: str) -> None:
         self.slurm.mkdir(parents=True, exist_ok=True)
@@ -93,6 +108,15 @@ class SweepDir:
 
 def is_run_dir(path: Path) -> bool:
     return (path / "config.yaml").is_file()
+
+
+def read_pointer(path: Path) -> str | None:
+    """A one-line file a run directory keeps (slurm/job_id, slurm/log), or None: at most 4 KiB
+    of it (a FIFO or a device is not a file and is not opened)."""
+    if not path.is_file():
+        return None
+    with open(path, errors="replace") as f:
+        return f.read(4096).strip() or None
 
 
 def holds_records(folder: Path) -> bool:
@@ -130,6 +154,13 @@ def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> 
     (check_new_folder if folder else check_new_file)(p, option, force)
     check_writable(p.parent, option)
     return p
+
+
+def runs_in(folder: Path) -> list[Path]:
+    """The run directories directly in `folder` (a run-name folder, a sweep), sorted. A link
+    that leads out of `folder` is not one of them: what a folder lists is read inside it."""
+    base = folder.resolve()
+    return [d for d in sorted(folder.iterdir()) if is_run_dir(d) and d.resolve().parent == base]
 
 
 def new_run_id() -> str:
@@ -225,10 +256,13 @@ def find_run(path: str | Path) -> RunDir:
 
 
 def read_summary(run: RunDir) -> dict:
+    """summary.json for reading (status, compare, a weights folder): {} when it is missing or
+    damaged. What rewrites it reads it with checked_summary."""
     try:
-        return json.loads(run.summary.read_text())
+        summary = json.loads(run.summary.read_text())
     except (OSError, ValueError):
         return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def write_summary(run: RunDir, summary: dict) -> None:

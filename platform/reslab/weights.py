@@ -18,7 +18,7 @@ from torch import nn
 from reslab import checkpoint
 from reslab.errors import UserError
 from reslab.models import ModelInfo, published
-from reslab.rundir import RunDir, is_run_dir, read_summary
+from reslab.rundir import RunDir, is_run_dir, read_summary, runs_in
 
 STEM = ("conv1", "bn1")
 
@@ -81,8 +81,7 @@ def weights_file(spec: str) -> Path:
     folder's newest completed run): also what W&B records as a fine-tune's input."""
     p = Path(spec)
     if p.is_dir() and not is_run_dir(p):
-        done = sorted(d for d in p.iterdir()
-                      if read_summary(RunDir(d)).get("status") == "completed")
+        done = [d for d in runs_in(p) if read_summary(RunDir(d)).get("status") == "completed"]
         if not done:
             raise UserError(f"model.weights={spec}: no completed run in that folder")
         p = done[-1]

@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from reslab.errors import UserError
 from reslab.metrics import BY_TASK
 from reslab.rundir import RunDir, read_summary
 
@@ -22,14 +23,26 @@ def status_rows(paths: list[Path]) -> list[dict]:
         jid = run.job_id()
         state, n = _scontrol(jid) if jid else ("-", "-")
         s = read_summary(run)
-        log = run.log()
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log and log.is_file() \
-            else []
         rows.append({"run": str(run.path), "job": jid or "-", "state": state, "restarts": n,
                      "status": s.get("status", "-"), "epoch": s.get("epoch", "-"),
                      "metric": (metric := monitored(s)), "value": s.get(metric, "-"),
-                     "log": tail[0] if tail else ""})
+                     "log": last_line(run)})
     return rows
+
+
+def last_line(run: RunDir, window: int = 65536) -> str:
+    """The last line of the run's SLURM log, reading at most its last `window` bytes (a log can
+    be gigabytes), or why it was not read."""
+    try:
+        log = run.log()
+    except UserError as e:
+        return f"(not read: {e})"
+    if log is None or not log.is_file():
+        return ""
+    with open(log, "rb") as f:
+        f.seek(max(0, f.seek(0, 2) - window))
+        lines = f.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def monitored(summary: dict) -> str:

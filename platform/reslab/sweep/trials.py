@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from reslab.errors import UserError
-from reslab.rundir import SweepDir, is_run_dir, read_flat_config, read_summary
+from reslab.rundir import SweepDir, is_run_dir, read_flat_config, read_summary, runs_in
 from reslab.sweep.spec import Spec, grid_points, trial_name
 
 
@@ -81,8 +81,8 @@ def recorded(spec: Spec, out: SweepDir) -> dict[str, dict]:
     if not keys or not out.path.is_dir():
         return {}
     found = {}
-    for d in sorted(out.path.iterdir()):
-        if d.name == out.tune.name or not is_run_dir(d):
+    for d in runs_in(out.path):  # a trial linked in from elsewhere is not the sweep's
+        if d.name == out.tune.name:
             continue
         try:
             flat = read_flat_config(out.trial(d.name))
