@@ -84,9 +84,16 @@ def test_super_resolution_trains_through_the_same_path_and_reports_psnr(cli, tmp
 
     t = cli("test", run / "checkpoints/last.ckpt")  # a checkpoint named: that one is evaluated
     assert t.returncode == 0, t.stderr
+    assert f"checkpoint {run / 'checkpoints/last.ckpt'} (step 8)" in t.stdout
     after = json.loads((run / "summary.json").read_text())
-    assert after["test_checkpoint"] == "last.ckpt"
-    assert float(t.stdout.split("test/psnr ")[1].split()[0]) == pytest.approx(after["test/psnr"], abs=1e-4)
+    test = after["tests"][-1]
+    assert (test["by"], test["checkpoint"], test["global_step"]) == ("reslab test", "last.ckpt", 8)
+    assert float(t.stdout.split("test/psnr ")[1].split()[0]) == pytest.approx(
+        test["metrics"]["test/psnr"], abs=1e-4)
+    assert after["test/psnr"] == s["test/psnr"]  # the end of training's stays
+    for other in ("data.channels=rgb", "data.scale=3", "model.depth=5"):  # another model, data
+        r = cli("test", run, other)
+        assert r.returncode == 2 and f"reslab test cannot change {other.split('=')[0]}" in r.stderr
 
 
 def test_models_lists_the_reference_counts(cli):
@@ -164,7 +171,7 @@ def test_last_ckpt_is_the_final_state_when_the_last_epoch_is_not_the_best(cli, t
     assert more.returncode == 0 and "resuming at step 20" in more.stdout, more.stderr
     with open(run / "metrics.csv") as f:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
-    assert max(steps) == 24 and set(range(20, 25)) <= set(steps)  # epoch 5: steps 20-24
+    assert max(steps) == 25 and set(range(21, 26)) <= set(steps)  # epoch 5: steps 21-25
 
 
 def test_max_steps_mid_epoch_saves_the_state_it_stopped_at(cli, tmp_path):

@@ -109,8 +109,9 @@ class SignalPropagation(Callback):
         metrics = dict(zip(values, torch.stack(list(values.values())).tolist())) if values else {}
         self.active = False
         if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+            for logger in trainer.loggers:  # as Lightning logs: the step's index and epoch
+                logger.log_metrics({**metrics, "epoch": trainer.current_epoch},
+                                   step=trainer.global_step)
 
 
 class Stopped(Exception):

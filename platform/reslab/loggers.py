@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from reslab.compat import wandb_init_args, wandb_run_if_started, wandb_settings
 from reslab.config.schema import Config
 from reslab.fileio import write_csv
+from reslab.metrics import csv_row, is_test
 from reslab.rundir import RunDir, read_metrics, redact
 from reslab.wandb_artifacts import log_checkpoint, log_end_of_run, use_pretrained
 from reslab.wandb_identity import init_args, log_model, mode, task_metrics
@@ -49,7 +50,7 @@ class CSVMetrics(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        row = human_row(metrics, step)
+        row = csv_row({k: _num(v) for k, v in metrics.items()}, step)
         merge = bool(self.rows) and same_row(self.rows[-1], row)
         if merge:
             self.rows[-1].update(row)
@@ -79,28 +80,16 @@ class CSVMetrics(Logger):
         self.tail = len(line)
 
 
-def human_row(metrics: dict, step: int | None) -> dict:
-    """A logging call as metrics.csv's row. Lightning gives fit's rows the index of the last
-    optimizer step (0-based, `global_step - 1`) and the 0-based epoch, and the rows of a test
-    after fit the steps and epochs done: both become steps done and the 1-based epoch."""
-    values = {k: _num(v) for k, v in metrics.items() if k != "epoch"}
-    epoch = int(_num(metrics["epoch"])) if "epoch" in metrics else None
-    if is_test(values):
-        return {"step": step, "epoch": epoch, **values}
-    return {"step": step + 1 if step is not None else None,
-            "epoch": epoch + 1 if epoch is not None else None, **values}
-
-
 def same_row(last: dict, row: dict) -> bool:
     """The new values belong in the last row: the same step and epoch, no value twice, neither
     a test's."""
-    return (str(last["step"]), str(last["epoch"])) == (str(row["step"]), str(row["epoch"])) \
-        and not is_test(last) and not is_test(row) \
+    return position(last) == position(row) and not is_test(last) and not is_test(row) \
         and not any(last.get(k) not in (None, "") for k in row if k not in ("step", "epoch"))
 
 
-def is_test(row: dict) -> bool:
-    return any(k.startswith("test/") for k in row)
+def position(row: dict) -> tuple[str, ...]:
+    """A row's step and epoch as the file has them (a row read back holds strings)."""
+    return tuple("" if row.get(k) is None else str(row[k]) for k in ("step", "epoch"))
 
 
 def csv_line(columns: list[str], row: dict) -> bytes:

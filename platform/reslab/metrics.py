@@ -41,3 +41,19 @@ def higher_is_better(metric: str) -> bool:
     """Error and loss go down; PSNR, SSIM, gains and accuracy go up."""
     name = metric.rsplit("/", 1)[-1]
     return any(name.startswith(k) for k in ("psnr", "ssim", "acc", "gain"))
+
+
+def csv_row(logged: dict, step: int | None) -> dict:
+    """A Lightning logging call (its values and `epoch`, and its `step`) as a metrics.csv row.
+    Lightning gives fit's rows the index of the last optimizer step (0-based: global_step - 1)
+    and the 0-based epoch, and a test after fit the steps and epochs done; metrics.csv (and a
+    W&B history read back) says what the console says: steps done, and the 1-based epoch."""
+    values = {k: v for k, v in logged.items() if k != "epoch"}
+    epoch = int(logged["epoch"]) if logged.get("epoch") not in (None, "") else None
+    if is_test(values) or step is None or epoch is None:
+        return {"step": step, "epoch": epoch, **values}
+    return {"step": step + 1, "epoch": epoch + 1, **values}
+
+
+def is_test(row: dict) -> bool:
+    return any(k.startswith("test/") for k in row)

@@ -140,7 +140,7 @@ def test_diagnostics_are_logged_only_when_switched_on(tmp_path, every):
     if every == 0:
         assert not any(k.startswith("diag/") for k in rows[0])
     else:
-        assert {int(r["step"]) for r in diag_rows} == {0, 3, 6, 9}
+        assert {int(r["step"]) for r in diag_rows} == {1, 4, 7, 10}  # measured in steps 1, 4, ...
         assert float(diag_rows[-1]["diag/block2_grad"]) > 0  # depth 8: blocks 0..2
 
 

@@ -33,7 +33,7 @@ def test_epoch_means_are_the_image_weighted_mean_of_the_step_losses(tmp_path):
     n, bs = loader.per_rank, loader.batch_size
     sizes = [min(bs, n - i * bs) for i in range(len(loader))]
     rows = _rows(run)
-    for epoch in (0, 1):
+    for epoch in (1, 2):  # metrics.csv's epochs are 1-based
         steps = [float(r["train/loss_step"]) for r in rows
                  if r["epoch"] == str(epoch) and r["train/loss_step"]]
         assert len(steps) == len(sizes)  # log_every_n_steps=1: every step
@@ -76,7 +76,7 @@ def test_the_step_loss_is_logged_only_on_the_loggers_steps(tmp_path):
                       "trainer.compile=false"])
     summary = train.fit(cfg)
     steps = [int(r["step"]) for r in _rows(run_dir(tmp_path)) if r["train/loss_step"]]
-    assert steps == [1, 3, 5]  # Lightning's row step is global_step - 1: steps 2, 4, 6
+    assert steps == [2, 4, 6]  # a row's step is the steps done, as summary.json's global_step
     assert summary["channels_last"] is False and summary["compile_why"] == "trainer.compile=false"
     assert "train/loss" in summary  # max_steps mid-epoch: the epoch so far is logged
 

@@ -30,7 +30,7 @@ class Run:
         out = {}
         for r in self.rows:
             if r.get(key) not in (None, ""):
-                out[int(float(r["epoch"])) + 1] = float(r[key])
+                out[int(float(r["epoch"]))] = float(r[key])  # 1-based, as the console
         return sorted(out.items())
 
     def last_row_with(self, prefix: str) -> dict:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from reslab.errors import UserError, reason
+from reslab.metrics import csv_row
 from reslab.report.runs import Run
 
 TIMEOUT_S = 30
@@ -86,4 +87,4 @@ def row_of(h: dict) -> dict:
                and isinstance(v, (int, float))}
     if step is None or not metrics:
         return {}
-    return {"step": int(step), "epoch": h.get("epoch", ""), **metrics}
+    return csv_row({**metrics, "epoch": h.get("epoch")}, int(step))

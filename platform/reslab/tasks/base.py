@@ -43,6 +43,7 @@ class EpochSteps:
         self.wrong_sum: torch.Tensor | None = None
         self.bad: int | None = None  # the first NaN/Inf step among the folded ones
         self.last: torch.Tensor | None = None  # the latest step's loss
+        self.earlier = 0  # images of the steps before a mid-epoch resume (in the sums, untimed)
 
     def add(self, loss: torch.Tensor, images: int, wrong: torch.Tensor | None) -> None:
         self.last = loss
@@ -72,8 +73,28 @@ class EpochSteps:
     def means(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The image-weighted mean loss and the error rate so far (device tensors)."""
         loss, wrong = self._sums()
-        n = max(1, self.images)
+        n = max(1, self.images + self.earlier)
         return loss / n, wrong / n if wrong is not None else None
+
+    def state(self, epoch: int) -> dict:
+        """What a checkpoint keeps of the epoch so far: its sums (tensors and ints, loadable
+        with weights_only), so a run resumed mid-epoch logs the whole epoch's means."""
+        loss, wrong = self._sums()
+        return {"epoch": epoch, "first_step": self.first_step, "bad": self.first_bad(),
+                "steps": self.folded + len(self.losses), "images": self.images + self.earlier,
+                "loss_sum": loss, "wrong_sum": wrong}
+
+    @classmethod
+    def resumed(cls, state: dict | None, epoch: int, step: int) -> EpochSteps:
+        """The steps of the epoch in progress at `step`: a checkpoint's `state` when it was
+        saved in this epoch at this step (a mid-epoch resume), else none yet."""
+        steps = cls(step)
+        if state and state["epoch"] == epoch and state["first_step"] + state["steps"] == step:
+            steps.first_step, steps.folded, steps.earlier = (state["first_step"], state["steps"],
+                                                             state["images"])
+            steps.loss_sum, steps.wrong_sum, steps.bad = (state["loss_sum"], state["wrong_sum"],
+                                                          state["bad"])
+        return steps
 
     def first_bad(self) -> int | None:
         """The first step whose loss was NaN or Inf (one host read), or None."""
@@ -110,6 +131,7 @@ class Task(L.LightningModule):
         self.register_buffer(self.best_name, torch.tensor(float("inf" if mode == "min" else "-inf")))
         self.schedule: Schedule | None = None
         self.steps = EpochSteps(0)
+        self.resumed_steps: dict | None = None  # the checkpoint's epoch so far (EpochSteps.state)
         self._first_bad: int | None = None  # of an earlier epoch: its steps are gone
         self.throughput: list[float] = []  # images (patches) per second of each training epoch
 
@@ -174,7 +196,13 @@ class Task(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         if self._first_bad is None:
             self._first_bad = self.steps.first_bad()
-        self.steps = EpochSteps(self.global_step)
+        self.steps = EpochSteps.resumed(self.resumed_steps, self.current_epoch, self.global_step)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["epoch_steps"] = self.steps.state(self.current_epoch)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.resumed_steps = checkpoint.get("epoch_steps")
 
     def on_train_start(self) -> None:
         self.on_train_epoch_start()  # a mid-epoch resume gets no on_train_epoch_start
