@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST ?= -q
 
-.PHONY: run test test-fast slurm-up slurm-down lint clean
+.PHONY: run test test-fast slurm-up slurm-down lint docs clean
 
 run: $(STAMP)
 	$(VENV)/bin/reslab train configs/quickstart.yaml
@@ -39,5 +39,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check platform tests
 	$(VENV)/bin/lint-imports
 
+# The documentation site (mkdocs.yml, docs/) into site/: a broken link, a missing page or anchor fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache
