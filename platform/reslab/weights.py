@@ -65,14 +65,20 @@ def load_torchvision(weights) -> dict:
     return weights.get_state_dict(progress=False, weights_only=True, check_hash=False)
 
 
-def load_file(spec: str) -> dict:
-    """A run directory (best.ckpt, else last.ckpt), a run-name folder (its newest completed run),
-    a Lightning checkpoint, a plain state dict, or a published CIFAR checkpoint (converted by
+def load_file(path: Path, spec: str) -> dict:
+    """The network weights in `path`, the file model.weights=`spec` names: a Lightning
+    checkpoint, a plain state dict, or a published CIFAR checkpoint (converted by
     `reslab.models.published`)."""
-    state = checkpoint.load(weights_file(spec))
-    state = state.get("state_dict", state)  # a Lightning checkpoint or a published file
+    saved = checkpoint.load(path)
+    # A Lightning checkpoint or a published file wraps the weights in `state_dict`.
+    state = checkpoint.state_dict(saved, path) if "state_dict" in saved else \
+        checkpoint.tensors(saved, path)
     if published.is_akamaster(state):
-        return published.from_akamaster(state)
+        try:
+            return published.from_akamaster(state)
+        except published.LayoutError as e:
+            raise UserError(f"{named(spec, path)} has akamaster/pytorch_resnet_cifar10's keys "
+                            f"but not its network: {e}") from None
     return checkpoint.net_state(state) if any(k.startswith("net.") for k in state) else state
 
 
@@ -98,30 +104,41 @@ def load_into(net: nn.Module, spec: str, info: ModelInfo, depth: int | None) -> 
     if spec == "none":
         return
     if is_torchvision_name(spec):
-        state = load_torchvision(torchvision_weights(info.name, depth, spec))
+        source, state = f"model.weights={spec}", load_torchvision(
+            torchvision_weights(info.name, depth, spec))
     else:
-        state = load_file(spec)
+        path = weights_file(spec)
+        source, state = named(spec, path), load_file(path, spec)
     own = net.state_dict()
-    missing = [k for k in own if k not in state]
+    head = [k for k in own if info.head and k.startswith(f"{info.head}.")]
+    if (old_classes := other_classes(state, own, head)) is not None:
+        state = {k: v for k, v in state.items() if k not in head}  # a fresh classifier
+    missing = [k for k in own if k not in state and (old_classes is None or k not in head)]
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
-    replaced = None
-    head = [k for k in own if info.head and k.startswith(f"{info.head}.")]
-    if set(mismatched) & set(head) and set(mismatched) <= set(head):
-        old = state[f"{info.head}.weight"].shape[0]
-        replaced = (f"classifier {info.head} replaced: the weights have {old} classes, the data "
-                    f"{own[f'{info.head}.weight'].shape[0]}")
-        state = {k: v for k, v in state.items() if k not in head}
-        missing, mismatched = [k for k in missing if k not in head], []
-    problems = [("shape differs", mismatched), ("missing in the weights", missing),
-                ("not in the model", unexpected)]
-    for what, keys in problems:
+    for what, keys in (("shape differs", mismatched), ("missing in the weights", missing),
+                       ("not in the model", unexpected)):
         if keys:
             shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
-            raise UserError(f"model.weights={spec} does not fit model {info.name}: {what}: {shown}")
-    net.load_state_dict(state, strict=replaced is None)
-    if replaced:
-        print(replaced, flush=True)
+            raise UserError(f"{source} does not fit model {info.name}: {what}: {shown}")
+    net.load_state_dict(state, strict=old_classes is None)
+    if old_classes is not None:
+        print(f"classifier {info.head} replaced: the weights have {old_classes} classes, the "
+              f"data {own[f'{info.head}.weight'].shape[0]}", flush=True)
+
+
+def named(spec: str, path: Path) -> str:
+    """model.weights=SPEC, with the file it names where that is another path."""
+    return f"model.weights={spec}" + (f" ({path})" if Path(spec) != path else "")
+
+
+def other_classes(state: dict, own: dict, head: list[str]) -> int | None:
+    """The weights' number of classes when only the classifier's shape differs from the model's
+    (fine-tuning on other classes), else None."""
+    differ = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if differ and set(differ) <= set(head):
+        return state[differ[0]].shape[0] if state[differ[0]].dim() else 0
+    return None
 
 
 def freeze(net: nn.Module, level: str, info: ModelInfo) -> None:

@@ -110,3 +110,25 @@ def test_a_published_checkpoint_that_does_not_fit_is_one_sentence(tmp_path):
     _, path = published_file(tmp_path, 20)
     with pytest.raises(Exception, match=r"does not fit model resnet56"):
         weights.load_into(models.build("resnet56"), path, models.info("resnet56"), 56)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: {k: s[k] for k in ("module.linear.weight", "module.conv1.weight")},
+     "no layer1.0.conv2.weight"),
+    (lambda s: {**s, "module.layer2.0.conv2.weight": torch.zeros(20, 32, 3, 3)},
+     r"layer2.0.bn2.weight has shape \[32\], not 20 channels"),
+    (lambda s: {**s, "module.layer2.0.conv2.weight": torch.zeros(17, 32, 3, 3)},
+     "stage 2 is 17 channels wide after 16: option A pads an even number"),
+    (lambda s: {**s, "module.layer3.0.conv2.weight": torch.zeros(64)},
+     r"layer3.0.conv2.weight has shape \[64\], not a convolution's 4 dimensions"),
+    (lambda s: {**s, "module.layer2.0.conv1.weight": torch.zeros(32, 8, 3, 3)},
+     r"layer2.0.conv1.weight has shape \[32, 8, 3, 3\], not 16 channels in dimension 1"),
+    (lambda s: {**s, "module.linear.weight": torch.zeros(10, 32)},
+     r"fc.weight has shape \[10, 32\], not 64 channels"),
+])
+def test_a_file_with_its_keys_but_not_its_network_is_a_layout_error(tmp_path, damage, message):
+    _, path = published_file(tmp_path, 20)
+    state = damage(torch.load(path, weights_only=True)["state_dict"])
+    assert published.is_akamaster(state)
+    with pytest.raises(published.LayoutError, match=message):
+        published.from_akamaster(state)

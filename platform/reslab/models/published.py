@@ -19,6 +19,10 @@ PREFIX = "module."
 BLOCK = re.compile(r"layer(\d+)\.(\d+)\.")
 
 
+class LayoutError(ValueError):
+    """A file that looks like that reproduction's but does not hold its network."""
+
+
 def is_akamaster(state: dict) -> bool:
     """A state dict saved from that reproduction's DataParallel-wrapped ResNet."""
     return f"{PREFIX}linear.weight" in state and f"{PREFIX}conv1.weight" in state
@@ -30,21 +34,31 @@ def from_akamaster(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if any(".downsample." in k for k in state):  # option B: projections, no padding to undo
         return state
     perms = stream_permutations(state)
-    out = {}
-    for key, value in state.items():
-        if key == "fc.weight":
-            value = value[:, perms[-1]]
-        elif m := BLOCK.match(key):
-            stage, index = int(m[1]), int(m[2])
-            own = perms[stage - 1]
-            reads = perms[stage - 2] if index == 0 and stage > 1 else own
-            param = key[m.end():]
-            if param == "conv1.weight":
-                value = value[:, reads]
-            elif param == "conv2.weight" or (param.startswith("bn2.") and value.dim() == 1):
-                value = value[own]
-        out[key] = value
-    return out
+    return {key: permuted(key, value, perms) for key, value in state.items()}
+
+
+def permuted(key: str, value: torch.Tensor, perms: list[torch.Tensor]) -> torch.Tensor:
+    """`value` with the stream channels it reads or writes in reslab's order."""
+    if key == "fc.weight":
+        return reindex(key, value, 1, perms[-1])
+    if not (m := BLOCK.match(key)) or int(m[1]) > len(perms):
+        return value
+    stage, index = int(m[1]), int(m[2])
+    own = perms[stage - 1]
+    reads = perms[stage - 2] if index == 0 and stage > 1 else own
+    param = key[m.end():]
+    if param == "conv1.weight":
+        return reindex(key, value, 1, reads)
+    if param == "conv2.weight" or (param.startswith("bn2.") and value.dim() == 1):
+        return reindex(key, value, 0, own)
+    return value
+
+
+def reindex(key: str, value: torch.Tensor, dim: int, perm: torch.Tensor) -> torch.Tensor:
+    if value.dim() <= dim or value.shape[dim] != len(perm):
+        raise LayoutError(f"{key} has shape {list(value.shape)}, not {len(perm)} channels in "
+                          f"dimension {dim} as its stage's width says")
+    return value.index_select(dim, perm)
 
 
 def rename(key: str) -> str:
@@ -57,10 +71,18 @@ def stream_permutations(state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     """Per stage, for each of reslab's stream channels, the published net's channel: the
     identity sits at offset pad = (width - previous width) / 2 there, at 0 here."""
     widths = []
-    while f"layer{len(widths) + 1}.0.conv2.weight" in state:
-        widths.append(state[f"layer{len(widths) + 1}.0.conv2.weight"].shape[0])
+    while (w := state.get(f"layer{len(widths) + 1}.0.conv2.weight")) is not None:
+        if w.dim() != 4:
+            raise LayoutError(f"layer{len(widths) + 1}.0.conv2.weight has shape {list(w.shape)}, "
+                              "not a convolution's 4 dimensions")
+        widths.append(w.shape[0])
+    if not widths:
+        raise LayoutError("it has no layer1.0.conv2.weight (no residual stage)")
     perms = [torch.arange(widths[0])]
-    for prev, width in zip(widths, widths[1:]):
+    for stage, (prev, width) in enumerate(zip(widths, widths[1:]), start=2):
+        if width < prev or (width - prev) % 2:
+            raise LayoutError(f"stage {stage} is {width} channels wide after {prev}: option A "
+                              "pads an even number of channels")
         pad = (width - prev) // 2
         perms.append(torch.cat([pad + perms[-1], torch.arange(pad),
                                 torch.arange(pad + prev, width)]))
