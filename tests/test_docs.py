@@ -317,3 +317,26 @@ def test_make_docs_builds_the_site_and_fails_on_a_broken_link(tmp_path):
         page.write("\n[a page that is not there](missing.md)\n")
     broken = build()
     assert broken.returncode != 0 and "missing.md" in broken.stderr
+
+
+def test_recipes_compose_as_configuration_md_says(tmp_path, monkeypatch):
+    """docs/configuration.md: no recipe file = the quickstart; a recipe file starts from the
+    schema's defaults; the paper's ResNet-110 warm-up comes only with cifar10_resnet110."""
+    monkeypatch.chdir(tmp_path)
+    Path("my.yaml").write_text("model:\n  depth: 8\n")
+
+    def resolved(*args) -> dict:
+        r = run_main("config", *args)
+        assert r.returncode == 0, r.stderr
+        c = yaml.safe_load(r.stdout)
+        return {"depth": c["model"]["depth"], "schedule": c["optim"]["schedule"],
+                "wd": c["optim"]["weight_decay"], "name": c["run"]["name"],
+                "warmup_lr": c["optim"]["warmup_lr"]}
+
+    quickstart = {"schedule": "onecycle", "wd": 5e-4, "name": "quickstart", "warmup_lr": None}
+    assert resolved("model.depth=8") == {"depth": 8, **quickstart}
+    assert resolved("quickstart", "my.yaml") == {"depth": 8, **quickstart}
+    assert resolved("my.yaml") == {"depth": 8, "schedule": "cosine", "wd": 1e-4,
+                                   "name": "default", "warmup_lr": None}
+    assert resolved("experiment/cifar10_paper", "model.depth=110")["warmup_lr"] is None
+    assert resolved("experiment/cifar10_paper", "experiment/cifar10_resnet110")["warmup_lr"] == 0.01
