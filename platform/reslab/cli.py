@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--by", metavar="KEY,KEY", help="group by these config keys "
                     "(default: the keys that vary, e.g. model.depth,model.shortcut)")
     cp.add_argument("--metric", help="main metric (default val/err; val/psnr for super-resolution)")
-    cp.add_argument("--out", metavar="DIR", help="where figures go (default: FIRST_DIR/compare)")
+    cp.add_argument("--out", metavar="DIR", help="where figures go (default: a folder named "
+                    "by the inputs in FIRST_DIR/compare/, e.g. sweep-0123456789ab)")
     cp.add_argument("--force", action="store_true",
                     help="write into an --out folder that is not empty (never into run records)")
     cp.add_argument("--wandb", metavar="ENTITY/PROJECT",

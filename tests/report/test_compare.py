@@ -17,6 +17,7 @@ from reslab.config.load import load
 from reslab.errors import UserError
 from reslab.metrics import higher_is_better
 from reslab.report import compare, figures
+from reslab.report.runs import comparison_folder
 from support import ROOT, TINY
 
 
@@ -209,3 +210,65 @@ def test_the_report_is_dated_and_names_each_group_s_run_directories(sweep_dir, t
     section = page.split("ResNet-20 (A) (n=3)")[1].split("</ul>")[0]
     assert sorted(re.findall(r"<code>(.*?)</code>", section)) == [
         str(run) for run in runs if run.name.startswith("depth=20,shortcut=A,")]
+
+
+def test_table_csv_holds_numbers_and_the_printed_table_the_formatting(sweep_dir, tmp_path):
+    result = compare.compare([sweep_dir], out=tmp_path / "out")
+    assert "56,000" in result["table"]  # the printed table: thousands separated
+    with open(tmp_path / "out/table.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {"val/err", "val/err_std", "val/err_n", "images_per_s"} <= set(rows[0])
+    plain56 = next(r for r in rows if (r["model.depth"], r["model.shortcut"]) == ("56", "none"))
+    values = [0.5 + 0.01 * s for s in (0, 1, 2)]
+    assert float(plain56["train/err"]) == pytest.approx(statistics.fmean(values))
+    assert float(plain56["train/err_std"]) == pytest.approx(statistics.stdev(values))
+    assert int(plain56["train/err_n"]) == int(plain56["n"]) == 3
+    assert float(plain56["params"]) == 56000 and float(plain56["images_per_s"]) == 500
+    text = ("model.shortcut", "status")  # a config value that is a word, and the group's status
+    for row in rows:  # every other cell is a number (or empty: nothing logged)
+        for key, cell in row.items():
+            if key not in text and cell:
+                float(cell)
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.read_csv(tmp_path / "out/table.csv")
+    assert all(frame[c].dtype.kind in "if" for c in frame.columns if c not in text)
+
+
+def test_the_default_folder_names_the_comparison_and_never_takes_anothers(tmp_path, cli):
+    for name in ("a", "b"):
+        fake_run(tmp_path / name, 20, "A", 0, 0.1, 0.2)
+    one = cli("compare", tmp_path / "a")
+    assert one.returncode == 0, one.stderr
+    [first] = (tmp_path / "a/compare").iterdir()
+    assert first.name.startswith("a-") and len(first.name) == len("a-") + 12
+    table = (first / "table.csv").read_bytes()
+    both = cli("compare", tmp_path / "a", tmp_path / "b")
+    assert both.returncode == 0, both.stderr
+    folders = sorted((tmp_path / "a/compare").iterdir())
+    assert len(folders) == 2 and (first / "table.csv").read_bytes() == table
+    [second] = set(folders) - {first}
+    assert second.name.startswith("a+b-") and f"written: {second}" in both.stdout
+    swapped = cli("compare", tmp_path / "b", tmp_path / "a")  # the same set: the same name
+    assert f"written: {tmp_path / 'b/compare' / second.name}/" in swapped.stdout
+    again = cli("compare", tmp_path / "a", "--by", "model.depth")  # the same comparison: replaced
+    assert again.returncode == 0 and len(list((tmp_path / "a/compare").iterdir())) == 2
+    long = [tmp_path / ("x" * 60 + str(i)) for i in range(3)]
+    assert len(comparison_folder(long).name) == 40 + 1 + 12  # bounded
+
+
+def test_super_resolution_figures_have_whole_epochs_and_psnr_on_a_fitted_axis(tmp_path, drawn):
+    for depth, plain, res in ((5, 29.0, 30.0), (20, 29.2, 30.2)):
+        sr_run(tmp_path / "sr", depth, False, plain)
+        sr_run(tmp_path / "sr", depth, True, res)
+    compare.compare([tmp_path / "sr"], out=tmp_path / "o")
+    for ax in drawn["curves.png"].axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    psnr, gain = (next(ax for ax in drawn["final.png"].axes if ax.get_title().startswith(t))
+                  for t in ("final val/psnr (", "final val/psnr_gain ("))
+    low, high = psnr.get_ylim()
+    assert 28 < low < 29.0 and 30.2 < high < 31.5  # the 0.2 dB differences are visible
+    assert not psnr.patches and not any(isinstance(c, ErrorbarContainer) for c in psnr.containers)
+    assert gain.get_ylim()[0] <= 0 <= gain.get_ylim()[1] and len(gain.patches) == 4  # bars from 0
+    assert figures.from_zero("val/err") and figures.from_zero("val/psnr_gain")
+    assert not figures.from_zero("test/psnr") and not figures.from_zero("val/ssim")

@@ -10,8 +10,8 @@ from reslab import fileio
 from reslab.errors import UserError
 from reslab.registry import did_you_mean
 from reslab.report import figures, html, wandb_report, wandb_runs
-from reslab.report.runs import Run, find_runs
-from reslab.report.table import default_metric, format_table, table, varied_keys
+from reslab.report.runs import Run, comparison_folder, find_runs
+from reslab.report.table import csv_table, default_metric, format_table, table, varied_keys
 from reslab.rundir import output_path
 
 
@@ -19,7 +19,9 @@ def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = N
             out: str | Path | None = None, force: bool = False) -> dict:
     """Table (printed by the CLI) plus figures and report.html in `out`."""
     runs = find_runs(dirs)
-    return write(runs, by, metric, out or (Path(dirs[0]) / "compare"), force)
+    if out is None:  # a folder of this comparison's own: it replaces only its own files
+        return write(runs, by, metric, comparison_folder(dirs), force=True)
+    return write(runs, by, metric, out, force)
 
 
 def write(runs: list[Run], by: list[str] | None, metric: str | None, out: str | Path,
@@ -38,7 +40,7 @@ def write(runs: list[Run], by: list[str] | None, metric: str | None, out: str | 
         files.append(html.write_report(stage, header, rows, files, by, metric,
                                        figures.run_groups(runs, by)))
         with open(stage / "table.csv", "w", newline="") as f:
-            csv.writer(f).writerows([header, *rows])
+            csv.writer(f).writerows(csv_table(runs, by, metric))  # numbers, not the shown text
         files.append(stage / "table.csv")
     return {"table": format_table(header, rows), "files": [out / f.name for f in files],
             "by": by, "metric": metric}

@@ -85,8 +85,13 @@ def _mean_curve(members: list[Run], key: str) -> tuple[list[int], list[float]]:
 
 
 def curves(runs: list[Run], by: list[str], out: Path) -> Path:
+    return _save(curves_figure(runs, by), out / "curves.png")
+
+
+def curves_figure(runs: list[Run], by: list[str]):
     """Training (dashed) and validation (solid) error against epoch (Fig. 6 layout), one colour
-    per depth across the panels; PSNR and the bicubic baseline for super-resolution runs."""
+    per depth across the panels; PSNR and the bicubic baseline for super-resolution runs.
+    Epochs are whole numbers on the axis, however few there are."""
     panel_key, line_keys = _panels(by)
     styles, baseline, scale, ylabel, title = _curve_style(runs)
     # plain-56 vs ResNet-56 (A): the shortcut is part of a line's name even inside its panel.
@@ -115,13 +120,19 @@ def curves(runs: list[Run], by: list[str], out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(handles=legend, fontsize=7, loc="best")
     fig.suptitle(title, fontsize=11)
-    return _save(fig, out / "curves.png")
+    return fig
 
 
 def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
+    return _save(final_figure(runs, by, metric), out / "final.png")
+
+
+def final_figure(runs: list[Run], by: list[str], metric: str):
     """Final training error and `metric` (and the gain over bicubic, for super-resolution) for
-    every group, as bars with ± std over seeds (no error bar for a group of one run: its std is
-    not 0 but unknown); plain / non-residual groups in red."""
+    every group with ± std over seeds (no error bar for a group of one run: its std is not 0
+    but unknown); plain / non-residual groups in red. Error and gain are bars from 0, where 0
+    means something; PSNR and SSIM are dots on an axis fitted to them (bars from 0 dB would
+    make 30.0 and 30.2 dB look alike)."""
     groups = group(runs, by)
     names = [label(k, by) for k in groups]
     metrics = [m for m in dict.fromkeys(["train/err", metric, "val/psnr_gain"])
@@ -132,7 +143,11 @@ def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
     for ax, m in zip(axes[0], metrics):
         stats = [mean_std([r.summary.get(m) for r in members]) for members in groups.values()]
         scale = 1 if higher_is_better(m) else 100
-        ax.bar(range(len(names)), [scale * s[0] for s in stats], color=colors)
+        if from_zero(m):
+            ax.bar(range(len(names)), [scale * s[0] for s in stats], color=colors)
+        else:
+            ax.scatter(range(len(names)), [scale * s[0] for s in stats], color=colors, zorder=3)
+            ax.margins(x=0.3 / max(1, len(names)), y=0.25)
         if seeds := [i for i, s in enumerate(stats) if s[2] > 1]:
             ax.errorbar(seeds, [scale * stats[i][0] for i in seeds],
                         yerr=[scale * stats[i][1] for i in seeds], fmt="none", ecolor="black",
@@ -144,7 +159,14 @@ def final(runs: list[Run], by: list[str], metric: str, out: Path) -> Path:
         better = "higher is better" if higher_is_better(m) else "lower is better"
         ax.set(title=f"final {m} ({better})", ylabel=f"{m}{unit}")
         ax.grid(axis="y", alpha=0.3)
-    return _save(fig, out / "final.png")
+    return fig
+
+
+def from_zero(metric: str) -> bool:
+    """Whether a bar from 0 says something: an error or a gain does; a PSNR or SSIM level
+    (28-32 dB, 0.85-0.95) does not."""
+    name = metric.rsplit("/", 1)[-1]
+    return name.endswith("gain") or not name.startswith(("psnr", "ssim"))
 
 
 def diagnostics(runs: list[Run], by: list[str], out: Path) -> Path | None:

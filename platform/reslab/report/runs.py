@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,17 @@ def find_runs(dirs: list[str | Path]) -> list[Run]:
         raise UserError(f"no runs (directories with config.yaml and summary.json) under "
                         f"{', '.join(map(str, dirs))}")
     return runs
+
+
+def comparison_folder(dirs: list[str | Path]) -> Path:
+    """Where `reslab compare DIR ...` writes without --out: inside the first DIR's `compare/`
+    folder, a folder named by what was compared — the inputs' names (at most 40 characters)
+    and a hash of their resolved paths, sorted — so `compare A` and `compare A B` never write
+    into the same folder, and the same comparison run again replaces its own files."""
+    paths = sorted(dict.fromkeys(str(Path(d).resolve()) for d in dirs))
+    digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
+    names = "+".join(re.sub(r"[^\w.,=+-]", "_", Path(p).name) or "root" for p in paths)
+    return Path(dirs[0]) / "compare" / f"{names[:40]}-{digest}"
 
 
 def load_run(path: Path) -> Run | None:

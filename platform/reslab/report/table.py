@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from dataclasses import dataclass
 
 from reslab.metrics import COLUMNS
 from reslab.report.runs import Run
@@ -53,31 +54,83 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
 
 
-def table(runs: list[Run], by: list[str], metric: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: the group's keys, n, mean ± std of each metric, params, wall time,
-    throughput, and the paper delta where the runs follow the paper's CIFAR-10 recipe."""
+@dataclass(frozen=True)
+class Stat:
+    """A metric over a group's runs: mean, standard deviation (None for one run) and n."""
+    mean: float
+    std: float | None
+    n: int
+
+
+def values(runs: list[Run], by: list[str], metric: str) -> tuple[list[str], list[list]]:
+    """Header and rows as values: the group's keys (config values), n, status, a Stat per
+    metric, params, wall time, throughput, and the paper's Table 6 error and the delta (%) where
+    the runs follow the paper's CIFAR-10 recipe; None where nothing was logged."""
     metrics = [m for m in dict.fromkeys([metric, *COLUMNS])
                if any(m in r.summary for r in runs)]
     paper = any(_paper_depth(r) for r in runs)
-    header = [*by, "n", "status", *metrics, "params", "wall_s", "images/s"] + (
-        ["paper test err %", "delta %"] if paper else [])
+    header = [*by, "n", "status", *metrics, *RUN_KEYS] + (list(PAPER_KEYS) if paper else [])
     rows = []
     for key, members in group(runs, by).items():
-        row = [str(v) for v in key] + [str(len(members)), statuses(members)]
-        for m in metrics:
-            mu, sd, n = mean_std([r.summary.get(m) for r in members])
-            row.append("-" if n == 0 else f"{mu:.4f} ± {sd:.4f}" if n > 1 else f"{mu:.4f}")
-        for k in ("params", "wall_s", "images_per_s"):
-            mu, _, n = mean_std([r.summary.get(k) for r in members])
-            row.append("-" if n == 0 else f"{mu:,.0f}" if k != "wall_s" else f"{mu:.1f}")
+        row = [*key, len(members), statuses(members)]
+        row += [stat([r.summary.get(m) for r in members]) for m in metrics]
+        row += [mean_or_none([r.summary.get(k) for r in members]) for k in RUN_KEYS]
         if paper:
-            depth = _paper_depth(members[0])
-            mu, _, n = mean_std([r.summary.get("test/err") for r in members])
-            ref = PAPER_TABLE6.get(depth)
-            row += [f"{ref:.2f}" if ref else "-",
-                    f"{100 * mu - ref:+.2f}" if ref and n else "-"]
+            ref = PAPER_TABLE6.get(_paper_depth(members[0]))
+            mu = mean_or_none([r.summary.get("test/err") for r in members])
+            row += [ref, 100 * mu - ref if ref and mu is not None else None]
         rows.append(row)
     return header, rows
+
+
+RUN_KEYS = ("params", "wall_s", "images_per_s")
+PAPER_KEYS = ("paper_test_err_pct", "delta_pct")
+# The printed, Markdown and HTML table's names for the columns that are not metric keys.
+SHOWN_NAMES = {"images_per_s": "images/s", "paper_test_err_pct": "paper test err %",
+               "delta_pct": "delta %"}
+
+
+def stat(values: list) -> Stat | None:
+    mu, sd, n = mean_std(values)
+    return Stat(mu, sd if n > 1 else None, n) if n else None
+
+
+def mean_or_none(values: list) -> float | None:
+    mu, _, n = mean_std(values)
+    return mu if n else None
+
+
+def table(runs: list[Run], by: list[str], metric: str) -> tuple[list[str], list[list[str]]]:
+    """The table as it is read (printed, report.html): `0.0720 ± 0.0100`, `75,002`, `-`."""
+    header, rows = values(runs, by, metric)
+    return [SHOWN_NAMES.get(h, h) for h in header], [[shown(h, v) for h, v in zip(header, r)]
+                                                     for r in rows]
+
+
+def shown(column: str, v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, Stat):
+        return f"{v.mean:.4f}" if v.std is None else f"{v.mean:.4f} ± {v.std:.4f}"
+    if column in ("params", "images_per_s"):
+        return f"{v:,.0f}"
+    if column == "wall_s":
+        return f"{v:.1f}"
+    return f"{v:.2f}" if column == PAPER_KEYS[0] else f"{v:+.2f}" if column == PAPER_KEYS[1] \
+        else str(v)
+
+
+def csv_table(runs: list[Run], by: list[str], metric: str) -> list[list]:
+    """table.csv's rows, header first: numbers as numbers (a metric as its mean, `<key>_std`
+    and `<key>_n` beside it), so pandas or a spreadsheet reads them as numbers; nothing
+    logged is an empty cell."""
+    header, rows = values(runs, by, metric)
+    out = [[c for h in header for c in ([h, f"{h}_std", f"{h}_n"] if "/" in h else [h])]]
+    for row in rows:
+        out.append([c for h, v in zip(header, row) for c in
+                    (([v.mean, v.std, v.n] if v else ["", "", 0]) if "/" in h else
+                     ["" if v is None else v])])
+    return out
 
 
 def statuses(runs: list[Run]) -> str:
