@@ -195,6 +195,11 @@ RUN_CASES = [
     *[["compare", "{RUN}", "--out", *c] for c in (
         ["{RUN}/checkpoints", "--force"], ["{RUN}", "--force"], ["{T}"], ["{T}/a_file"],
         ["/proc/reslab-bad-input"], ["/dev/null", "--force"])],
+    *[["test", "{RUN}", *c] for c in (
+        ["model.depth=14"], ["model.shortcut=none"], ["data.name=synthetic"],
+        ["data.classes=[0,1]"], ["data.val_size=0.3"], ["optim.lr=1"], ["seed=2"],
+        ["trainer.max_epochs=3"], ["run.name=x"])],
+    ["test", "{CKPT}", "data.normalize=none"],
 ]
 
 # Data that cannot train: too small, corrupt, unreadable.

@@ -91,7 +91,7 @@ def test_super_resolution_trains_through_the_same_path_and_reports_psnr(cli, tmp
     assert float(t.stdout.split("test/psnr ")[1].split()[0]) == pytest.approx(
         test["metrics"]["test/psnr"], abs=1e-4)
     assert after["test/psnr"] == s["test/psnr"]  # the end of training's stays
-    for other in ("data.channels=rgb", "data.scale=3", "model.depth=5"):  # another model, data
+    for other in ("data.channels=rgb", "data.scale=4", "model.depth=5"):  # another model, data
         r = cli("test", run, other)
         assert r.returncode == 2 and f"reslab test cannot change {other.split('=')[0]}" in r.stderr
 

@@ -264,7 +264,8 @@ def test_reslab_test_records_the_overrides_it_ran_with(cli, tmp_path):
     r = cli("test", run, "data.batch_size=64")
     assert r.returncode == 0, r.stderr
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["test_overrides"] == ["data.batch_size=64"] and "test/err" in summary
+    assert summary["tests"][-1]["overrides"] == ["data.batch_size=64"]
+    assert "test/err" in summary["tests"][-1]["metrics"]
 
 
 def test_a_scheduler_s_early_stop_is_recorded_as_stopped_not_failed(tmp_path, monkeypatch):

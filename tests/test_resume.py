@@ -8,16 +8,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from reslab import train
 from reslab.config.load import flatten, load, to_dict
 from reslab.errors import UserError
-from reslab.resuming import RESUMABLE, resumable
-from reslab.rundir import RunDir
+from reslab.resuming import RESUMABLE, MovedRun
+from reslab.rundir import RunDir, covered
 from support import TINY
 
 COMMON = [*TINY, "logger.wandb.mode=disabled", "trainer.progress_bar=false"]
@@ -81,7 +83,7 @@ def test_resuming_a_completed_run_with_nothing_left_writes_nothing_and_says_so(c
     for extra in ([], ["trainer.max_epochs=2", "logger.wandb.mode=offline"]):
         r = cli("train", "--resume", run, *extra)
         assert r.returncode == 0, r.stderr
-        assert f"{run} is complete (2 epochs, step 10): nothing to train" in r.stdout
+        assert f"{run} is complete (2 epochs, step 10): nothing to train" in r.stdout, r.stdout
         assert digests(run) == before
 
 
@@ -117,9 +119,10 @@ def test_every_key_a_resume_may_change_exists_and_the_rest_are_refused():
     keys = set(flatten(to_dict(load([], []))))
     for k in RESUMABLE:
         assert k in keys or any(key.startswith(k) for key in keys), f"{k} is not a config key"
-    assert resumable("logger.wandb.tags") and resumable("slurm.partition")
-    assert not resumable("model.freeze") and not resumable("data.root")
-    assert not resumable("trainer.max_epochs_new") and not resumable("optim.lr_new")
+    assert covered("logger.wandb.tags", RESUMABLE) and covered("slurm.partition", RESUMABLE)
+    assert not covered("model.freeze", RESUMABLE) and not covered("data.root", RESUMABLE)
+    assert not covered("trainer.max_epochs_new", RESUMABLE)
+    assert not covered("optim.lr_new", RESUMABLE)
 
 
 def test_fit_itself_refuses_a_shorter_run(run):
@@ -129,3 +132,19 @@ def test_fit_itself_refuses_a_shorter_run(run):
     with pytest.raises(UserError, match="cannot end at trainer.max_epochs=1"):
         train.fit(cfg, resume=RunDir(run))
     assert digests(run) == before
+
+
+def test_a_moved_run_keeps_its_best_score(run):
+    """Lightning drops ModelCheckpoint's state when the run's folder changed (a copied or moved
+    run directory): the next validation, worse or not, replaced best.ckpt."""
+    saved = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+    key = next(k for k in saved["callbacks"] if k.startswith("ModelCheckpoint"))
+    score = saved["callbacks"][key]["best_model_score"]
+    assert saved["callbacks"][key]["dirpath"] != str(run / "checkpoints")  # a copy
+    MovedRun(run / "checkpoints").on_load_checkpoint(None, None, saved)
+    best = ModelCheckpoint(dirpath=run / "checkpoints", filename="best", monitor="val/err")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "The dirpath has changed ... won't be reloaded"
+        best.load_state_dict(saved["callbacks"][key])
+    assert best.best_model_score == score and score is not None
+    assert best.best_model_path == str(run / "checkpoints" / "best.ckpt")

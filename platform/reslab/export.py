@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from reslab import __version__, checkpoint, data, fileio, models, rundir
+from reslab import __version__, checkpoint, data, fileio, models, outputs, rundir
 from reslab.build import data_stats, model_kwargs
 from reslab.config.load import load, to_dict
 from reslab.config.schema import Config
@@ -105,18 +105,18 @@ def open_source(path: str | Path) -> Source:
 
 def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> Path:
     """--out as given, a folder for the default file name, or RUN_DIR/export/<default name>;
-    the model file and the JSON beside it checked by the one output rule (rundir.output_path)."""
+    the model file and the JSON beside it checked by the one output rule (outputs.output_path)."""
     if out is None:
         p = run.path / "export" / FILES[fmt]
     else:
         p = rundir.resolved(out, "--out")
         if p.is_dir() or str(out).endswith(("/", os.sep)):
             p = p / FILES[fmt]
-    target = rundir.output_path(p, "--out", folder=False, force=force)
+    target = outputs.output_path(p, "--out", folder=False, force=force)
     if p.suffix == ".json":
         raise UserError(f"--out {out} ends in .json, the name of the metadata file written beside "
                         "the model; name the model file (e.g. model.onnx) or a folder")
-    rundir.output_path(target.with_suffix(".json"), "--out", folder=False, force=force)
+    outputs.output_path(target.with_suffix(".json"), "--out", folder=False, force=force)
     return target
 
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
+from torch import nn
 
 from reslab import checkpoint
-from reslab.config.load import flatten, load, to_dict
 from reslab.config.schema import Config, OptimConfig
 from reslab.errors import UserError
-from reslab.rundir import RunDir
+from reslab.rundir import RunDir, checked_summary, config_changes
 from reslab.tasks.optim import param_groups
 
 # The keys a resume may change (a prefix ending in "." covers a section): how long it trains,
@@ -34,19 +34,37 @@ RESUMABLE = (
 )
 
 
-def resumable(key: str) -> bool:
-    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE)
+COMPLETE = (None, -1)  # resume_point's answer for a completed run with nothing left to train
+
+
+def resume_point(run: RunDir, task: nn.Module, cfg: Config) -> tuple[Path | None, int | None]:
+    """The checkpoint to continue `run` from and its step, checked against the model and the
+    run's progress before anything is written; (None, None) for a run that has not trained yet
+    (a submitted job's first attempt); COMPLETE when the run completed and `cfg` asks for no
+    more training."""
+    ckpt, step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt])
+    record = checked_summary(run)
+    if ckpt is None:
+        trained = record.get("global_step")
+        if record.get("status") == "completed" or isinstance(trained, int) and trained > 0:
+            raise UserError(f"{run.path} has trained (status {record.get('status')}, step "
+                            f"{trained}) but holds no checkpoint to resume from; start a new "
+                            "run instead")
+        return None, None
+    checkpoint.check_fits(ckpt, task)
+    done = progress(ckpt)
+    check_length(run, cfg, done)
+    if record.get("status") == "completed" and nothing_left(cfg, done):
+        return COMPLETE
+    return ckpt, step
 
 
 def check_config(run: RunDir, cfg: Config) -> None:
     """Refuse a change to anything but RESUMABLE keys, comparing with config.yaml."""
-    recorded, new = (flatten(to_dict(c)) for c in (load([run.config]), cfg))
-    for key, value in new.items():
-        if value != recorded.get(key) and not resumable(key):
-            raise UserError(f"--resume cannot change {key} ({recorded.get(key)} -> {value}): a "
-                            f"resume continues the experiment in {run.path} as it was started; "
-                            f"start a new run with model.weights={run.path} to train from its "
-                            f"weights with that change")
+    for key, old, new in config_changes(run, cfg, RESUMABLE)[:1]:
+        raise UserError(f"--resume cannot change {key} ({old} -> {new}): a resume continues the "
+                        f"experiment in {run.path} as it was started; start a new run with "
+                        f"model.weights={run.path} to train from its weights with that change")
 
 
 @dataclass(frozen=True)
@@ -112,3 +130,32 @@ class ConfigLearningRate(Callback):
             for fn in sched.lr_lambdas:  # the ResNet-110 warm-up rate stays optim.warmup_lr
                 if getattr(fn, "warm_factor", None) and self.optim.warmup_lr:
                     fn.warm_factor = self.optim.warmup_lr / self.optim.lr
+
+
+class MovedRun(Callback):
+    """A run directory that was moved or copied keeps its best checkpoint's score on resume:
+    Lightning's ModelCheckpoint drops its state when the saved folder differs from its own, so
+    the next validation, worse or not, replaced best.ckpt. Before that state is restored, its
+    paths move to the run's own checkpoints/ folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = str(folder)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        for key, state in checkpoint.get("callbacks", {}).items():
+            old = state.get("dirpath") if key.startswith("ModelCheckpoint") else None
+            if isinstance(old, str) and old != self.folder:
+                checkpoint["callbacks"][key] = relocated(state, old, self.folder)
+
+
+def relocated(state: dict, old: str, new: str) -> dict:
+    def move(path):
+        return new + path[len(old):] if isinstance(path, str) and path.startswith(old) else path
+
+    return {**{k: move(v) for k, v in state.items()},
+            "best_k_models": {move(k): v for k, v in state.get("best_k_models", {}).items()}}
+
+
+def callbacks(cfg: Config, run: RunDir) -> list[Callback]:
+    """What a resume from a checkpoint adds to the Trainer."""
+    return [ConfigLearningRate(cfg.optim), MovedRun(run.checkpoints)]

@@ -6,8 +6,8 @@
     <run.root>/<sweep name>/
         <trial>/ (a run directory)  sweep.csv  best_config.yaml  tune/
 
-Run ids, paths that cannot escape run.root, config and summary I/O (atomic, secrets redacted),
-and the one rule for what commands write outside training (output_path: never a run's records)."""
+Run ids, paths that cannot escape run.root, config and summary I/O (atomic, secrets redacted);
+what a run directory names is read only inside it."""
 
 from __future__ import annotations
 
@@ -27,17 +27,12 @@ from typing import Any
 
 import yaml
 
-from reslab.config.load import flatten, to_dict
+from reslab.config.load import flatten, load, to_dict
 from reslab.config.schema import Config
 from reslab.config.validate import check_run_name
 from reslab.errors import UserError, reason
-from reslab.fileio import check_new_file, check_new_folder, write_atomic
-
-# The folders of a run or sweep directory that commands other than training write into.
-OUTPUT_AREAS = ("export", "compare")
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password|passwd)", re.I)
-SECRET_ENV = ("WANDB_API_KEY",)
-
+from reslab.fileio import write_atomic
+from reslab.redaction import redact, redact_overrides
 
 JOB_ID = re.compile(r"\d+(_\d+)?")  # a SLURM job, or an array job's task (123_4)
 
@@ -119,41 +114,12 @@ def read_pointer(path: Path) -> str | None:
         return f.read(4096).strip() or None
 
 
-def holds_records(folder: Path) -> bool:
-    """A run directory (config.yaml, summary.json) or a sweep directory (sweep.csv,
-    best_config.yaml, tune/)."""
-    sweep = SweepDir(folder)
-    try:
-        return any(p.is_file() for p in (folder / "config.yaml", folder / "summary.json",
-                                         sweep.results, sweep.best_config)) or sweep.tune.is_dir()
-    except OSError:  # a folder this user cannot look into holds no records of theirs
-        return False
-
-
 def resolved(path: str | Path, option: str) -> Path:
     """A path the user gave, absolute with its links resolved, or one sentence."""
     try:
         return Path(path).resolve()
     except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
         raise UserError(f"{option} {str(path)!r} is not a usable path ({reason(e)})") from None
-
-
-def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> Path:
-    """Where a command writes outside training (`export --out`, `compare --out`): resolved, and
-    refused in a run's or a sweep's records (anywhere in one but its OUTPUT_AREAS folders), over
-    a device, a FIFO or a folder, and over an existing file or into a non-empty folder without
-    --force. The one rule for every such output."""
-    p = resolved(path, option)
-    for parent in (p, *p.parents):
-        if holds_records(parent):  # the innermost one: a sweep's trial is a run directory
-            inside = p.relative_to(parent).parts
-            if not inside or inside[0] not in OUTPUT_AREAS:
-                raise UserError(f"{option} {p} is inside the records of {parent}; write "
-                                f"elsewhere or into its {' or '.join(OUTPUT_AREAS)} folder")
-            break
-    (check_new_folder if folder else check_new_file)(p, option, force)
-    check_writable(p.parent, option)
-    return p
 
 
 def runs_in(folder: Path) -> list[Path]:
@@ -206,15 +172,37 @@ def begin_attempt(run: RunDir, cfg: Config, overrides: list[str], resumed_at: in
     run was trained, and summary.json's `attempts` gets what this one changed."""
     write_config(run, cfg)
     summary = read_summary(run)
-    attempt = {"started": datetime.now().astimezone().isoformat(timespec="seconds"),
-               "overrides": redact_overrides(overrides), "resumed_at_step": resumed_at}
+    attempt = {"started": now(), "overrides": redact_overrides(overrides),
+               "resumed_at_step": resumed_at}
     write_summary(run, {**summary, "attempts": [*summary.get("attempts", []), attempt]})
 
 
-def redact_overrides(overrides: list[str]) -> list[str]:
-    """KEY=VALUE items as given, with the value masked under a secret-looking key."""
-    return [f"{k}=***" if SECRET_KEY.search(k) and sep else redact(f"{k}{sep}{v}")
-            for k, sep, v in (str(o).partition("=") for o in overrides)]
+def record_test(summary: dict, ckpt: Path | None, step: int | None, by: str,
+                overrides: list[str], metrics: dict) -> dict:
+    """Append one test to summary.json's `tests` (the end of training's, `by: train`, and each
+    `reslab test`'s): when, which checkpoint at which step, with which overrides, what it
+    measured. The top-level test/* keys are the end of training's alone (DESIGN §3)."""
+    entry = {"time": now(), "by": by, "checkpoint": ckpt.name if ckpt else None,
+             "global_step": step, "overrides": redact_overrides(overrides), "metrics": metrics}
+    summary["tests"] = [*summary.get("tests", []), entry]
+    return summary
+
+
+def now() -> str:
+    """ISO 8601 to the second, with the UTC offset."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def config_changes(run: RunDir, cfg: Config, allowed: tuple[str, ...]) -> list[tuple]:
+    """(key, recorded, new) for each flat key where `cfg` differs from the run's config.yaml,
+    but for the `allowed` keys (a key, or a section's prefix ending in ".")."""
+    recorded, new = (flatten(to_dict(c)) for c in (load([run.config]), cfg))
+    return [(k, recorded.get(k), v) for k, v in new.items()
+            if v != recorded.get(k) and not covered(k, allowed)]
+
+
+def covered(key: str, keys: tuple[str, ...]) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
 
 
 @contextlib.contextmanager
@@ -265,6 +253,21 @@ def read_summary(run: RunDir) -> dict:
     return summary if isinstance(summary, dict) else {}
 
 
+def checked_summary(run: RunDir) -> dict:
+    """summary.json for a command that rewrites it (resume, test): {} when the run has none
+    yet; refused, not silently replaced, when it is damaged (it holds the run's history)."""
+    try:
+        summary = json.loads(run.summary.read_text()) if run.summary.exists() else {}
+    except (OSError, ValueError) as e:
+        raise UserError(f"{run.summary} cannot be read ({reason(e)}); move it aside to continue "
+                        "without the run's record, or restore it") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{run.summary} is damaged (a JSON {type(summary).__name__}, not an "
+                        "object); move it aside to continue without the run's record, or "
+                        "restore it")
+    return summary
+
+
 def write_summary(run: RunDir, summary: dict) -> None:
     write_atomic(run.summary, json.dumps(redact(summary), indent=2, sort_keys=True) + "\n")
 
@@ -281,15 +284,3 @@ def read_metrics(run: RunDir, up_to_step: int | None = None) -> list[dict]:
     with open(run.metrics, newline="") as f:
         rows = list(csv.DictReader(f))
     return rows if up_to_step is None else [r for r in rows if int(r["step"]) <= up_to_step]
-
-
-def redact(obj: Any) -> Any:
-    """Mask values under secret-looking keys and any value equal to a secret in the environment."""
-    env_secrets = {v for k in SECRET_ENV if (v := os.environ.get(k))}
-    if isinstance(obj, dict):
-        return {k: "***" if SECRET_KEY.search(str(k)) and v else redact(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str) and any(s in obj for s in env_secrets):
-        return "***"
-    return obj

@@ -1,5 +1,6 @@
 """fit(cfg) -> summary: the ONE training path (the CLI, a SLURM job and a Ray trial all call it),
-and test(run) -> metrics. The Trainer is built here and nowhere else."""
+and evaluate(cfg, run, ckpt) -> a checkpoint's test metrics (`reslab test` records them:
+reslab.evaluation). The Trainer is built here and nowhere else."""
 
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from reslab import checkpoint, progress, resuming, rundir, tasks
 from reslab.build import build
 from reslab.callbacks import LastCheckpoint, RNGState, SignalPropagation, Stopped
-from reslab.config.load import load
 from reslab.config.schema import Config
-from reslab.errors import Interrupted, UserError
-from reslab.loggers import CSVMetrics, finish_wandb, test_to_wandb, wandb_logger
+from reslab.errors import Interrupted
+from reslab.loggers import CSVMetrics, finish_wandb, wandb_logger
 from reslab.models.profile import count_params
 from reslab.provenance import env_info
 from reslab.rundir import RunDir
@@ -45,40 +45,22 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
     task = tasks.build(cfg, built.net, built.datamodule)
     run = resume or new_run(cfg)
     with rundir.locked(run) if is_rank_zero() else contextlib.nullcontext():
-        start = resume_point(run, task, cfg) if resume else (None, None)
-        if start is COMPLETE:
-            return rundir.read_summary(run)
+        start = resuming.resume_point(run, task, cfg) if resume else (None, None)
+        if start is resuming.COMPLETE:
+            return said_complete(run)
         if is_rank_zero():  # nothing refused the attempt: config.yaml is now what it trains
             rundir.begin_attempt(run, cfg, list(overrides), start[1])
         if start[0] is not None:
-            callbacks = [resuming.ConfigLearningRate(cfg.optim), *callbacks]
+            callbacks = [*resuming.callbacks(cfg, run), *callbacks]
         return train_in(run, cfg, built, task, start, callbacks, record)
 
 
-COMPLETE = (None, -1)  # resume_point's answer for a completed run with nothing left to train
-
-
-def resume_point(run: RunDir, task: tasks.Task, cfg: Config) -> tuple[Path | None, int | None]:
-    """The checkpoint to continue `run` from, checked against the model and the run's progress
-    before anything is written; None for a run that has not trained yet (a submitted job's
-    first attempt); COMPLETE when the run completed and the config asks for no more training."""
-    ckpt, step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt])
-    record = rundir.read_summary(run)
-    if ckpt is None:
-        if record.get("status") == "completed" or record.get("global_step", 0) > 0:
-            raise UserError(f"{run.path} has trained (status {record.get('status')}, step "
-                            f"{record.get('global_step', '?')}) but holds no checkpoint to "
-                            "resume from; start a new run instead")
-        return None, None
-    checkpoint.check_fits(ckpt, task)
-    done = resuming.progress(ckpt)
-    resuming.check_length(run, cfg, done)
-    if record.get("status") == "completed" and resuming.nothing_left(cfg, done):
-        say(f"{run.path} is complete ({done.epochs_done} epochs, step {done.step}): nothing to "
-            f"train; raise trainer.max_epochs to train on, or `reslab test {run.path}` to "
-            "evaluate again")
-        return COMPLETE
-    return ckpt, step
+def said_complete(run: RunDir) -> dict:
+    summary = rundir.read_summary(run)
+    say(f"{run.path} is complete ({summary.get('epoch')} epochs, step "
+        f"{summary.get('global_step')}): nothing to train; raise trainer.max_epochs to train on, "
+        f"or `reslab test {run.path}` to evaluate again")
+    return summary
 
 
 def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
@@ -100,9 +82,7 @@ def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
             trainer.fit(task, datamodule=built.datamodule, ckpt_path=ckpt)
             summary.update(collect(trainer, task))
             if cfg.run.test:
-                best = run.best_ckpt if run.best_ckpt.is_file() else None
-                trainer.test(task, datamodule=built.datamodule, ckpt_path=best, verbose=False)
-                summary.update(collect(trainer, task))
+                test_at_the_end(run, trainer, task, built.datamodule, summary)
         summary["status"] = "completed"
     except Stopped as e:
         summary.update(collect(trainer, task))
@@ -122,6 +102,19 @@ def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
     if summary["status"] == "interrupted":
         raise Interrupted(summary["stop_signal"], trainer.global_step, str(run.path))
     return summary
+
+
+def test_at_the_end(run: RunDir, trainer: L.Trainer, task, datamodule, summary: dict) -> None:
+    """best.ckpt (else the final state) on the test split: the top-level test/* keys, and the
+    first entry of this attempt in `tests` (a manual `reslab test` only adds entries)."""
+    best = run.best_ckpt if run.best_ckpt.is_file() else None
+    trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+    summary.update(collect(trainer, task))
+    for stale in ("test_checkpoint", "test_overrides"):  # a manual test's, before `tests`
+        summary.pop(stale, None)
+    step = checkpoint.load(best, mmap=True).get("global_step") if best else trainer.global_step
+    rundir.record_test(summary, best, step, "train", [],
+                       {k: v for k, v in summary.items() if k.startswith("test/")})
 
 
 def ended_by(e: BaseException) -> str:
@@ -243,31 +236,22 @@ def collect(trainer: L.Trainer, task) -> dict:
     return out
 
 
-def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> dict:
-    """Evaluate `ckpt` (default: the run's best, else last) on the run's test split; the result
-    goes into summary.json, so not while another process trains in (or tests) the run."""
-    with rundir.locked(run):
-        return evaluate(run, overrides, ckpt)
-
-
-def evaluate(run: RunDir, overrides: list[str], ckpt: Path | None) -> dict:
+def evaluate(cfg: Config, run: RunDir, ckpt: Path) -> tuple[dict, int | None]:
+    """The test metrics of checkpoint `ckpt` with `cfg` (one device, no loggers), and the step
+    it was saved at; `reslab test` (reslab.evaluation) records them."""
     prepare_process()
-    cfg = load([run.config], overrides)
-    ckpt = ckpt or run.weights_ckpt
     state = checkpoint.load(ckpt)
     built = build(cfg)
     task = tasks.build(cfg, built.net, built.datamodule)
-    task.load_state_dict(state["state_dict"])
+    checkpoint.check_fits(ckpt, task)
+    task.load_state_dict(checkpoint.state_dict(state, ckpt))
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                         accelerator=str(cfg.trainer.accelerator), devices=1,
                         precision=cfg.trainer.precision, default_root_dir=run.path)
     trainer.test(task, datamodule=built.datamodule, verbose=False)
-    result = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    summary = {**rundir.read_summary(run), **result,
-               "test_checkpoint": str(Path(ckpt).name), "test_overrides": list(overrides)}
-    write_summary(run, summary)
-    test_to_wandb(cfg, run, summary)  # the same W&B run, resumed by its id
-    return result
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    step = state.get("global_step")
+    return metrics, step if isinstance(step, int) else None
 
 
 def is_rank_zero() -> bool:

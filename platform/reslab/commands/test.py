@@ -1,16 +1,17 @@
-"""`reslab test RUN_DIR|CKPT`: evaluate on the test split, recorded in summary.json."""
+"""`reslab test RUN_DIR|CKPT`: evaluate on the test split, recorded in summary.json's `tests`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from reslab import rundir, train
+from reslab import evaluation, rundir
 
 
 def run(args) -> int:
     run = rundir.find_run(args.run)
     ckpt = Path(args.run) if Path(args.run).is_file() else None  # RUN_DIR/checkpoints/X.ckpt
-    result = train.test(run, args.overrides, ckpt)
-    for k, v in sorted(result.items()):
+    entry = evaluation.test(run, args.overrides, ckpt)
+    print(f"checkpoint {run.checkpoints / entry['checkpoint']} (step {entry['global_step']})")
+    for k, v in sorted(entry["metrics"].items()):
         print(f"{k} {v:.4f}")
     return 0

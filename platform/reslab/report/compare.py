@@ -8,11 +8,11 @@ from pathlib import Path
 
 from reslab import fileio
 from reslab.errors import UserError
+from reslab.outputs import output_path
 from reslab.registry import did_you_mean
 from reslab.report import figures, html, wandb_report, wandb_runs
 from reslab.report.runs import Run, comparison_folder, find_runs
 from reslab.report.table import csv_table, default_metric, format_table, table, varied_keys
-from reslab.rundir import output_path
 
 
 def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = None,
@@ -28,7 +28,7 @@ def write(runs: list[Run], by: list[str] | None, metric: str | None, out: str | 
           force: bool = False) -> dict:
     """The grouped table, figures, report.html and table.csv of `runs` in `out`: one path for
     run directories and W&B projects alike. `out` passes the one output rule
-    (rundir.output_path); the files are written into a staging folder and moved in when all
+    (outputs.output_path); the files are written into a staging folder and moved in when all
     are done, so a failure leaves nothing behind."""
     by = by or varied_keys(runs) or ["model.name"]
     metric = metric or default_metric(runs)

@@ -1,0 +1,48 @@
+"""`reslab test`: a run's checkpoint on its test split, recorded as one more entry in summary.json's
+`tests` (the top-level test/* keys stay the end of training's). A test measures the checkpoint as
+it was trained: TESTABLE lists what it may change (where the data lives, how and on what it
+computes, logging); anything else would measure another model or other data, so it is refused
+before anything is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reslab import rundir, train
+from reslab.config.load import load
+from reslab.config.schema import Config
+from reslab.errors import UserError
+from reslab.loggers import test_to_wandb
+from reslab.rundir import RunDir
+
+# The keys a test may change (a prefix ending in "." covers a section); any other, and any key
+# added later, is refused by default.
+TESTABLE = (
+    "data.root", "data.test_root", "data.download", "data.batch_size", "data.num_workers",
+    "data.pipeline", "trainer.accelerator", "trainer.precision", "trainer.deterministic",
+    "trainer.channels_last", "trainer.compile", "trainer.cudnn_benchmark",
+    "trainer.progress_bar", "logger.",
+)
+
+
+def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> dict:
+    """Evaluate `ckpt` (default: best.ckpt, else last.ckpt) and record it; returns the entry
+    (checkpoint, global_step, overrides, metrics). Not while another process writes the run."""
+    cfg = load([run.config], overrides)
+    check_overrides(run, cfg)
+    ckpt = Path(ckpt or run.weights_ckpt)
+    with rundir.locked(run):
+        summary = rundir.checked_summary(run)
+        metrics, step = train.evaluate(cfg, run, ckpt)
+        rundir.record_test(summary, ckpt, step, "reslab test", list(overrides), metrics)
+        rundir.write_summary(run, summary)
+    test_to_wandb(cfg, run, summary)  # the same W&B run, resumed by its id
+    return summary["tests"][-1]
+
+
+def check_overrides(run: RunDir, cfg: Config) -> None:
+    for key, old, new in rundir.config_changes(run, cfg, TESTABLE)[:1]:
+        raise UserError(f"reslab test cannot change {key} ({old} -> {new}): the checkpoint is "
+                        "measured as it was trained; a test may change only where the data "
+                        "lives and how it computes (data.root, data.test_root, data.batch_size, "
+                        "data.num_workers, trainer.accelerator, trainer.precision, ...)")

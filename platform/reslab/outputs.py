@@ -1,0 +1,43 @@
+"""The one rule for what a command writes outside training (`export --out`, `compare --out`):
+never into a run's or a sweep's records, never over a device, a FIFO or a folder, over an
+existing file or into a non-empty folder only with --force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reslab.errors import UserError
+from reslab.fileio import check_new_file, check_new_folder
+from reslab.rundir import RunDir, SweepDir, check_writable, resolved
+
+# The folders of a run or sweep directory that commands other than training write into.
+OUTPUT_AREAS = ("export", "compare")
+
+
+def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> Path:
+    """Where a command writes outside training (`export --out`, `compare --out`): resolved, and
+    refused in a run's or a sweep's records (anywhere in one but its OUTPUT_AREAS folders), over
+    a device, a FIFO or a folder, and over an existing file or into a non-empty folder without
+    --force. The one rule for every such output."""
+    p = resolved(path, option)
+    for parent in (p, *p.parents):
+        if holds_records(parent):  # the innermost one: a sweep's trial is a run directory
+            inside = p.relative_to(parent).parts
+            if not inside or inside[0] not in OUTPUT_AREAS:
+                raise UserError(f"{option} {p} is inside the records of {parent}; write "
+                                f"elsewhere or into its {' or '.join(OUTPUT_AREAS)} folder")
+            break
+    (check_new_folder if folder else check_new_file)(p, option, force)
+    check_writable(p.parent, option)
+    return p
+
+
+def holds_records(folder: Path) -> bool:
+    """A run directory (config.yaml, summary.json) or a sweep directory (sweep.csv,
+    best_config.yaml, tune/)."""
+    run, sweep = RunDir(folder), SweepDir(folder)
+    try:
+        return any(p.is_file() for p in (run.config, run.summary, sweep.results,
+                                         sweep.best_config)) or sweep.tune.is_dir()
+    except OSError:  # a folder this user cannot look into holds no records of theirs
+        return False
