@@ -114,6 +114,14 @@ def test_recorded_preprocessing_is_what_training_fed_the_network(runs, name, tmp
     else:
         assert mean.shape == (1, 8, 8)
     torch.testing.assert_close((raw - mean) / std, dm.splits["test"][0])
+    # The stored values the JSON names: digits are the integers 0-16, divided by 16.
+    assert pre["raw"]["divide_by"] == 16 and "0-16" in pre["pixels"]
+    stored = raw * pre["raw"]["divide_by"]
+    assert torch.equal(stored, stored.round()) and stored.min() == 0 and stored.max() == 16
+
+
+def test_every_dataset_says_how_its_stored_values_become_0_to_1():
+    assert set(export.RAW_PIXELS) == set(data.DATASETS.names())
 
 
 def test_onnx_without_onnxruntime_says_the_check_was_skipped(runs, tmp_path, monkeypatch):

@@ -28,6 +28,20 @@ from reslab.rundir import RunDir, find_run
 
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx",
          "state_dict": "model.state_dict.pt"}
+# What each dataset stores and what maps it to the [0, 1] floats the network's preprocessing
+# starts from: a deployment must scale its own images the same way (digits are 0-16, not 0-255).
+RAW_PIXELS = {
+    "digits": {"stored": "integers 0-16 (scikit-learn's 8x8 digits)", "divide_by": 16},
+    "cifar10": {"stored": "8-bit values 0-255", "divide_by": 255},
+    "cifar100": {"stored": "8-bit values 0-255", "divide_by": 255},
+    "imagefolder": {"stored": "8-bit RGB 0-255 (any image PIL decodes; greyscale as RGB)",
+                    "divide_by": 255},
+    "synthetic": {"stored": "uniform random floats in [0, 1)", "divide_by": 1},
+    "photos": {"stored": "8-bit RGB 0-255", "divide_by": 255},
+    "sr_folder": {"stored": "8-bit RGB 0-255 (greyscale as RGB)", "divide_by": 255},
+}
+LUMA = ("channels y: the luma of the [0, 1] RGB image, ITU-R BT.601 as MATLAB's rgb2ycbcr: "
+        "Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255")
 ATOL, RTOL = 1e-5, 1e-4     # float32 kernels differ in summation order, never by more
 TRACE_BATCH, CHECK_BATCH = 2, 5
 
@@ -195,9 +209,14 @@ def output_name(src: Source) -> str:
 
 
 def preprocessing(cfg: Config, dm) -> dict:
-    """How an image becomes the model's input: [0, 1] floats, then (x - mean) / std."""
-    base = {"pixels": "float32 in [0, 1], NCHW", "formula": "(x - mean) / std",
+    """How an image becomes the model's input: the dataset's stored values scaled to [0, 1]
+    floats (RAW_PIXELS), then (x - mean) / std."""
+    raw = RAW_PIXELS[cfg.data.name]
+    base = {"pixels": f"float32 in [0, 1], NCHW: the stored {raw['stored']} divided by "
+                      f"{raw['divide_by']}", "raw": raw, "formula": "(x - mean) / std",
             "input_size": list(dm.input_size)}
+    if data.task_of(cfg.data.name) == "super_resolution" and str(cfg.data.channels) == "y":
+        base["channels"] = LUMA
     if hasattr(dm, "resize_size"):  # image folders: torchvision's eval transform
         return {**base, "normalize": "channel", "mean": list(dm.mean), "std": list(dm.std),
                 "resize_size": dm.resize_size, "center_crop": dm.input_size[-1]}
