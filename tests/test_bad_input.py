@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ondisk import IMAGEFOLDER_ARGS, SR_ARGS, write_bad_data  # noqa: E402
 from reslab import train  # noqa: E402
 from reslab.config.load import load  # noqa: E402
 from support import ROOT, TINY, run_main  # noqa: E402
@@ -203,8 +204,34 @@ RUN_CASES = [
 ]
 
 # Data that cannot train: too small, corrupt, unreadable.
-DATA_CASES = [
-]
+DATA_CASES = [["train", *TINY, "{ROOT}", *c] for c in (
+    *[[*IMAGEFOLDER_ARGS, f"data.root={{T}}/data/{name}"] for name in (
+        "if_garbage_train", "if_garbage_val", "if_trunc_train", "if_trunc_val", "if_png",
+        "if_fifo", "if_empty_class")],
+    [*IMAGEFOLDER_ARGS, "data.root={T}/data/if_ok", "data.classes=[1,5]"],
+    [*IMAGEFOLDER_ARGS, "data.root={T}/data/if_ok", "data.std=[0.2,0.2]"],
+    [*IMAGEFOLDER_ARGS, "data.root={T}/data/if_ok", "data.mean=[0.5,0.5]"],
+    [*IMAGEFOLDER_ARGS, "data.root={T}/data/if_two", "trainer.devices=2"],
+    *[[*SR_ARGS, f"data.root={{T}}/data/{name}"] for name in (
+        "sr_garbage_train", "sr_garbage_val", "sr_trunc_train", "sr_1px_train", "sr_15px_train",
+        "sr_3px_val", "sr_1px_val", "sr_fifo")],
+    *[[*SR_ARGS, "data.root={T}/data/sr_ok", f"data.test_root={{T}}/data/{name}"]
+      for name in ("bm_garbage", "bm_1px", "bm_9px")],
+    [*SR_ARGS, "data.root={T}/data/sr_ok", "data.size=1"],
+    [*SR_ARGS[:3], "data.name=photos", "data.classes=[0,1]"],
+    *[["data.name=cifar10", f"data.root={{T}}/data/{name}", "data.val_size=5"] for name in (
+        "cifar_garbage", "cifar_trunc", "cifar_empty_file", "cifar_list", "cifar_no_data",
+        "cifar_nested_labels", "cifar_count", "cifar_no_test")],
+    ["trainer.limit_train_batches=0.001"], ["data.val_size=0.999"], ["data.val_size=1437"],
+    ["data.val_size=1438"], ["data.val_size=0.0001"], ["data.classes=[3,5]", "data.val_size=0.001"],
+    ["model.name=resnet18", "model.depth=null", "data.name=synthetic", "data.size=64",
+     "data.batch_size=1"],
+    ["data.name=synthetic", "data.size=1000000", "data.shape=[3,4096,4096]"],
+    *[[f"model.weights={{T}}/data/{name}"] for name in (
+        "w_list.pt", "w_tensor.pt", "w_epoch.pt", "w_state_list.pt", "w_entry_int.pt",
+        "w_foreign.pt", "w_ak_two.th", "w_ak_narrow.th")],
+    ["model.weights={RUN}", "model.depth=14"], ["model.weights={CKPT}", "model.depth=14"],
+    ["model.weights={T}/data"])]
 
 # Sweep specs that cannot run as written.
 SWEEP_CASES = [
@@ -259,6 +286,7 @@ def write_files(t: Path) -> None:
         for c in ("cat", "dog"):
             (t / "empty_classes" / split / c).mkdir(parents=True)
         (t / "one_class" / split / "cat").mkdir(parents=True)
+    write_bad_data(t)  # DATA_CASES' damaged datasets and weights files, under t/data
 
 
 def refusals(t: Path) -> tuple[int, list[str]]:

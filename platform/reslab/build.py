@@ -40,12 +40,36 @@ def build(cfg: Config, device: str | None = None, open_data: bool = True) -> Bui
     info = models.info(cfg.model.name)
     with torch.device(device or "cpu"):
         net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
+    check_one_image_batches(cfg, dm)
     if cfg.diagnostics.every_n_steps and not hasattr(net, "blocks"):
         raise UserError(f"diagnostics.every_n_steps needs a model with residual blocks (a ResNet "
                         f"or edsr), got model.name={cfg.model.name}; set it to 0")
     weights.load_into(net, cfg.model.weights, info, cfg.model.depth)
     weights.freeze(net, str(cfg.model.freeze), info)
     return Built(dm, net, info)
+
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def check_one_image_batches(cfg: Config, dm) -> None:
+    """data.batch_size=1 trains on batches of one image, which BatchNorm cannot normalise where a
+    feature map has shrunk to 1x1 (ResNet-18's layer4 on 32-pixel images fails at the first
+    step): found by a forward pass on PyTorch's meta device (shapes only, no memory)."""
+    if cfg.data.batch_size > 1:
+        return
+    with torch.device("meta"):
+        net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
+        values = []  # per channel, of each BatchNorm's input for one image
+        for m in net.modules():
+            if isinstance(m, BATCH_NORMS):
+                m.register_forward_pre_hook(lambda _, args: values.append(args[0][0, 0].numel()))
+        net.eval()(torch.empty(1, *dm.input_size))
+    if values and min(values) == 1:
+        size = "x".join(map(str, dm.input_size[1:]))
+        raise UserError(f"data.batch_size=1 gives batches of one image, which BatchNorm cannot "
+                        f"normalise where model {cfg.model.name}'s feature maps shrink to 1x1 "
+                        f"({size} inputs); use data.batch_size=2 or more")
 
 
 def check(cfg: Config) -> None:
