@@ -161,9 +161,11 @@ def check_fits(path: Path, module: torch.nn.Module) -> None:
     missing = [k for k in own if k not in saved]
     other = [k for k in saved if k not in own or saved[k].shape != own[k].shape]
     if missing or other:
-        key = (missing or other)[0]
-        raise CheckpointError(f"checkpoint {path} does not fit the run's model ({key} "
-                              f"{'is missing' if missing else 'differs'}; was config.yaml edited?)")
+        keys = missing or other  # the network's own tensors name the problem best
+        key = next((k for k in keys if k.startswith("net.")), keys[0])
+        raise CheckpointError(f"checkpoint {path} does not fit the run's model ({len(keys)} "
+                              f"tensors {'missing' if missing else 'differ'}, e.g. {key}; was "
+                              "config.yaml edited?)")
 
 
 def save(obj: dict, path: str | Path) -> None:
