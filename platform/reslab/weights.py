@@ -109,6 +109,8 @@ def load_into(net: nn.Module, spec: str, info: ModelInfo, depth: int | None) -> 
     else:
         path = weights_file(spec)
         source, state = named(spec, path), load_file(path, spec)
+        if path != Path(spec):  # a folder: which run's weights (a run-name folder's newest)
+            print(f"model.weights={spec}: {path}", flush=True)
     own = net.state_dict()
     head = [k for k in own if info.head and k.startswith(f"{info.head}.")]
     if (old_classes := other_classes(state, own, head)) is not None:

@@ -205,6 +205,9 @@ class Task(L.LightningModule):
         self.resumed_steps = checkpoint.get("epoch_steps")
 
     def on_train_start(self) -> None:
+        # Lightning (>= 2.2) no longer calls train() when fit starts: without this, frozen
+        # BatchNorm layers (model.freeze) trained their running statistics in a linear probe.
+        self.train()
         self.on_train_epoch_start()  # a mid-epoch resume gets no on_train_epoch_start
         # Known only now: asking for it in configure_optimizers would make Lightning build the
         # train loader before a checkpoint restores its position (mid-epoch resume).
