@@ -194,3 +194,12 @@ def test_a_published_file_that_is_not_the_network_is_one_sentence(tmp_path):
         with pytest.raises(UserError, match=f"model.weights={path} has akamaster/"
                                             r"pytorch_resnet_cifar10's keys but not its network"):
             weights.load_into(models.build("resnet20"), str(path), models.info("resnet20"), 20)
+
+
+def test_a_run_without_a_checkpoint_is_named_as_such(source, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(source[0], run)
+    shutil.rmtree(run / "checkpoints")
+    with pytest.raises(UserError, match=rf"model.weights={run} is a run directory without a "
+                                        r"checkpoint \(checkpoints/best.ckpt or last.ckpt\)"):
+        _weights(run)

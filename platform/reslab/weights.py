@@ -93,6 +93,9 @@ def weights_file(spec: str) -> Path:
         p = done[-1]
     if p.is_dir():
         p = RunDir(p).weights_ckpt
+        if not p.exists():
+            raise UserError(f"model.weights={spec} is a run directory without a checkpoint "
+                            "(checkpoints/best.ckpt or last.ckpt); train or resume it first")
     if not p.exists():
         raise UserError(f"model.weights={spec} is neither a torchvision weights name nor a "
                         "run directory, checkpoint or state dict file")

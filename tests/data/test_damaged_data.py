@@ -217,3 +217,22 @@ def test_an_empty_cifar_training_batch_is_read(tmp_path):
                                 "data.val_size=4"]).data)
     dm.setup()
     assert dm.sizes() == {"train": 20, "val": 4, "test": 6}
+
+
+def test_links_are_followed_but_a_loop_is_walked_once(tmp_path):
+    """A link back to the split from every class folder repeated the tree 3^40 times (a hang);
+    a class folder that is a link to another disk is the usual ImageNet setup and is read."""
+    root = write_imagefolder(tmp_path / "data")
+    for c in ("cat", "dog", "eel"):
+        (root / "train" / c / "loop").symlink_to("..")
+        (root / "val" / c / "self").symlink_to(".")
+    elsewhere = write_imagefolder(tmp_path / "other", classes=("fox",), per_class=2)
+    for split in ("train", "val"):
+        (root / split / "fox").symlink_to(elsewhere / split / "fox")
+        os.makedirs(root / split / "cat" / "deeper")
+        write_png(root / split / "cat" / "deeper" / "x.png", 20, 20)
+    dm = data.build(C.load([], [*IMAGEFOLDER, f"data.root={root}"]).data)
+    dm.setup()
+    assert dm.num_classes == 4 and dm.sizes() == {"train": 12, "val": 12, "test": 12}
+    per_class = dm._sets["train"].counts()
+    assert per_class == {"cat": 4, "dog": 3, "eel": 3, "fox": 2}

@@ -9,6 +9,7 @@ batch: real datasets have the odd bad JPEG, and one must not end a multi-day run
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from reslab.config.schema import DataConfig
-from reslab.data.images import IMAGE_SUFFIXES, Unreadable, read_image, spread
+from reslab.data.images import IMAGE_SUFFIXES, Unreadable, read_image, spread, walk_images
 from reslab.data.steps import lone_last
 from reslab.errors import DataError
 
@@ -144,6 +145,16 @@ class ReadableImages(ImageFolder):
     def __init__(self, root: Path, transform):
         super().__init__(root, transform, loader=read_image, allow_empty=True)
         self.warned: set[str] = set()
+
+    @staticmethod
+    def make_dataset(directory, class_to_idx: dict[str, int], extensions=None,
+                     is_valid_file=None, allow_empty: bool = False) -> list[tuple[str, int]]:
+        """(path, class index) of every image, each real folder walked once (`walk_images`);
+        a link from one class folder into the split or another class is not followed."""
+        folders = {name: os.path.realpath(Path(directory) / name) for name in class_to_idx}
+        split = {os.path.realpath(directory), *folders.values()}
+        return [(path, index) for name, index in sorted(class_to_idx.items())
+                for path in walk_images(Path(directory) / name, split - {folders[name]})]
 
     def counts(self) -> dict[str, int]:
         """Images per class folder."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reslab.errors import DataError, reason
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 class Unreadable(DataError):
@@ -41,6 +41,23 @@ def image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def walk_images(folder: Path, skip: set[str] = frozenset()) -> list[str]:
+    """The image files under `folder`, links followed (class folders are often links to other
+    disks) but each real folder once and none of `skip`: a link to an ancestor would otherwise
+    repeat the tree below it to the kernel's link depth (three such links took longer than a
+    minute)."""
+    seen, found = set(skip), []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        if (real := os.path.realpath(root)) in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        found += [os.path.join(root, f) for f in sorted(files)
+                  if f.lower().endswith(IMAGE_SUFFIXES)]
+    return found
 
 
 def spread(n: int, k: int) -> list[int]:
