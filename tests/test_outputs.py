@@ -111,8 +111,12 @@ def test_an_unwritable_place_is_one_sentence_and_leaves_nothing(cli, run, place,
     assert not Path(place).exists()
 
 
-def test_a_nul_byte_in_an_output_path_is_one_sentence(cli, run):
+def test_a_nul_byte_or_an_empty_output_path_is_one_sentence(cli, run, tmp_path):
     refused(cli("export", run, "--out", "a\0b.pt"), "'a\\x00b.pt' is not a usable path")
+    for command in ("export", "compare"):  # "" resolved to the current folder
+        refused(cli(command, run, "--out", "", cwd=tmp_path), "--out is empty")
+        refused(cli(command, run, "--out", " ", cwd=tmp_path), "--out is empty")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_export_leaves_no_folder_behind(run, tmp_path, monkeypatch):

@@ -106,3 +106,13 @@ def test_a_checkpoint_of_another_network_is_refused(cli, run):
     r = cli("test", run / "checkpoints/foreign.ckpt")
     assert r.returncode == 2 and "does not fit the run's model" in r.stderr, r.stderr
     assert digests(run) == before
+
+
+def test_a_run_without_checkpoints_is_one_sentence_and_gains_no_file(cli, run):
+    for p in [*run.glob("checkpoints/*"), run / ".lock"]:
+        p.unlink()
+    before = sorted(run.rglob("*"))
+    for args in (["test", run], ["export", run]):
+        r = cli(*args)
+        assert r.returncode == 2 and "holds no checkpoint" in r.stderr, r.stderr
+    assert sorted(run.rglob("*")) == before  # not even the lock file

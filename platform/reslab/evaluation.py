@@ -30,7 +30,7 @@ def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> di
     (checkpoint, global_step, overrides, metrics). Not while another process writes the run."""
     cfg = load([run.config], overrides)
     check_overrides(run, cfg)
-    ckpt = Path(ckpt or run.weights_ckpt)
+    ckpt = run.checkpoint_to_read(ckpt)  # before the lock, which would create .lock
     with rundir.locked(run):
         summary = rundir.checked_summary(run)
         metrics, step = train.evaluate(cfg, run, ckpt)

@@ -72,9 +72,10 @@ def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = 
         raise UserError(f"{path} does not exist (give a run directory or a checkpoint in one)")
     run = find_run(path)
     target = output_path(run, fmt, out, force)
+    src = open_source(path)  # reads only (checkpoints are replaced atomically): every refusal
     # Into the run's export/ folder is a write to the run: not while a process trains in it.
     with rundir.locked(run) if run.path in target.parents else contextlib.nullcontext():
-        return write(open_source(path), fmt, target)
+        return write(src, fmt, target)
 
 
 def write(src: Source, fmt: str, target: Path) -> dict:
@@ -98,10 +99,7 @@ def open_source(path: str | Path) -> Source:
     """The run, its checkpoint (best.ckpt, else last.ckpt, or the file given) and the network
     with the checkpoint's weights: every refusal here, before anything is written."""
     run = find_run(path)
-    ckpt = Path(path) if Path(path).is_file() else run.weights_ckpt
-    if not ckpt.is_file():
-        raise UserError(f"{path} holds no checkpoint (checkpoints/best.ckpt or last.ckpt); "
-                        "train or resume the run first")
+    ckpt = run.checkpoint_to_read(Path(path) if Path(path).is_file() else None)
     cfg = load([run.config])
     dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
     build_args = {**data.model_args(dm), **model_kwargs(cfg)}

@@ -62,6 +62,14 @@ class RunDir:
         """best.ckpt, else last.ckpt: the weights to evaluate or to start from."""
         return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
 
+    def checkpoint_to_read(self, given: Path | None = None) -> Path:
+        """`given` (a checkpoint the user named), else weights_ckpt; one sentence if missing."""
+        ckpt = Path(given) if given else self.weights_ckpt
+        if not ckpt.is_file():
+            raise UserError(f"{given or self.path} holds no checkpoint (checkpoints/best.ckpt or "
+                            "last.ckpt); train or resume the run first")
+        return ckpt
+
     def job_id(self) -> str | None:
         """The SLURM job (or array task) this run was submitted as; None when it was not, or
         when slurm/job_id holds anything but a job id (it goes on scontrol's command line)."""
@@ -115,7 +123,10 @@ def read_pointer(path: Path) -> str | None:
 
 
 def resolved(path: str | Path, option: str) -> Path:
-    """A path the user gave, absolute with its links resolved, or one sentence."""
+    """A path the user gave, absolute with its links resolved, or one sentence (an empty one
+    would be the current folder: `--out ""` wrote the model there)."""
+    if not str(path).strip():
+        raise UserError(f"{option} is empty; give a path")
     try:
         return Path(path).resolve()
     except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop

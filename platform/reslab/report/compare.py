@@ -64,7 +64,7 @@ def compare_wandb(path: str, by: list[str] | None = None, metric: str | None = N
     """The same table, figures and report from a W&B project's runs (wandb.Api, which honours
     WANDB_BASE_URL), into `out` (default ./compare); `publish` also saves a W&B Report."""
     runs = wandb_runs.fetch(path, group, list(filters))
-    result = write(runs, by, metric, out or "compare", force)
+    result = write(runs, by, metric, "compare" if out is None else out, force)
     if publish:
         entity, project = path.split("/")
         spec = wandb_report.spec(entity, project, result["by"], result["metric"], group, runs)
