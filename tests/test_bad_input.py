@@ -201,6 +201,7 @@ RUN_CASES = [
         ["data.classes=[0,1]"], ["data.val_size=0.3"], ["optim.lr=1"], ["seed=2"],
         ["trainer.max_epochs=3"], ["run.name=x"])],
     ["test", "{CKPT}", "data.normalize=none"],
+    ["export", "{RUN}", "--out", ""], ["compare", "{RUN}", "--out", " "],
 ]
 
 # Data that cannot train: too small, corrupt, unreadable.
