@@ -275,9 +275,11 @@ def completed_run(t: Path) -> Path:
 
 
 def snapshot(t: Path) -> dict[str, str]:
-    """Every path under `t` with the sha256 of each regular file's bytes."""
+    """Every path under `t` with the sha256 of each regular file's bytes. A run's `.lock` is left
+    out: it holds the pid of the last process that opened the run (a refused resume reads the
+    checkpoint under the lock), not a record."""
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink()
-            else "" for p in t.rglob("*")}
+            else "" for p in t.rglob("*") if p.name != ".lock"}
 
 
 def write_files(t: Path) -> None:

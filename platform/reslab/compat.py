@@ -2,7 +2,7 @@
 promise, in one place. Each names the version it was verified on; tests/test_compat.py checks
 each against the installed library and fails with the name of what changed, so an upgrade
 breaks loudly here instead of silently at a call site. Imports nothing from reslab (W&B and Ray
-only inside the functions that need them, so `import reslab` stays light)."""
+only inside the functions that need them, so `import reslab` and the CLI stay light)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 # --- PyTorch 2.14.1 ----------------------------------------------------------------------------
 
-# The base class of BatchNorm1d/2d/3d and SyncBatchNorm (no public name covers them all).
-BatchNorm = nn.modules.batchnorm._BatchNorm
+
+def is_batchnorm(module) -> bool:
+    """BatchNorm1d/2d/3d or SyncBatchNorm: their base class `_BatchNorm` (no public name covers
+    them all). torch is imported here, not above: the CLI imports this module and must not pay
+    for torch (its callers have it loaded already)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return isinstance(module, _BatchNorm)
 
 # --- Lightning 2.6.6 ---------------------------------------------------------------------------
 

@@ -178,8 +178,7 @@ def test_an_sr_fifo_and_data_classes_on_sr_data_are_refused(cli, tmp_path):
     r = _train(cli, tmp_path, *SR, f"data.root={root}")
     refused(r, tmp_path, f"{root / 'val' / 'pipe.png'} cannot be read (it is not a regular file)")
     r = _train(cli, tmp_path, *SR[:3], "data.name=photos", "data.classes=[0, 1]")
-    refused(r, tmp_path, "data.classes=[0, 1] selects classification labels, but "
-                         "data.name=photos is super-resolution data")
+    refused(r, tmp_path, "data.classes=[0, 1] does not apply to data.name=photos, only to digits")
 
 
 def _dump(path, obj):

@@ -254,10 +254,10 @@ def test_a_luma_run_trains_a_one_channel_net_scores_y_and_saves_colour_samples(c
 @pytest.mark.parametrize("overrides,message", [
     (["data.channels=cmyk"], r"^reslab train: error: data.channels must be one of y, rgb, got 'cmyk'"),
     (["data.test_root=/x", "model.name=cifar_resnet", "data.name=digits"],
-     r"^reslab train: error: data.test_root=/x applies to super-resolution data only, not "
-     r"data.name=digits; remove it"),
+     r"^reslab train: error: data.test_root='/x' does not apply to data.name=digits, only to "
+     r"photos, sr_folder"),
     (["data.channels=y", "model.name=cifar_resnet", "data.name=digits"],
-     r"^reslab train: error: data.channels=y applies to super-resolution data only"),
+     r"^reslab train: error: data.channels='y' does not apply to data.name=digits"),
 ])
 def test_bad_channel_and_benchmark_values_exit_2_in_one_sentence(cli, overrides, message, tmp_path):
     r = cli("train", *SR, *overrides, f"run.root={tmp_path}")

@@ -88,10 +88,9 @@ def validate_model(cfg: Config) -> None:
         raise ConfigError(f"model.name={m.name} is a {info.task.replace('_', '-')} model but "
                           f"data.name={cfg.data.name} is a {data_task.replace('_', '-')} dataset; "
                           f"use data.name={' or '.join(fits)}")
+    refuse_unread_data_keys(cfg)
     if info.task == "super_resolution":
         validate_sr(cfg)
-    else:
-        refuse_sr_data_keys(cfg)
 
 
 def check_preset(m: ModelConfig, info: models.ModelInfo) -> None:
@@ -140,14 +139,15 @@ def validate_sr(cfg: Config) -> None:
                           "super-resolution models train whole (model.freeze=none)")
 
 
-def refuse_sr_data_keys(cfg: Config) -> None:
-    """data.channels and data.test_root describe super-resolution data; classification data
-    keep their own channels and test split."""
-    defaults = type(cfg.data)()
-    for key in ("channels", "test_root"):
-        if (value := getattr(cfg.data, key)) != getattr(defaults, key):
-            raise ConfigError(f"data.{key}={value} applies to super-resolution data only, not "
-                              f"data.name={cfg.data.name}; remove it")
+def refuse_unread_data_keys(cfg: Config) -> None:
+    """A dataset-specific key (data.OWN_KEYS) set on a dataset that does not read it: the run
+    would record a setting that did nothing (data.scale on digits, data.shape on CIFAR)."""
+    defaults, reads = type(cfg.data)(), data.DATASETS.get(cfg.data.name).keys
+    for key in data.OWN_KEYS:
+        if key not in reads and (value := getattr(cfg.data, key)) != getattr(defaults, key):
+            users = [n for n in data.DATASETS.names() if key in data.DATASETS.get(n).keys]
+            raise ConfigError(f"data.{key}={domain.shown(value)} does not apply to "
+                              f"data.name={cfg.data.name}, only to {', '.join(users)}; remove it")
 
 
 def check_run_name(name: str, key: str = "run.name") -> None:

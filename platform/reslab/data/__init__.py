@@ -14,21 +14,31 @@ from reslab.registry import Registry
 __all__ = ["DATASETS", "DataError", "DatasetInfo", "build", "check_steps", "model_args", "task_of"]
 
 
+# The data.* keys only some datasets read (the others: every dataset). A key a dataset does not
+# read must stay at its default, or the config would record a setting that did nothing.
+OWN_KEYS = ("download", "classes", "image_size", "mean", "std", "resize_size", "num_classes",
+            "shape", "size", "scale", "patch_size", "channels", "test_root")
+SR_KEYS = ("scale", "patch_size", "channels", "test_root", "size")
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
     task: str       # classification | super_resolution: what the batches are for
     builder: str    # `module:Class` under reslab.data
+    keys: tuple[str, ...] = ()  # which of OWN_KEYS it reads
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
-for _info in (DatasetInfo("digits", "classification", "digits:DigitsData"),
-              DatasetInfo("cifar10", "classification", "cifar:CIFAR10Data"),
-              DatasetInfo("cifar100", "classification", "cifar:CIFAR100Data"),
-              DatasetInfo("imagefolder", "classification", "imagefolder:ImageFolderData"),
-              DatasetInfo("synthetic", "classification", "synthetic:SyntheticData"),
-              DatasetInfo("photos", "super_resolution", "sr:PhotosData"),
-              DatasetInfo("sr_folder", "super_resolution", "sr:SRFolderData")):
+for _info in (DatasetInfo("digits", "classification", "digits:DigitsData", ("classes",)),
+              DatasetInfo("cifar10", "classification", "cifar:CIFAR10Data", ("download", "classes")),
+              DatasetInfo("cifar100", "classification", "cifar:CIFAR100Data", ("download", "classes")),
+              DatasetInfo("imagefolder", "classification", "imagefolder:ImageFolderData",
+                          ("classes", "image_size", "mean", "std", "resize_size")),
+              DatasetInfo("synthetic", "classification", "synthetic:SyntheticData",
+                          ("classes", "num_classes", "shape", "size")),
+              DatasetInfo("photos", "super_resolution", "sr:PhotosData", SR_KEYS),
+              DatasetInfo("sr_folder", "super_resolution", "sr:SRFolderData", SR_KEYS)):
     DATASETS.register(_info.name, _info)
 
 
