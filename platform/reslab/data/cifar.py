@@ -11,17 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reslab.compat import NUMPY_PICKLE_GLOBALS
 from reslab.data.base import ArrayData
 from reslab.errors import DataError, reason
-
-_NUMPY = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-          ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-          ("__builtin__", "bytes"), ("builtins", "bytes")}  # bytes(): an empty array's buffer
 
 
 class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if (module, name) in _NUMPY:
+        if (module, name) in NUMPY_PICKLE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from reslab import train
+from reslab.compat import ray_local_init_args
 from reslab.config.load import load
 from reslab.errors import TrainingError, UserError
 from reslab.rundir import SweepDir, open_run, read_summary
@@ -127,8 +128,7 @@ def start_ray(address: str | None, cpus: int | None) -> Path | None:
         return None
     tmp = Path(tempfile.gettempdir()) / f"reslab-ray-{os.getuid()}-{os.getpid()}"
     ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
-             _temp_dir=str(tmp), _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+             log_to_driver=False, configure_logging=False, **ray_local_init_args(tmp))
     return tmp
 
 
