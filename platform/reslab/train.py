@@ -187,7 +187,7 @@ def build_trainer(cfg: Config, run: RunDir, task: tasks.Task, loggers: list,
     return L.Trainer(
         default_root_dir=run.path, logger=loggers, callbacks=callbacks,
         max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=str(t.accelerator),
-        devices=t.devices, num_nodes=t.num_nodes, precision=t.precision,
+        devices=t.devices, num_nodes=t.num_nodes, precision=task.fast_path["precision"],
         deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
@@ -219,8 +219,7 @@ def strategy(cfg: Config):
 
 def uses_cuda(cfg: Config) -> bool:
     """trainer.accelerator gpu/cuda, or auto on a machine with a GPU."""
-    t = cfg.trainer.accelerator
-    return t in ("gpu", "cuda") or (t == "auto" and torch.cuda.is_available())
+    return tasks.fastpath.device_type(cfg.trainer.accelerator) == "cuda"
 
 
 def collect(trainer: L.Trainer, task) -> dict:
@@ -247,7 +246,7 @@ def evaluate(cfg: Config, run: RunDir, ckpt: Path) -> tuple[dict, int | None]:
     task.load_state_dict(checkpoint.state_dict(state, ckpt))
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                         accelerator=str(cfg.trainer.accelerator), devices=1,
-                        precision=cfg.trainer.precision, default_root_dir=run.path)
+                        precision=task.fast_path["precision"], default_root_dir=run.path)
     trainer.test(task, datamodule=built.datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     step = state.get("global_step")
@@ -272,8 +271,10 @@ def prepare_process() -> None:
     """Process-wide settings for training and evaluating (the bench's both sides too).
     Denormal floats (the tiny activations and gradients of very deep nets) are slow on x86
     CPUs: flushed to zero, a ResNet-1202 step on digits took 1.7 s instead of 48-85 s.
-    Lightning's info banners and known-harmless warnings would bury reslab's own output."""
+    Lightning's info banners and known-harmless warnings would bury reslab's own output.
+    Freed memory is kept for the next step instead of page-faulted back (fastpath)."""
     torch.set_flush_denormal(True)
+    tasks.fastpath.keep_freed_memory()
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for msg in (".*does not have many workers.*", ".*`isinstance.*treespec.*",

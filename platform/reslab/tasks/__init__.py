@@ -16,8 +16,9 @@ __all__ = ["ClassificationTask", "SuperResolutionTask", "Task", "build"]
 def build(cfg: Config, net: nn.Module, dm) -> Task:
     """The task for the data module's kind of data, with the network passed in."""
     t = cfg.trainer
+    precision, why = fastpath.precision(str(t.precision), fastpath.device_type(t.accelerator), net)
     common = {"channels_last": fastpath.use_channels_last(fastpath.parse(t.channels_last), net),
-              "compile": fastpath.parse(t.compile)}
+              "compile": fastpath.parse(t.compile), "precision": precision, "precision_why": why}
     if dm.task == "super_resolution":
         return SuperResolutionTask(net, dm.scale, cfg.optim, **common)
     return ClassificationTask(net, dm.num_classes, cfg.optim, **common)

@@ -111,16 +111,18 @@ class Task(L.LightningModule):
     METRICS: TaskMetrics
 
     def __init__(self, net: nn.Module, optim_cfg: OptimConfig, channels_last: bool = False,
-                 compile: bool | str = False):
+                 compile: bool | str = False, precision: str = "32-true", precision_why: str = ""):
         super().__init__()
         self.net, self.optim_cfg = net, optim_cfg
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             net.to(memory_format=torch.channels_last)
         compile = fastpath.parse(compile)
-        # What the run used, for summary.json (`compile_why` says how `auto` decided).
+        # What the run used, for summary.json (`*_why` says how `auto` decided); the Trainer
+        # takes its precision from here (fastpath.precision resolved it).
         self.fast_path = {"channels_last": bool(channels_last), "compile": False,
-                          "compile_setting": str(compile).lower(), "compile_why": ""}
+                          "compile_setting": str(compile).lower(), "compile_why": "",
+                          "precision": precision, "precision_why": precision_why}
         self.probe = fastpath.CompileProbe() if compile == "auto" else None
         object.__setattr__(self, "_forward", net)  # not a submodule: checkpoints keep `net.*`
         self.set_compiled(compile is True, "trainer.compile=true" if compile is True else

@@ -19,8 +19,9 @@ class ClassificationTask(Task):
     METRICS = CLASSIFICATION
 
     def __init__(self, net: nn.Module, num_classes: int, optim_cfg: OptimConfig,
-                 channels_last: bool = False, compile: bool | str = False):
-        super().__init__(net, optim_cfg, channels_last, compile)
+                 channels_last: bool = False, compile: bool | str = False,
+                 precision: str = "32-true", precision_why: str = ""):
+        super().__init__(net, optim_cfg, channels_last, compile, precision, precision_why)
         self.label_smoothing = optim_cfg.label_smoothing
         top5 = min(5, num_classes)
         self.metrics = nn.ModuleDict({

@@ -1,5 +1,6 @@
-"""The fast path's two switches, resolved for one run: `trainer.channels_last` and
-`trainer.compile`, each `true`, `false` or `auto`. What a run used goes into summary.json.
+"""The fast path's switches, resolved for one run: `trainer.channels_last` and `trainer.compile`
+(each `true`, `false` or `auto`) and `trainer.precision` (`auto` or a Lightning precision). What
+a run used, and why, goes into summary.json.
 
 channels_last `auto`: on for every network with 2-d convolutions (all of reslab's), on the CPU
 too: measured on a 2-core CPU, NHWC trains ResNet-20 faster at 32×32 (CIFAR, +16 % to +27 %)
@@ -10,14 +11,23 @@ compiles only if the steps left, at the measured step time, would save more than
 costs: steps_left × step_s × GAIN > COMPILE_S_PER_LAYER × layers (convolutions and linear
 layers). Short runs (the quickstart: 300 steps of 25 ms) never compile; the paper's 64k
 iterations do. Both constants are per device type; `reslab bench ... trainer.compile=true`
-measures them on a machine (its `compile_s` and the compiled vs eager images/s)."""
+measures them on a machine (its `compile_s` and the compiled vs eager images/s).
+
+precision `auto`: bf16-mixed where the device computes bf16 natively (a CUDA GPU with bf16, a CPU
+with AVX512-BF16 or AMX: +48 % images/s for ResNet-20 on a 2-core EPYC) and bf16 keeps the run's
+results (not the 1000-layer nets: DEEP_LAYERS), 32-true elsewhere; docs/bf16.md."""
 
 from __future__ import annotations
 
+import ctypes
+import platform
 import shutil
 import statistics
+import sys
 import time
+from pathlib import Path
 
+import torch
 from torch import nn
 
 PROBE_STEPS = 5  # eager steps timed before `auto` decides (after the first, which warms up)
@@ -102,3 +112,80 @@ class CompileProbe:
         if trainer.world_size > 1:
             use, why = trainer.strategy.broadcast((use, why))
         task.set_compiled(use, why)
+
+
+# CPU flags of native bf16 arithmetic (oneDNN's bf16 kernels): AVX512-BF16 (Cooper Lake, Zen 4+)
+# and AMX (Sapphire Rapids+). Elsewhere bf16 is emulated and no faster than fp32. ARM's BF16
+# is left out: not measured by this project (set trainer.precision=bf16-mixed to use it).
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+CPUINFO = Path("/proc/cpuinfo")  # where the flags are read when torch cannot say
+# Where `auto` keeps fp32 although bf16 is native: the 1000-layer nets. bf16 rounds the
+# residual stream at each of their ~400-1000 additions; at initialisation the bf16 gradient's
+# cosine to the fp64 one was 0.62 (ResNet-1202) and 0.06 (pre-act ResNet-1001), against 0.88-0.98
+# for ResNet-20..110 (docs/bf16.md). Their question (does it optimise at all?) must not hinge
+# on the arithmetic, and on a CPU bf16 does not make them faster at digits size.
+DEEP_LAYERS = 1000  # convolutions and linear layers
+DEEP_FP32 = f"{DEEP_LAYERS}+ layers: bf16 rounding at every block bends the gradient"
+
+
+def device_type(accelerator) -> str:
+    """`cuda` for trainer.accelerator gpu/cuda, or auto on a machine with a GPU; else `cpu`."""
+    a = str(accelerator)
+    return "cuda" if a in ("gpu", "cuda") or (a == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def precision(setting: str, device: str, net: nn.Module) -> tuple[str, str]:
+    """The Lightning precision a run uses and why: an explicit setting as given; `auto`
+    bf16-mixed where the device has native bf16 and bf16 keeps the run's results, 32-true
+    elsewhere. The Trainer of fit and of test, and the bench's loops, all use this."""
+    if setting != "auto":
+        return setting, f"trainer.precision={setting}"
+    if layers(net) >= DEEP_LAYERS:
+        return "32-true", f"auto: 32-true, {DEEP_FP32}"
+    native, why = native_bf16(device)
+    return ("bf16-mixed", f"auto: bf16-mixed, {why}") if native else \
+        ("32-true", f"auto: 32-true, {why}")
+
+
+def native_bf16(device: str) -> tuple[bool, str]:
+    """Whether `device` computes bf16 natively, and what says so."""
+    if device == "cuda":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"{torch.cuda.get_device_name()} has native bf16"
+        return False, "the GPU has no native bf16 (it needs compute capability 8.0+)"
+    found = [f for f in BF16_CPU_FLAGS if f in cpu_flags()]
+    if found:
+        return True, f"the CPU has {' and '.join(found)}"
+    return False, f"the CPU has no native bf16 (none of {', '.join(BF16_CPU_FLAGS)})"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags: torch's own detection where it has it (torch.cpu.
+    get_capabilities, cpuinfo), else the flags of /proc/cpuinfo (Linux); empty if neither."""
+    if capabilities := getattr(torch.cpu, "get_capabilities", None):
+        return {name for name, v in capabilities().items() if v is True}
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags")
+            for flag in line.partition(":")[2].split()}
+
+
+# glibc's malloc hands freed memory back to the kernel (it trims the heap's free top once it
+# exceeds a threshold, and maps big blocks anew each time) and takes it back at the next step, one
+# page fault per 4 KiB page: ResNet-20 fp32, batch 128, on the CPU took ~12,000 faults a step
+# (20,000+ with 2 threads), a few ms each step, varying between two loops of the same work. Kept
+# for reuse (mmap only above 32 MiB, glibc's ceiling; trim only above 1 GiB) steady steps fault
+# ~0 times. The cost: the process keeps its peak heap.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+KEEP_FREED = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 1 << 30}
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory for reuse (above); False where the C library is
+    not glibc (musl, macOS, Windows: nothing is changed)."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    return all(mallopt(param, value) == 1 for param, value in KEEP_FREED.items())

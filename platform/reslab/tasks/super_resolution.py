@@ -39,8 +39,9 @@ class SuperResolutionTask(Task):
     METRICS = SUPER_RESOLUTION
 
     def __init__(self, net: nn.Module, scale: int, optim_cfg: OptimConfig,
-                 channels_last: bool = False, compile: bool = False):
-        super().__init__(net, optim_cfg, channels_last, compile)
+                 channels_last: bool = False, compile: bool | str = False,
+                 precision: str = "32-true", precision_why: str = ""):
+        super().__init__(net, optim_cfg, channels_last, compile, precision, precision_why)
         self.scale = scale
         self.metrics = nn.ModuleDict({f"{split}_{m}": MeanMetric() for split in ("val", "test")
                                       for m in EVAL_METRICS})
@@ -58,15 +59,12 @@ class SuperResolutionTask(Task):
         lr, hr, *colour = batch
         sr = self(lr)
         self.log(f"{split}/loss", self.loss(sr, hr), on_epoch=True, sync_dist=True)
-        y_hr = luma(hr, self.scale)
-        y_sr, y_bic = luma(quantize(sr), self.scale), luma(quantize(bicubic(lr, self.scale)), self.scale)
-        values = {"psnr": psnr(y_sr, y_hr), "psnr_bicubic": psnr(y_bic, y_hr),
-                  "ssim": torch.stack([structural_similarity_index_measure(a[None], b[None], data_range=1.0)
-                                       for a, b in zip(y_sr, y_hr)])}
-        for m, v in values.items():
-            self.metrics[f"{split}_{m}"].update(v)
-        if split == "test":
-            self.save_sample(batch_idx, lr, sr, colour[0] if colour else None)
+        with torch.autocast(sr.device.type, enabled=False):  # the protocol's numbers, in fp32
+            sr = sr.float()
+            for m, v in measure(sr, hr, lr, self.scale).items():
+                self.metrics[f"{split}_{m}"].update(v)
+            if split == "test":
+                self.save_sample(batch_idx, lr, sr, colour[0] if colour else None)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -102,6 +100,17 @@ class SuperResolutionTask(Task):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
+
+
+def measure(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: int) -> dict:
+    """Per-image PSNR, SSIM and bicubic PSNR (the protocol above). Called outside autocast: in
+    bf16, SSIM's windowed variances (E[x^2] - E[x]^2) cancel; a VDSR's test SSIM read 0.72
+    instead of 0.82 under bf16-mixed (its PSNR moved 0.005 dB)."""
+    y_hr = luma(hr, scale)
+    y_sr, y_bic = luma(quantize(sr), scale), luma(quantize(bicubic(lr, scale)), scale)
+    return {"psnr": psnr(y_sr, y_hr), "psnr_bicubic": psnr(y_bic, y_hr),
+            "ssim": torch.stack([structural_similarity_index_measure(a[None], b[None], data_range=1.0)
+                                 for a, b in zip(y_sr, y_hr)])}
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
