@@ -217,3 +217,16 @@ def test_at_80_columns_the_step_loss_outlasts_the_counters_and_best_goes_first()
     line = bar.line(trainer, module)
     assert line.startswith("epoch 30/30 step 1400 train/loss=0.0234 train/err=0.0056 val/err=")
     assert "val/err_best" not in line
+
+
+@pytest.mark.parametrize("columns", [1, 2, 20, 40, 1000])
+def test_a_tiny_or_huge_terminal_gets_a_bar_line_that_fits(columns):
+    """Below what the kept parts need the bar line is cut (a wrapped line breaks the redraw);
+    on a huge one the bar stops growing at BAR_MAX."""
+    trainer, module = long_run(CLASSIFICATION_METRICS)
+    out = Terminal()
+    bar = RunBar(out, clock=Clock(), columns=lambda s: columns)
+    bar.on_train_start(trainer, module)
+    assert all(0 < len(d) < max(columns, 2) for d in draws(out))
+    if columns == 1000:
+        assert len(draws(out)[-1].split("|")[1]) == progress.BAR_MAX
