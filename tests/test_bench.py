@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from reslab.bench import loops, spread
 from reslab.data.memory import MemoryLoader
 
@@ -16,7 +19,8 @@ SMALL = ["model.depth=8", "data.batch_size=64", "logger.wandb.mode=disabled",
 
 
 def test_bench_reports_every_loop_per_round_and_the_ratios_spread(cli):
-    r = cli("bench", "configs/quickstart.yaml", "trainer.channels_last=true", *SMALL)
+    r = cli("bench", "configs/quickstart.yaml", "trainer.channels_last=true",
+            "trainer.precision=32-true", *SMALL)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert set(result["sides"]) == {"reslab", "plain", "naive"}  # channels_last: naive differs
@@ -29,6 +33,8 @@ def test_bench_reports_every_loop_per_round_and_the_ratios_spread(cli):
         assert [w["images"] for w in s["work"]] == [3 * 64, 3 * 64], name
         assert [w["forward_calls"] for w in s["work"]] == [3, 3], name
         assert {w["dtype"] for w in s["work"]} == {"float32"}, name
+        assert {w["autocast"] for w in s["work"]} == {"off"}, name
+        assert s["faults_per_step"] >= 0, name
     fmt = {n: s["work"][0]["memory_format"] for n, s in result["sides"].items()}
     assert fmt["reslab"] == fmt["plain"] != fmt["naive"]
     assert "weights channels_last" in fmt["reslab"] and "weights contiguous" in fmt["naive"]
@@ -43,11 +49,37 @@ def test_bench_reports_every_loop_per_round_and_the_ratios_spread(cli):
 
 def test_an_eager_nchw_path_is_its_own_naive_loop(cli):
     r = cli("bench", "configs/quickstart.yaml", "trainer.channels_last=false",
-            "trainer.compile=false", *SMALL)
+            "trainer.compile=false", "trainer.precision=32-true", *SMALL)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert set(result["sides"]) == {"reslab", "plain"}
     assert result["ratio_naive"] == result["ratio"]
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
+def test_the_plain_loop_runs_reslabs_precision_and_the_naive_loop_fp32(cli, precision):
+    # Eager NCHW but bf16: the naive loop (fp32) is not reslab's setup, so it is timed too.
+    r = cli("bench", "configs/quickstart.yaml", "trainer.channels_last=false",
+            "trainer.compile=false", f"trainer.precision={precision}", *SMALL)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    work = {name: s["work"][0] for name, s in result["sides"].items()}
+    mixed = precision == "bf16-mixed"
+    for name in ("reslab", "plain"):
+        assert work[name]["autocast"] == ("bfloat16" if mixed else "off"), name
+        assert work[name]["weight_dtype"] == ("float32" if mixed else "bfloat16"), name
+        assert work[name]["dtype"] == "bfloat16", name  # the logits
+    assert (work["naive"]["autocast"], work["naive"]["dtype"]) == ("off", "float32")
+    assert result["precision"] == precision and "refused" not in result
+
+
+def test_bench_refuses_a_ratio_when_the_loops_autocast_differs(cli, monkeypatch):
+    monkeypatch.setattr(loops, "AUTOCAST", {})  # the plain loop forgets to autocast
+    r = cli("bench", "configs/quickstart.yaml", "trainer.precision=bf16-mixed", *SMALL)
+    assert r.returncode == 1
+    result = json.loads(r.stdout)
+    assert result["ratio"] is None and result["ratio_naive"] is not None
+    assert "autocast bfloat16 vs off" in result["refused"]["plain"], result["refused"]
 
 
 def test_the_recipes_epoch_limit_does_not_end_reslabs_path_before_the_window(cli):
@@ -78,9 +110,10 @@ def test_bench_refuses_a_ratio_when_the_loops_work_differs(cli, monkeypatch):
 
 def _work(**changes) -> dict:
     work = {"optimizer_steps": 3, "images": 192, "forward_calls": 3, "batch_size": [64],
-            "augmentation": "pad=1 flip=False shuffle=True", "dtype": "float32",
+            "augmentation": "pad=1 flip=False shuffle=True", "autocast": "off",
+            "dtype": "float32", "weight_dtype": "float32",
             "memory_format": "inputs either, weights channels_last", "compiled": False,
-            "seconds": 0.1, "cpu_seconds": 0.1}
+            "seconds": 0.1, "cpu_seconds": 0.1, "page_faults": 0}
     return {**work, **changes}
 
 
@@ -88,12 +121,32 @@ def test_each_difference_in_work_refuses_the_ratio_and_is_named():
     same = spread.side([_work(), _work()])
     assert spread.ratio(same, same, spread.WORK + spread.SETUP)["ratio"] == 1.0
     for change in ({"optimizer_steps": 2}, {"images": 128}, {"batch_size": [32, 64]},
-                   {"dtype": "bfloat16"}, {"augmentation": "pad=0 flip=False shuffle=True"},
+                   {"dtype": "bfloat16"}, {"autocast": "bfloat16"}, {"autocast": "off+bfloat16"},
+                   {"weight_dtype": "bfloat16"}, {"augmentation": "pad=0 flip=False shuffle=True"},
                    {"memory_format": "inputs either, weights contiguous"}, {"compiled": True}):
         other = spread.side([_work(), _work(**change)])
         q = spread.ratio(same, other, spread.WORK + spread.SETUP)
         key = next(iter(change))
         assert "ratio" not in q and "round 2" in q["refused"] and key in q["refused"], change
-    # Against the naive loop only the work counts: its layout and compilation differ by design.
+    # Against the naive loop only the work counts: its layout and compilation differ by design,
+    # and its precision (fp32) too, but it must be the eager fp32 loop it is labelled as.
+    bf16 = spread.side([_work(autocast="bfloat16", dtype="bfloat16")] * 2)
     naive = spread.side([_work(memory_format="inputs either, weights contiguous")] * 2)
-    assert spread.ratio(same, naive, spread.WORK)["ratio"] == 1.0
+    assert spread.ratio(bf16, naive, spread.WORK, spread.NAIVE)["ratio"] == 1.0
+    for change in ({"autocast": "bfloat16"}, {"weight_dtype": "bfloat16"}, {"compiled": True}):
+        wrong = spread.side([_work(**change)] * 2)
+        q = spread.ratio(same, wrong, spread.WORK, spread.NAIVE)
+        assert "not eager fp32" in q["refused"] and next(iter(change)) in q["refused"], change
+
+
+def test_the_window_records_the_autocast_dtype_in_force():
+    window = loops.Window(torch.device("cpu"))
+    forward = window.wrap(torch.nn.Linear(2, 2))
+    window.start()
+    forward(torch.ones(1, 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        forward(torch.ones(1, 2))
+    window.stop()
+    record = window.record(torch.nn.Linear(2, 2), None, False)
+    assert record["autocast"] == "bfloat16+off" and record["dtype"] == "bfloat16+float32"
+    assert record["forward_calls"] == 2 and record["page_faults"] >= 0

@@ -1,9 +1,10 @@
 """Throughput of reslab's training path against plain PyTorch loops, in one process.
 
 Three loops train the same model on the same in-memory pipeline with the same optimizer,
-schedule, precision and batch size: reslab's path (its Trainer, task, callbacks and loggers,
-with the fast path the config resolves to), a plain loop with the same memory format and
-compilation ("equally optimised"), and the naive eager NCHW loop a user would write. They
+schedule and batch size: reslab's path (its Trainer, task, callbacks and loggers, with the fast
+path the config resolves to: layout, compilation, precision), a plain loop with the same memory
+format, compilation and precision ("equally optimised"), and the naive eager NCHW fp32 loop a
+user would write. They
 alternate in rounds (the order reversed every other round) so machine drift cancels; only
 steady-state steps after `warmup` are timed. Each round's window records what the loop really
 did, and a ratio is printed only between loops that did the same work (spread.py). The plain
@@ -54,7 +55,7 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
         for r in range(rounds):
             order = ["reslab", "plain", "naive"]
             for name in order if r % 2 == 0 else order[::-1]:
-                if name == "naive" and fast is not None and not (fast["channels_last"] or fast["compile"]):
+                if name == "naive" and fast is not None and is_naive(fast):
                     continue  # reslab's path is the naive loop's setup: nothing else to time
                 rec = run_side(name, cfg, dm, copy.deepcopy(net), warmup, steps, device,
                                f"{tmp}/r{r}", fast)
@@ -64,7 +65,7 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
     sides = {k: spread.side(v) for k, v in records.items() if len(v) == rounds}
     out = {"model": cfg.model.name, "depth": cfg.model.depth, "batch_size": bs,
            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "precision": cfg.trainer.precision, "threads": torch.get_num_threads(),
+           "precision": fast["precision"], "threads": torch.get_num_threads(),
            "steps": steps, "warmup": warmup, "rounds": rounds,
            "load_before": load_before, "load_after": os.getloadavg()[0],
            "fast_path": fast, "sides": sides, "ratios": spread.ratios(sides)}
@@ -78,15 +79,20 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
     return out
 
 
+def is_naive(fast: dict) -> bool:
+    """Whether reslab's path ran eager, NCHW and fp32: the naive loop's own setup."""
+    return not (fast["channels_last"] or fast["compile"]) and fast["precision"] in ("32-true", "32")
+
+
 def run_side(name: str, cfg: Config, dm, net, warmup: int, steps: int, device: torch.device,
              root: str, fast: dict | None) -> dict:
     """One loop for one round. reslab's path runs first in round 1 (even rounds start with it),
-    so the plain loops know its fast path."""
+    so the plain loops know its fast path (and its precision: `auto` resolved once, there)."""
     if name == "reslab":
         return loops.time_reslab(cfg, dm, net, warmup, steps, f"{root}-reslab", device)
     if name == "plain":
         return loops.time_plain(cfg, dm, net, warmup, steps, device,
-                                fast["channels_last"], fast["compile"])
+                                fast["channels_last"], fast["compile"], fast["precision"])
     return loops.time_plain(cfg, dm, net, warmup, steps, device)
 
 

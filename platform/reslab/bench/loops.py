@@ -3,6 +3,7 @@ each one did inside its timed window, observed while it ran (not read back from 
 
 from __future__ import annotations
 
+import resource
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +18,9 @@ from reslab.loggers import CSVMetrics
 from reslab.rundir import RunDir
 from reslab.tasks.optim import Schedule, build_optimizer
 
+# What a Lightning precision runs: autocast to a dtype (`*-mixed`), or weights and inputs in it.
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+CAST = {"bf16-true": torch.bfloat16}
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -36,16 +40,28 @@ def _formats(layouts) -> str:
     return "+".join(sorted(set(layouts) - {"either"})) or "either"
 
 
+def _dtypes(dtypes) -> str:
+    return "+".join(sorted({str(d).removeprefix("torch.") for d in dtypes}))
+
+
+def autocast_state(device_type: str) -> str:
+    """The autocast dtype in force for `device_type` (`bfloat16`, `float16`), or `off`."""
+    if not torch.is_autocast_enabled(device_type):
+        return "off"
+    return str(torch.get_autocast_dtype(device_type)).removeprefix("torch.")
+
+
 class Window:
     """What a loop did between `start` and `stop`: the optimizer steps it really took (a hook
     on the optimizer: a skipped step does not count), the images it fed, and from every forward
-    call the batch size, the input's memory layout and the output's dtype; wall and process
-    CPU seconds (CPU time moves less when other processes share the machine)."""
+    call the batch size, the input's memory layout, the autocast dtype in force and the
+    output's dtype; wall and process CPU seconds (CPU time moves less when other processes share
+    the machine) and minor page faults (memory the allocator gave back and takes again)."""
 
     def __init__(self, device: torch.device):
         self.device, self.open = device, False
-        self.steps = self.images = self.forwards = 0
-        self.batch_sizes, self.inputs, self.dtypes = set(), set(), set()
+        self.steps = self.images = self.forwards = self.faults = 0
+        self.batch_sizes, self.inputs, self.dtypes, self.autocast = set(), set(), set(), set()
         self.wall = self.cpu = 0.0
 
     def watch(self, optimizer: torch.optim.Optimizer) -> None:
@@ -62,27 +78,32 @@ class Window:
                 self.forwards += 1
                 self.batch_sizes.add(len(x))
                 self.inputs.add(layout(x))
-                self.dtypes.add(str(out.dtype).removeprefix("torch."))
+                self.dtypes.add(out.dtype)
+                self.autocast.add(autocast_state(x.device.type))
             return out
         return recorded
 
     def start(self) -> None:
         _sync(self.device)
+        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         self.wall, self.cpu, self.open = time.perf_counter(), time.process_time(), True
 
     def stop(self) -> None:
         _sync(self.device)
         self.wall = time.perf_counter() - self.wall
         self.cpu, self.open = time.process_time() - self.cpu, False
+        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults
 
     def record(self, net: nn.Module, loader, compiled: bool) -> dict:
         """The window's work (compared between loops before any ratio) and its times."""
         return {"optimizer_steps": self.steps, "images": self.images,
                 "forward_calls": self.forwards, "batch_size": sorted(self.batch_sizes),
-                "augmentation": augmentation(loader), "dtype": "+".join(sorted(self.dtypes)),
+                "augmentation": augmentation(loader), "autocast": "+".join(sorted(self.autocast)),
+                "dtype": _dtypes(self.dtypes), "weight_dtype": _dtypes(p.dtype for p in net.parameters()),
                 "memory_format": f"inputs {_formats(self.inputs)}, weights "
                                  f"{_formats(layout(p) for p in net.parameters() if p.ndim == 4)}",
-                "compiled": compiled, "seconds": self.wall, "cpu_seconds": self.cpu}
+                "compiled": compiled, "seconds": self.wall, "cpu_seconds": self.cpu,
+                "page_faults": self.faults}
 
 
 def augmentation(loader) -> str:
@@ -147,19 +168,20 @@ def plain_loader(dm):
 
 
 def time_plain(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, device: torch.device,
-               channels_last: bool = False, compile: bool = False) -> dict:
-    """The hand-written loop: the task's loss, the optimizer, schedule and precision of the
-    config, nothing else; NCHW and eager unless told otherwise."""
+               channels_last: bool = False, compile: bool = False,
+               precision: str = "32-true") -> dict:
+    """The hand-written loop: the task's loss and the config's optimizer and schedule, nothing
+    else; NCHW, eager and fp32 unless told otherwise (`precision`: a Lightning precision)."""
     loss_fn = tasks.build(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(device, memory_format=fmt).train()
+    cast = CAST.get(precision)
+    net = net.to(device, dtype=cast, memory_format=fmt).train()
     window = Window(device)
     forward = window.wrap(torch.compile(net) if compile else net)
     opt = build_optimizer(cfg.optim, net)
     window.watch(opt)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule(cfg.optim, warmup + steps))
-    p = cfg.trainer.precision
-    dtype = torch.bfloat16 if p.startswith("bf16") else torch.float16 if p == "16-mixed" else None
+    dtype = AUTOCAST.get(precision)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
     loader, done, t0 = plain_loader(dm), 0, time.perf_counter()
     first_step_s = 0.0
@@ -169,7 +191,8 @@ def time_plain(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, device:
                 window.start()
             if window.open:
                 window.images += len(x)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = (t.to(device, cast if cast and t.is_floating_point() else None,
+                         non_blocking=True) for t in (x, y))
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss = loss_fn(forward(x.contiguous(memory_format=fmt)), y)
             opt.zero_grad(set_to_none=True)
