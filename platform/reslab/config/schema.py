@@ -176,7 +176,7 @@ class TrainerConfig:
     devices: int = value(1, ge=1, le=1024)      # per node
     num_nodes: int = value(1, ge=1, le=100000)
     # auto: bf16-mixed where the hardware has native bf16, else 32-true
-    precision: str = value("32-true", choices=PRECISIONS)
+    precision: str = value("auto", choices=PRECISIONS)
     deterministic: bool = value(False)
     log_every_n_steps: int = value(10, ge=1, le=BIG)
     check_val_every_n_epoch: int = value(1, ge=1, le=10**6)
