@@ -21,7 +21,8 @@ def test_batchnorm_base_covers_every_batchnorm():
     for bn in (torch.nn.BatchNorm1d(2), torch.nn.BatchNorm2d(2), torch.nn.BatchNorm3d(2),
                torch.nn.SyncBatchNorm(2)):
         assert compat.is_batchnorm(bn), bn
-    assert not compat.is_batchnorm(torch.nn.LayerNorm(2)) and not compat.is_batchnorm(torch.nn.GroupNorm(1, 2))
+    assert not compat.is_batchnorm(torch.nn.LayerNorm(2))
+    assert not compat.is_batchnorm(torch.nn.GroupNorm(1, 2))
 
 
 class Probe(L.LightningModule):

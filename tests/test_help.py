@@ -50,7 +50,8 @@ def complete(line: str, tmp_path) -> list[str]:
 def test_shell_completion_offers_commands_options_and_shipped_names(tmp_path):
     pytest.importorskip("argcomplete")
     assert complete("reslab exp", tmp_path) == ["export "]
-    assert complete("reslab export --fo", tmp_path) == ["--format "]
+    assert complete("reslab export --fo", tmp_path) == ["--format", "--force"]
+    assert complete("reslab export --form", tmp_path) == ["--format "]
     names = [n.strip() for n in complete("reslab train experiment/cifar10_p", tmp_path)]
     assert "experiment/cifar10_paper" in names
     assert names == [n for n in recipes.names() if n.startswith("experiment/cifar10_p")]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from reslab import train
+from reslab import evaluation, train
 from reslab.config.load import load
 from reslab.rundir import RunDir
 from reslab.wandb_identity import columns, identity
@@ -62,11 +62,12 @@ def test_summary_is_summary_json_and_val_err_keeps_its_minimum(series):
 def test_reslab_test_writes_into_the_same_wandb_run(series):
     run = series[2]  # trained with run.test=false
     assert "test/err" not in json.loads(run.summary.read_text())
-    train.test(run)
+    evaluation.test(run)
     files = offline_runs(run.path)
     assert len(files) == 2 and {f.name for f in files} == {f"run-{run.run_id}.wandb"}
     same_as_summary_json(run)
-    assert "test/err" in wandb_of(run)["summary"]
+    tests = wandb_of(run)["summary"]["tests"]  # a manual test is its own entry (summary.json too)
+    assert len(tests) == 1 and "test/err" in tests[0]["metrics"]
 
 
 def test_best_checkpoint_is_an_artifact_and_a_fine_tune_uses_it(series, tmp_path):
