@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from reslab import checkpoint, progress, resuming, rundir, tasks
 from reslab.build import build
 from reslab.callbacks import LastCheckpoint, RNGState, SignalPropagation, Stopped
+from reslab.compat import lightning_keyboard_interrupt
 from reslab.config.schema import Config
 from reslab.errors import Interrupted
 from reslab.loggers import CSVMetrics, finish_wandb, wandb_logger
@@ -141,7 +142,7 @@ def lightning_interrupts():
     try:
         yield
     except SystemExit as e:
-        if isinstance(e.__context__, KeyboardInterrupt):
+        if lightning_keyboard_interrupt(e):
             raise KeyboardInterrupt from None
         raise
 
@@ -280,5 +281,8 @@ def prepare_process() -> None:
     for msg in (".*does not have many workers.*", ".*`isinstance.*treespec.*",
                 ".*Checkpoint directory .* exists and is not empty.*",
                 ".*The number of training batches .* is smaller than the logging interval.*",
-                ".*The `srun` command is available on your system but is not used.*"):
+                ".*The `srun` command is available on your system but is not used.*",
+                # max_steps ending mid-epoch, before the first validation: no best.ckpt yet,
+                # and the run's test uses the last weights (its summary says which)
+                ".*could not find the monitored key in the returned metrics.*"):
         warnings.filterwarnings("ignore", message=msg)
