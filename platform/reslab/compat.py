@@ -29,12 +29,6 @@ def is_batchnorm(module) -> bool:
 HOOK_NAME_ATTR = "_current_fx_name"
 
 
-def should_update_logs(trainer) -> bool:
-    """Whether Lightning writes step metrics to the loggers on this step (it accounts for
-    gradient accumulation and log_every_n_steps; `_LoggerConnector.should_update_logs`)."""
-    return trainer._logger_connector.should_update_logs
-
-
 def lightning_keyboard_interrupt(e: SystemExit) -> bool:
     """Lightning's `_call_and_handle_interrupt` (trainer/call.py) turns a KeyboardInterrupt into
     `sys.exit(1)`, which leaves the interrupt as the exit's context."""

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from reslab.compat import HOOK_NAME_ATTR, is_batchnorm
 from reslab.config.schema import OptimConfig
 from reslab.errors import TrainingError
 from reslab.metrics import TaskMetrics
@@ -141,7 +142,7 @@ class Task(L.LightningModule):
         # Lightning sets `_current_fx_name` before and after every hook it calls (~30 times a
         # step); it is never a tensor or a module, so Module.__setattr__'s checks are skipped
         # (~80 µs a step on digits; Lightning's own _ResultMetric does the same).
-        if name == "_current_fx_name":
+        if name == HOOK_NAME_ATTR:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -155,7 +156,7 @@ class Task(L.LightningModule):
         super().train(mode)
         if mode:
             for m in self.net.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                if is_batchnorm(m) and not any(
                         p.requires_grad for p in m.parameters()):
                     m.eval()
         return self
@@ -226,7 +227,8 @@ class Task(L.LightningModule):
         steps.end = time.perf_counter()  # epoch time without the validation pass
         t = self.trainer
         step, every = t.global_step, t.log_every_n_steps
-        # Lightning writes step metrics to the loggers on these steps only (should_update_logs).
+        # Lightning writes step metrics to the loggers on these steps only (its should_update_logs:
+        # one optimizer step a batch, as reslab has no gradient accumulation).
         if every and step % every == 0 and steps.last is not None:
             self.log("train/loss_step", steps.last, on_step=True, on_epoch=False,
                      prog_bar=True, batch_size=1)
