@@ -116,7 +116,7 @@ OTHER = [
     ["train", "--resume", "{T}", "configs/quickstart.yaml"], ["test", "{T}/nope"],
     ["test", "{T}/a_file"], ["models", "zzz*"], ["config", "model.depth=abc"],
     ["status", "{T}/nope"], ["status", "--root", "{T}/nope"], ["compare", "{T}/nope"],
-    ["compare", "{T}"], ["bench", "--steps", "0"], ["bench", "--rounds", "0"],
+    ["compare", "{T}/empty_classes"], ["bench", "--steps", "0"], ["bench", "--rounds", "0"],
     ["bench", "--steps", "x"], ["sweep", "{T}/nope.yaml"],
     ["sweep", "sweeps/degradation_digits.yaml", "--cpus", "-1", "--dry-run"],
     ["submit", "configs/slurm/local.yaml", "slurm.nodes=0", "--dry-run", "{ROOT}"],
