@@ -8,8 +8,10 @@ for their elements."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+import typing
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +52,24 @@ def value(default: Any = None, **domain: Any):
 def domain_of(f) -> Domain | None:
     """The domain a dataclass field declares, None for a section (a nested dataclass)."""
     return f.metadata.get("domain")
+
+
+def first_violation(section: Any, prefix: str = "") -> str | None:
+    """The sentence for the first value of a schema instance (sections walked) outside the
+    domain its field declares; None when every value is in its domain. A field that declares no
+    domain and is no section is its owner's to check (a sweep's `space`)."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        x, key, d = getattr(section, f.name), prefix + f.name, domain_of(f)
+        if d is None:
+            if dataclasses.is_dataclass(x) and (sentence := first_violation(x, key + ".")):
+                return sentence
+            continue
+        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
+        whole = int in kinds or list[int] in kinds
+        if sentence := check(key, x, d, optional=type(None) in kinds, whole=whole):
+            return sentence
+    return None
 
 
 def check(key: str, x: Any, d: Domain, optional: bool = False, whole: bool = False) -> str | None:

@@ -5,9 +5,7 @@ datasets) only — no torch, no data on disk."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
 
 import yaml
 
@@ -36,18 +34,10 @@ def validate(cfg: Config) -> None:
                           f"{cfg.data.val_size}")
 
 
-def check_domains(section, prefix: str = "") -> None:
+def check_domains(cfg: Config) -> None:
     """Every value against the domain its schema field declares (reslab.config.domain)."""
-    hints = typing.get_type_hints(type(section))
-    for f in dataclasses.fields(section):
-        x, key = getattr(section, f.name), prefix + f.name
-        if (d := domain.domain_of(f)) is None:
-            check_domains(x, key + ".")
-            continue
-        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
-        whole = int in kinds or list[int] in kinds
-        if sentence := domain.check(key, x, d, optional=type(None) in kinds, whole=whole):
-            raise ConfigError(sentence)
+    if sentence := domain.first_violation(cfg):
+        raise ConfigError(sentence)
 
 
 def validate_trainer(cfg: Config) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from collections import Counter
 from typing import Any
 
@@ -39,15 +38,8 @@ FOLDER = domain.Domain(text=domain.NAME)  # a trial's directory name
 def check_fields(section: Any, prefix: str = "") -> None:
     """Every key of a spec file (a SpecFile) against the domain its field declares; `space`,
     which declares none, is checked key by key (check_space)."""
-    hints = typing.get_type_hints(type(section))
-    for f in dataclasses.fields(section):
-        x, key, d = getattr(section, f.name), prefix + f.name, domain.domain_of(f)
-        if d is None:
-            if dataclasses.is_dataclass(x):
-                check_fields(x, key + ".")
-        elif sentence := domain.check(key, x, d, optional=type(None) in typing.get_args(
-                hints[f.name]), whole=hints[f.name] is int):
-            raise UserError(sentence)
+    if sentence := domain.first_violation(section, prefix):
+        raise UserError(sentence)
 
 
 def seeds_of(seeds: Any) -> list[int]:
