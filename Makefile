@@ -2,7 +2,9 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PYTEST ?= -q
+# Two workers: the SLURM and Ray tests run in one, first, while the other runs the rest
+# (tests/conftest.py makes the units); more workers would not shorten the SLURM and Ray unit.
+PYTEST ?= -q -n 2 --dist loadgroup --no-loadscope-reorder
 
 .PHONY: run test test-fast slurm-up slurm-down lint docs clean
 

@@ -1,5 +1,7 @@
 """Fixtures: every test runs from the repository root with W&B offline and quiet under its own
-tmp dir and no SLURM variables; `cli` runs the `reslab` command in this process."""
+tmp dir and no SLURM variables; `cli` runs the `reslab` command in this process. Under
+pytest-xdist (`make test` runs two workers) the tests split into units of work as
+`pytest_collection_modifyitems` says."""
 
 from __future__ import annotations
 
@@ -11,6 +13,24 @@ from reslab import train
 from reslab.config.load import load
 from reslab.rundir import RunDir
 from support import ROOT, TINY, Result, run_main
+
+
+SERVICES = {"slurm", "ray"}  # markers of the tests that start the local SLURM cluster or Ray
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Units of work for `--dist loadgroup`: the SLURM and Ray tests are one unit, queued first
+    (one worker runs them one after another, so two services never compete for the cluster or
+    the CPUs while the other worker runs the rest); every other test file is a unit of its own,
+    so its module fixtures are built once."""
+    def uses_services(item: pytest.Item) -> bool:
+        return any(m.name in SERVICES for m in item.iter_markers())
+
+    for item in items:
+        group = "services" if uses_services(item) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not uses_services(item))  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)
