@@ -192,7 +192,8 @@ RUN_CASES = [
     *[["export", "{RUN}", "--format", "state_dict", "--out", *c] for c in (
         ["{CKPT}", "--force"], ["{RUN}/config.yaml", "--force"], ["{RUN}/summary.json"],
         ["{RUN}/checkpoints", "--force"], ["{RUN}", "--force"], ["/dev/null", "--force"],
-        ["/proc/reslab-bad-input/m.pt"], ["{T}/a_file"], ["{T}/a_file/m.pt"], ["a\0b.pt"])],
+        ["/proc/reslab-bad-input/m.pt"], ["{T}/a_file"], ["{T}/a_file/m.pt"], ["a\0b.pt"],
+        ["{T}"], ["{T}/"])],  # a folder that is not empty, without --force
     *[["compare", "{RUN}", "--out", *c] for c in (
         ["{RUN}/checkpoints", "--force"], ["{RUN}", "--force"], ["{T}"], ["{T}/a_file"],
         ["/proc/reslab-bad-input"], ["/dev/null", "--force"])],
@@ -201,7 +202,7 @@ RUN_CASES = [
         ["data.classes=[0,1]"], ["data.val_size=0.3"], ["optim.lr=1"], ["seed=2"],
         ["trainer.max_epochs=3"], ["run.name=x"])],
     ["test", "{CKPT}", "data.normalize=none"],
-    ["export", "{RUN}", "--out", ""], ["compare", "{RUN}", "--out", " "],
+    ["export", "{RUN}", "--out", ""], ["compare", "{RUN}", "--out", " "], ["compare"],
 ]
 
 # Data that cannot train: too small, corrupt, unreadable.

@@ -116,13 +116,15 @@ def open_source(path: str | Path) -> Source:
 
 
 def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> Path:
-    """--out as given, a folder for the default file name, or RUN_DIR/export/<default name>;
-    the model file and the JSON beside it checked by the one output rule (outputs.output_path)."""
+    """--out as given, a folder (empty, or any with --force) for the default file name, or
+    RUN_DIR/export/<default name>; the model file and the JSON beside it checked by the one
+    output rule (outputs.output_path)."""
     if out is None:
         p = run.path / "export" / FILES[fmt]
     else:
         p = rundir.resolved(out, "--out")
         if p.is_dir() or str(out).endswith(("/", os.sep)):
+            outputs.output_path(p, "--out", folder=True, force=force)  # empty, or --force
             p = p / FILES[fmt]
     target = outputs.output_path(p, "--out", folder=False, force=force)
     if p.suffix == ".json":

@@ -73,6 +73,15 @@ def test_groups_by_the_varied_keys_with_mean_std_and_n(sweep_dir, tmp_path):
     assert (tmp_path / "out/report.html").read_text().count("data:image/png;base64,") == 3
 
 
+
+def test_a_run_named_twice_counts_once(sweep_dir, tmp_path):
+    """A run given on its own and again inside its folder (overlapping globs) is one run."""
+    one = next(sweep_dir.iterdir())
+    twice = compare.compare([one, sweep_dir, one], out=tmp_path / "out")
+    once = compare.compare([sweep_dir], out=tmp_path / "out2")
+    assert twice["table"] == once["table"]
+    assert " 3 " in next(line for line in twice["table"].splitlines()[1:])
+
 def test_paper_recipe_runs_show_table6_and_the_delta(tmp_path, cli):
     fake_run(tmp_path / "p", 56, "A", 0, 0.01, 0.0720, data="cifar10")
     r = cli("compare", tmp_path / "p", "--by", "model.depth", "--out", tmp_path / "o")

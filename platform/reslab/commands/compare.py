@@ -14,6 +14,9 @@ def run(args) -> int:
     elif args.group or args.filter or args.publish:
         raise UserError("--group, --filter and --publish select W&B runs: use them with --wandb "
                         "ENTITY/PROJECT")
+    elif not args.dirs:
+        raise UserError("give the run or sweep directories to compare (e.g. reslab compare "
+                        "runs/quickstart), or --wandb ENTITY/PROJECT")
     else:
         result = compare.compare(args.dirs, by, args.metric, args.out, args.force)
     print(result["table"])

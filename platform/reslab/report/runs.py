@@ -44,15 +44,17 @@ class Run:
 
 
 def find_runs(dirs: list[str | Path]) -> list[Run]:
-    runs = []
+    """The runs in (or under) each DIR, each once however often the DIRs name it."""
+    found: dict[Path, Path] = {}  # resolved -> as given
     for d in dirs:
         d = Path(d)
         if not d.exists():
             raise UserError(f"{d} does not exist")
-        found = [d] if RunDir(d).config.is_file() else sorted(
-            p.parent for p in d.rglob(RunDir(d).config.name)
-            if "tune" not in p.relative_to(d).parts[:1])
-        runs += [run for p in found if RunDir(p).summary.is_file() if (run := load_run(p))]
+        for p in [d] if RunDir(d).config.is_file() else sorted(
+                p.parent for p in d.rglob(RunDir(d).config.name)
+                if "tune" not in p.relative_to(d).parts[:1]):
+            found.setdefault(p.resolve(), p)
+    runs = [run for p in found.values() if RunDir(p).summary.is_file() if (run := load_run(p))]
     if not runs:
         raise UserError(f"no runs (directories with config.yaml and summary.json) under "
                         f"{', '.join(map(str, dirs))}")
