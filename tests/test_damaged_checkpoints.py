@@ -13,11 +13,13 @@ import shutil
 import pytest
 import torch
 
-from reslab import checkpoint, models, train, weights
-from reslab.build import build
-from reslab.checkpoint import CheckpointError
+from reslab import models
 from reslab.config.load import load
 from reslab.errors import UserError
+from reslab.run import train, weights
+from reslab.run.build import build
+from reslab.tracking import checkpoint
+from reslab.tracking.checkpoint import CheckpointError
 from support import ROOT, TINY
 
 QUICKSTART = ROOT / "configs/quickstart.yaml"

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab import checkpoint, data, export, models, train
-from reslab.build import model_kwargs
+from reslab import data, models
 from reslab.config.load import load
 from reslab.errors import TrainingError
+from reslab.run import export, train
+from reslab.run.build import model_kwargs
+from reslab.tracking import checkpoint
 from support import run_dir
 
 COMMON = ["trainer.max_steps=1", "trainer.accelerator=cpu", "data.batch_size=64",
@@ -41,7 +43,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def reference(run: Path) -> torch.nn.Module:
-    """The checkpoint's network, built and loaded independently of reslab.export."""
+    """The checkpoint's network, built and loaded independently of reslab.run.export."""
     cfg = load([run / "config.yaml"])
     dm = data.build(cfg.data, cfg.seed)
     net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))

@@ -8,10 +8,11 @@ import torch
 import torchvision
 from PIL import Image
 
-from reslab import tasks, train, weights
-from reslab.build import build
+from reslab import tasks
 from reslab.config.load import load
 from reslab.errors import UserError
+from reslab.run import train, weights
+from reslab.run.build import build
 from reslab.tasks.optim import build_optimizer
 from support import ROOT, TINY
 

@@ -22,9 +22,10 @@ from ondisk import (
     write_png,
     write_sr_folder,
 )
-from reslab import data, train
+from reslab import data
 from reslab.config import load as C
 from reslab.data import imagefolder
+from reslab.run import train
 from support import TINY, run_dir
 
 QUIET = ["trainer.progress_bar=false", "trainer.max_epochs=1"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from reslab import data
-from reslab.build import build
 from reslab.config.load import load
 from reslab.errors import UserError
+from reslab.run.build import build
 from support import TINY
 
 

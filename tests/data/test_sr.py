@@ -13,11 +13,12 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from reslab import checkpoint, data
+from reslab import data
 from reslab.config import load as C
 from reslab.data.sr import PatchLoader, dihedral, make_pair, rgb, ycbcr
 from reslab.models.sr import bicubic
 from reslab.tasks.super_resolution import in_colour, luma, psnr, quantize
+from reslab.tracking import checkpoint
 from support import ROOT, assert_resumes_mid_epoch, run_dir
 
 SR = ["model.name=vdsr", "model.shortcut=null", "data.name=photos"]
@@ -142,8 +143,8 @@ def test_bad_sr_values_are_refused_with_a_sentence(overrides, message):
 
 
 def test_diagnostics_need_residual_blocks():
-    from reslab.build import build
     from reslab.errors import UserError
+    from reslab.run.build import build
 
     cfg = C.load([ROOT / "configs/experiment/sr_vdsr_sample.yaml"], ["diagnostics.every_n_steps=5"])
     with pytest.raises(UserError, match=r"diagnostics.every_n_steps needs a model with residual "

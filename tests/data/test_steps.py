@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from ondisk import write_cifar, write_imagefolder, write_sr_folder
-from reslab import data, train
+from reslab import data
 from reslab.config import load as C
 from reslab.data.memory import MemoryLoader
 from reslab.data.steps import check_steps, lone_last
+from reslab.run import train
 from support import TINY, run_dir
 
 QUIET = ["trainer.progress_bar=false", "trainer.max_epochs=1", "run.test=false"]

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reslab import models, weights
+from reslab import models
 from reslab.models import published
+from reslab.run import weights
 
 
 class RefBlock(nn.Module):

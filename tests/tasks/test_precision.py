@@ -13,9 +13,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from reslab import train
-from reslab.build import build
 from reslab.config import load as C
+from reslab.run import train
+from reslab.run.build import build
 from reslab.tasks import SuperResolutionTask, fastpath
 from support import ROOT, TINY, run_dir
 

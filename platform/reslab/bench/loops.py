@@ -12,11 +12,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from reslab import tasks, train
+from reslab import tasks
 from reslab.config.schema import Config
-from reslab.loggers import CSVMetrics
-from reslab.rundir import RunDir
+from reslab.run.trainer import build_trainer
 from reslab.tasks.optim import Schedule, build_optimizer
+from reslab.tracking.loggers import CSVMetrics
+from reslab.tracking.rundir import RunDir
 
 # What a Lightning precision runs: autocast to a dtype (`*-mixed`), or weights and inputs in it.
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -152,7 +153,7 @@ def time_reslab(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, root: 
     timer = StepTimer(warmup, steps, device)
     run = RunDir(Path(root))
     run.path.mkdir(parents=True)
-    trainer = train.build_trainer(cfg, run, task, [CSVMetrics(run)], [timer])
+    trainer = build_trainer(cfg, run, task, [CSVMetrics(run)], [timer])
     trainer.limit_val_batches = 0  # steady-state training steps only (so no monitored metric)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from reslab.config.schema import DataConfig
 from reslab.data.steps import check_steps
 from reslab.errors import DataError
 from reslab.registry import Registry
+
+if TYPE_CHECKING:  # a type only: config sits above data (it validates against the catalogue)
+    from reslab.config.schema import DataConfig
 
 __all__ = ["DATASETS", "DataError", "DatasetInfo", "build", "check_steps", "model_args", "task_of"]
 

@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from reslab import __version__, checkpoint, data, fileio, models, outputs, rundir
-from reslab.build import data_stats, model_kwargs
+from reslab import __version__, data, fileio, models
 from reslab.config.load import load, to_dict
 from reslab.config.schema import Config
 from reslab.data.base import ArrayData, Normalizer, keep_classes
 from reslab.errors import TrainingError, UserError
-from reslab.rundir import RunDir, find_run
+from reslab.run.build import data_stats, model_kwargs
+from reslab.tracking import checkpoint, outputs, records, rundir
+from reslab.tracking.rundir import RunDir, find_run
 
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx",
          "state_dict": "model.state_dict.pt"}
@@ -74,7 +75,7 @@ def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = 
     target = output_path(run, fmt, out, force)
     src = open_source(path)  # reads only (checkpoints are replaced atomically): every refusal
     # Into the run's export/ folder is a write to the run: not while a process trains in it.
-    with rundir.locked(run) if run.path in target.parents else contextlib.nullcontext():
+    with records.locked(run) if run.path in target.parents else contextlib.nullcontext():
         return write(src, fmt, target)
 
 
@@ -119,7 +120,7 @@ def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> P
     """--out as given, a folder for the default file name, or RUN_DIR/export/<default name>;
     the model file and the JSON beside it checked by the one output rule (outputs.output_path)."""
     if out is None:
-        p = run.path / "export" / FILES[fmt]
+        p = run.exports / FILES[fmt]
     else:
         p = rundir.resolved(out, "--out")
         if p.is_dir() or str(out).endswith(("/", os.sep)):

@@ -10,11 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from reslab import data, models, weights
+from reslab import data, models
 from reslab.config.load import derive
 from reslab.config.schema import Config
 from reslab.errors import UserError
 from reslab.models import ModelInfo
+from reslab.run import weights
+from reslab.tracking import records
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def data_stats(cfg: Config) -> dict | None:
     resize (the config's data.mean/std/resize_size win where set); in-memory sets normalise
     from their own training images."""
     spec = cfg.model.weights
-    if cfg.data.name != "imagefolder" or not weights.is_torchvision_name(spec):
+    if cfg.data.name != "imagefolder" or not records.is_torchvision_name(spec):
         return None
     tf = weights.torchvision_weights(cfg.model.name, cfg.model.depth, spec).transforms()
     return {"mean": list(tf.mean), "std": list(tf.std), "resize_size": tf.resize_size[0]}
