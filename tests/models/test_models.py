@@ -1,5 +1,6 @@
-"""The model zoo: exact parameter counts (REFERENCE table), registry-driven forward/backward,
-torchvision parity, MAC anchors, and the structural meaning of each shortcut option."""
+"""The model zoo: exact parameter counts (He et al. 2015's CIFAR family, below),
+registry-driven forward/backward, torchvision parity, MAC anchors, and the structural meaning of
+each shortcut option."""
 
 from __future__ import annotations
 

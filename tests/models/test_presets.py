@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from reslab import build, models
+from reslab import models
 from reslab.commands import DEFAULT_RECIPE
 from reslab.config.load import load
 from reslab.models.blocks import BasicBlock, Bottleneck
 from reslab.models.profile import count_params
+from reslab.run import build
 
 CIFAR_PRESETS = [n for n in models.list_models()
                  if models.info(n).family == "cifar" and models.info(n).depth]
@@ -68,7 +69,7 @@ def test_every_cifar_preset_builds_what_it_names_from_the_default_recipe(name):
 
 
 # He et al. 2016, Table 3 (1.7M, 10.2M), exactly as the reference implementation counts them
-# (option-B projections; REFERENCE.md); the paper's 1001 figure is rounded and counts no BN.
+# (option-B projections); the paper's 1001 figure is rounded and counts no BN.
 PAPER_2016 = {"preact_resnet164": 1_703_258, "preact_resnet1001": 10_327_706,
               "resnet164": 1_704_154, "resnet1001": 10_328_602, "preact_resnet110": 1_727_962}
 
