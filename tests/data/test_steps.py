@@ -71,7 +71,7 @@ def test_an_imagenet_resnet_trains_when_the_last_batch_would_hold_one_image(tmp_
 def test_image_folder_loaders_drop_only_a_lone_last_image(tmp_path):
     write_imagefolder(tmp_path, classes=("a", "b", "c", "d"), per_class=4)  # 16 images a split
     for bs, batches in ((5, 3), (4, 4), (20, 1)):
-        dm = data.build(C.load([], [*IMAGEFOLDER, f"data.root={tmp_path}",
+        dm = data.build_datamodule(C.load([], [*IMAGEFOLDER, f"data.root={tmp_path}",
                                     f"data.batch_size={bs}"]).data)
         assert len(dm.train_dataloader()) == batches
         assert sum(len(b[1]) for b in dm.val_dataloader()) == 16

@@ -8,8 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from reslab.models import build as build_model
-from reslab.models import info, list_models
+from reslab.models import build_model, info, list_models
 from reslab.models.profile import count_macs, count_params, profile
 
 # He et al. 2015, CIFAR family; A has no shortcut parameters, so A == plain.

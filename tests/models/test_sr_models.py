@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from reslab.config import load as C
-from reslab.models import build as build_model
+from reslab.models import build_model
 from reslab.models.profile import count_params
-from reslab.run.build import build
+from reslab.run.build import build_net_and_data
 from support import ROOT
 
 EDSR_RECIPE = ROOT / "configs/experiment/sr_edsr_sample.yaml"
@@ -52,9 +52,9 @@ def test_res_scale_scales_every_residual_branch():
 
 
 def test_res_scale_is_set_from_the_config_and_refused_where_it_does_not_apply():
-    net = build(C.load([EDSR_RECIPE], ["model.res_scale=0.1", "data.patch_size=24"])).net
+    net = build_net_and_data(C.load([EDSR_RECIPE], ["model.res_scale=0.1", "data.patch_size=24"])).net
     assert {b.res_scale for b in net.blocks()} == {0.1}
-    assert {b.res_scale for b in build(C.load([EDSR_RECIPE], [])).net.blocks()} == {1.0}
+    assert {b.res_scale for b in build_net_and_data(C.load([EDSR_RECIPE], [])).net.blocks()} == {1.0}
     with pytest.raises(C.ConfigError, match=r"model.res_scale=0.1 does not apply to model.name=vdsr"):
         C.load([ROOT / "configs/experiment/sr_vdsr_sample.yaml"], ["model.res_scale=0.1"])
     with pytest.raises(C.ConfigError, match=r"model.res_scale must be a number > 0 and <= 10, got 0.0"):

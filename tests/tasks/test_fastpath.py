@@ -14,7 +14,7 @@ from torch import nn
 
 from reslab.config import load as C
 from reslab.run import train, trainer
-from reslab.run.build import build
+from reslab.run.build import build_net_and_data
 from reslab.tasks import ClassificationTask, fastpath
 from reslab.tasks.base import EpochSteps
 from support import TINY, run_dir
@@ -30,7 +30,7 @@ def test_epoch_means_are_the_image_weighted_mean_of_the_step_losses(tmp_path):
                       "logger.wandb.mode=disabled", "trainer.progress_bar=false"])
     train.fit(cfg)
     run = run_dir(tmp_path)
-    dm = build(cfg).datamodule
+    dm = build_net_and_data(cfg).datamodule
     loader = dm.train_dataloader()
     n, bs = loader.per_rank, loader.batch_size
     sizes = [min(bs, n - i * bs) for i in range(len(loader))]

@@ -26,7 +26,7 @@ from reslab.config.load import derive
 from reslab.config.schema import Config
 from reslab.models.profile import count_macs
 from reslab.run import trainer
-from reslab.run.build import build
+from reslab.run.build import build_net_and_data
 
 __all__ = ["bench", "format_result"]
 
@@ -44,7 +44,7 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
     # Every schedule spans the window, and no epoch limit ends reslab's path before it (an
     # epoch has at least one step).
     cfg = derive(cfg, {"trainer.max_steps": warmup + steps, "trainer.max_epochs": warmup + steps})
-    built = build(cfg)
+    built = build_net_and_data(cfg)
     dm, net = built.datamodule, built.net
     dm.setup()
     device = torch.device("cuda" if trainer.uses_cuda(cfg) else "cpu")

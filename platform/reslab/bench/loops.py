@@ -149,7 +149,7 @@ def time_reslab(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, root: 
                 device: torch.device) -> dict:
     """train.fit's machinery — its Trainer, task, callbacks and loggers — for warmup + steps
     steps; returns the timed window's record and the fast path the task used."""
-    task = tasks.build(cfg, net, dm)
+    task = tasks.build_task(cfg, net, dm)
     timer = StepTimer(warmup, steps, device)
     run = RunDir(Path(root))
     run.path.mkdir(parents=True)
@@ -173,7 +173,7 @@ def time_plain(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, device:
                precision: str = "32-true") -> dict:
     """The hand-written loop: the task's loss and the config's optimizer and schedule, nothing
     else; NCHW, eager and fp32 unless told otherwise (`precision`: a Lightning precision)."""
-    loss_fn = tasks.build(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
+    loss_fn = tasks.build_task(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     cast = CAST.get(precision)
     net = net.to(device, dtype=cast, memory_format=fmt).train()

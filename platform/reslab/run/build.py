@@ -26,14 +26,14 @@ class Built:
     info: ModelInfo
 
 
-def build(cfg: Config, device: str | None = None, open_data: bool = True) -> Built:
+def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool = True) -> Built:
     """Everything that can refuse the config — the accelerator, data present and readable
     (opened: labels, sizes, splits), model buildable, weights that fit — happens here, before
     any file of the run is written."""
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.accelerator={cfg.trainer.accelerator} but this machine has no "
                         "CUDA GPU; use trainer.accelerator=auto or cpu")
-    dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
+    dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg))
     dm.check()
     if open_data:
         dm.setup("fit")
@@ -41,7 +41,7 @@ def build(cfg: Config, device: str | None = None, open_data: bool = True) -> Bui
         data.check_steps(dm.sizes(), cfg.data, t.devices * t.num_nodes, t.limit_train_batches)
     info = models.info(cfg.model.name)
     with torch.device(device or "cpu"):
-        net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
+        net = models.build_model(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
     check_one_image_batches(cfg, dm)
     if cfg.diagnostics.every_n_steps and not hasattr(net, "blocks"):
         raise UserError(f"diagnostics.every_n_steps needs a model with residual blocks (a ResNet "
@@ -61,7 +61,7 @@ def check_one_image_batches(cfg: Config, dm) -> None:
     if cfg.data.batch_size > 1:
         return
     with torch.device("meta"):
-        net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
+        net = models.build_model(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
         values = []  # per channel, of each BatchNorm's input for one image
         for m in net.modules():
             if isinstance(m, BATCH_NORMS):
@@ -75,12 +75,12 @@ def check_one_image_batches(cfg: Config, dm) -> None:
 
 
 def check(cfg: Config) -> None:
-    """`build` without the cost where it can: no data decoded, the network on PyTorch's meta
-    device (shapes only) unless weights must be loaded into it. For `reslab submit` on a login
+    """`build_net_and_data` without the cost where it can: no data decoded, the network on
+    PyTorch's meta device (shapes only) unless weights must be loaded into it. For `reslab submit` on a login
     node, whose GPUs (if any) are not the job's."""
     if cfg.trainer.accelerator in ("gpu", "cuda"):
         cfg = derive(cfg, {"trainer.accelerator": "auto"})
-    build(cfg, device="cpu" if cfg.model.weights != "none" else "meta", open_data=False)
+    build_net_and_data(cfg, device="cpu" if cfg.model.weights != "none" else "meta", open_data=False)
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:

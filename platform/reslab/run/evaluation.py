@@ -12,7 +12,7 @@ from reslab import tasks
 from reslab.config.load import load
 from reslab.config.schema import Config
 from reslab.errors import UserError
-from reslab.run.build import build
+from reslab.run.build import build_net_and_data
 from reslab.run.trainer import prepare_process, test_trainer
 from reslab.tracking import checkpoint, records
 from reslab.tracking.loggers import test_to_wandb
@@ -48,8 +48,8 @@ def evaluate(cfg: Config, run: RunDir, ckpt: Path) -> tuple[dict, int | None]:
     it was saved at; `reslab test` records them."""
     prepare_process()
     state = checkpoint.load(ckpt)
-    built = build(cfg)
-    task = tasks.build(cfg, built.net, built.datamodule)
+    built = build_net_and_data(cfg)
+    task = tasks.build_task(cfg, built.net, built.datamodule)
     checkpoint.check_fits(ckpt, task)
     task.samples = run.samples
     task.load_state_dict(checkpoint.state_dict(state, ckpt))

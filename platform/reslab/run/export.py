@@ -53,7 +53,7 @@ class Source:
     ckpt: Path
     cfg: Config
     net: nn.Module            # the checkpoint's weights, eval mode
-    build_args: dict[str, Any]  # models.build(cfg.model.name, **build_args) makes the same net
+    build_args: dict[str, Any]  # models.build_model(cfg.model.name, **build_args) makes the same net
     datamodule: Any
     global_step: int | None     # of the checkpoint
     epoch: int | None
@@ -102,9 +102,9 @@ def open_source(path: str | Path) -> Source:
     run = find_run(path)
     ckpt = run.checkpoint_to_read(Path(path) if Path(path).is_file() else None)
     cfg = load([run.config])
-    dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
+    dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg))
     build_args = {**data.model_args(dm), **model_kwargs(cfg)}
-    net = models.build(cfg.model.name, **build_args)
+    net = models.build_model(cfg.model.name, **build_args)
     loaded = checkpoint.load(ckpt)
     try:
         net.load_state_dict(checkpoint.net_state(checkpoint.state_dict(loaded, ckpt)))
@@ -143,11 +143,11 @@ def write_torchscript(src: Source, example, sample, expected, tmp: Path) -> dict
 
 def write_state_dict(src: Source, example, sample, expected, tmp: Path) -> dict:
     torch.save(src.net.state_dict(), tmp)
-    fresh = models.build(src.cfg.model.name, **src.build_args)
+    fresh = models.build_model(src.cfg.model.name, **src.build_args)
     fresh.load_state_dict(torch.load(tmp, map_location="cpu", weights_only=True))
     with torch.no_grad():
         got = fresh.eval()(sample)
-    return compare(got, expected, "reslab.models.build + load_state_dict(weights_only=True)")
+    return compare(got, expected, "reslab.models.build_model + load_state_dict(weights_only=True)")
 
 
 def write_onnx(src: Source, example, sample, expected, tmp: Path) -> dict:

@@ -16,7 +16,7 @@ from reslab.config.schema import Config
 from reslab.errors import Interrupted
 from reslab.models.profile import count_params
 from reslab.run import resuming
-from reslab.run.build import build
+from reslab.run.build import build_net_and_data
 from reslab.run.stopping import (
     LastCheckpoint,
     Stopped,
@@ -44,8 +44,8 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
     if resume:
         resuming.check_config(resume, cfg)  # cheap, and before the network is built
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    built = build(cfg)
-    task = tasks.build(cfg, built.net, built.datamodule)
+    built = build_net_and_data(cfg)
+    task = tasks.build_task(cfg, built.net, built.datamodule)
     run = resume or new_run(cfg)
     with records.locked(run) if is_rank_zero() else contextlib.nullcontext():
         start = resuming.resume_point(run, task, cfg) if resume else (None, None)
