@@ -144,12 +144,12 @@ def test_bad_sr_values_are_refused_with_a_sentence(overrides, message):
 
 def test_diagnostics_need_residual_blocks():
     from reslab.errors import UserError
-    from reslab.run.build import build
+    from reslab.run.build import build_net_and_data
 
     cfg = C.load([ROOT / "configs/experiment/sr_vdsr_sample.yaml"], ["diagnostics.every_n_steps=5"])
     with pytest.raises(UserError, match=r"diagnostics.every_n_steps needs a model with residual "
                                         r"blocks \(a ResNet or edsr\), got model.name=vdsr"):
-        build(cfg)
+        build_net_and_data(cfg)
 
 
 def test_a_classification_model_on_photos_names_the_fitting_datasets():

@@ -1,5 +1,5 @@
 """Run a sweep with Ray Tune: a private local Ray (or the cluster at --address), one trial per
-point, each calling the one `train.fit` path in its own run directory."""
+point, each calling the one `run.train.fit` path in its own run directory."""
 
 from __future__ import annotations
 
