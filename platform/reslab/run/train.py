@@ -38,12 +38,12 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
     rank 0 writes files (and holds the run directory's lock). `callbacks` are added to the
     Trainer (a sweep's Tune reporter); `overrides` (the KEY=VALUE items `cfg` was loaded with)
     go into summary.json's record of this attempt. `record()` gives fields the caller adds to
-    the attempt's final summary.json, which is written once (a sweep trial's own timing)."""
-    prepare_process()
-    environment.check_nodes(cfg.trainer.num_nodes)  # else DDP waits for the other nodes forever
-    if resume:
-        resuming.check_config(resume, cfg)  # cheap, and before the network is built
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    the attempt's final summary.json, which is written once (a sweep trial's own timing).
+
+    The steps: prepare -> build -> open the run -> the Trainer -> fit -> test -> record ->
+    follow up (requeue, or the interrupt). Anything that can refuse the run happens before its
+    directory exists."""
+    prepare(cfg, resume)
     built = build_net_and_data(cfg)
     task = tasks.build_task(cfg, built.net, built.datamodule)
     run = resume or new_run(cfg)
@@ -56,6 +56,17 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
         if start[0] is not None:
             callbacks = [*resuming.callbacks(cfg, run), *callbacks]
         return train_in(run, cfg, built, task, start, callbacks, record)
+
+
+def prepare(cfg: Config, resume: RunDir | None) -> None:
+    """What must hold before anything is built: process settings, a launcher for more than one
+    node (else DDP waits for the other nodes forever), a resume's config (cheap, and before the
+    network is built), the seed."""
+    prepare_process()
+    environment.check_nodes(cfg.trainer.num_nodes)
+    if resume:
+        resuming.check_config(resume, cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
 
 def said_complete(run: RunDir) -> dict:
@@ -74,19 +85,36 @@ def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
     task.samples = run.samples
     say(f"run directory: {run.path}" + (f" (resuming at step {resume_step})" if ckpt else ""))
     summary = start_summary(run, built.net, resume_step)
-    trainer = build_trainer(cfg, run, task, loggers(cfg, run, resume_step),
-                            [LastCheckpoint(run.last_ckpt, cfg.trainer.checkpoint_every_n_steps),
-                             *callbacks])
+    trainer = run_trainer(cfg, run, task, resume_step, callbacks)
+    with recorded(run, cfg, summary, trainer, task, record):
+        trainer.fit(task, datamodule=built.datamodule, ckpt_path=ckpt)
+        summary.update(collect(trainer, task))
+        if cfg.run.test:
+            test_at_the_end(run, trainer, task, built.datamodule, summary)
+    return follow_up(run, trainer, summary)
+
+
+def run_trainer(cfg: Config, run: RunDir, task: tasks.Task, resume_step: int | None,
+                callbacks: list) -> L.Trainer:
+    """The Trainer for this attempt: the run's loggers, and last.ckpt kept by LastCheckpoint."""
+    last = LastCheckpoint(run.last_ckpt, cfg.trainer.checkpoint_every_n_steps)
+    trainer = build_trainer(cfg, run, task, loggers(cfg, run, resume_step), [last, *callbacks])
     if trainer.world_size > 1:
         say(f"world size {trainer.world_size} ({trainer.num_nodes} nodes x "
             f"{trainer.num_devices} devices, DDP)")
+    return trainer
+
+
+@contextlib.contextmanager
+def recorded(run: RunDir, cfg: Config, summary: dict, trainer: L.Trainer, task: tasks.Task,
+             record=None):
+    """Whatever ends the attempt, summary.json says how (completed; stopped by a signal:
+    preempted or interrupted; failed, stopped by a sweep's scheduler, Ctrl-C: then re-raised),
+    with its wall time and the caller's `record()`, and W&B's summary is the same dict."""
     t0, wall_before = time.perf_counter(), summary.get("wall_s", 0.0)
     try:
         with lightning_interrupts():
-            trainer.fit(task, datamodule=built.datamodule, ckpt_path=ckpt)
-            summary.update(collect(trainer, task))
-            if cfg.run.test:
-                test_at_the_end(run, trainer, task, built.datamodule, summary)
+            yield
         summary["status"] = "completed"
     except Stopped as e:
         summary.update(collect(trainer, task))
@@ -100,6 +128,11 @@ def train_in(run: RunDir, cfg: Config, built, task: tasks.Task,
         summary.update(record() if record else {})
         write_summary(run, summary)
         finish_wandb(summary, trainer.loggers)  # W&B summary = summary.json, artifacts
+
+
+def follow_up(run: RunDir, trainer: L.Trainer, summary: dict) -> dict:
+    """After the record is written: a preempted SLURM job requeues itself; an interrupted run
+    ends the command with the resume sentence (exit 130/143)."""
     if summary["status"] == "preempted" and is_rank_zero():
         say(f"preempted at step {trainer.global_step}: checkpoint saved, requeueing")
         requeue(environment.job_id())
@@ -118,7 +151,7 @@ def test_at_the_end(run: RunDir, trainer: L.Trainer, task, datamodule, summary: 
         summary.pop(stale, None)
     step = checkpoint.load(best, mmap=True).get("global_step") if best else trainer.global_step
     records.record_test(summary, best, step, "train", [],
-                       {k: v for k, v in summary.items() if k.startswith("test/")})
+                        {k: v for k, v in summary.items() if k.startswith("test/")})
 
 
 def new_run(cfg: Config) -> RunDir:
