@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from reslab import train
 from reslab.config.load import load
-from reslab.rundir import RunDir
+from reslab.run import train
+from reslab.tracking.rundir import RunDir
 from support import ROOT, TINY, Result, run_main
 
 

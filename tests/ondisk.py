@@ -153,7 +153,7 @@ def write_bad_weights(root: Path) -> None:
 
     from reslab import models
 
-    net = models.build("resnet20")
+    net = models.build_model("resnet20")
     published = {f"module.{k}".replace("module.fc.", "module.linear."): v
                  for k, v in net.state_dict().items()}
     for name, obj in (

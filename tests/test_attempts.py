@@ -9,7 +9,7 @@ from datetime import datetime
 
 import yaml
 
-from reslab.rundir import redact_overrides
+from reslab.tracking.redaction import redact_overrides
 from support import TINY
 from support import run_dir as _run_dir
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ondisk import IMAGEFOLDER_ARGS, SR_ARGS, write_bad_data  # noqa: E402
-from reslab import train  # noqa: E402
 from reslab.config.load import load  # noqa: E402
+from reslab.run import train  # noqa: E402
 from support import ROOT, TINY, run_main  # noqa: E402
 
 FILES = {

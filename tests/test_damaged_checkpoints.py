@@ -13,11 +13,13 @@ import shutil
 import pytest
 import torch
 
-from reslab import checkpoint, models, train, weights
-from reslab.build import build
-from reslab.checkpoint import CheckpointError
+from reslab import models
 from reslab.config.load import load
 from reslab.errors import UserError
+from reslab.run import train, weights
+from reslab.run.build import build_net_and_data
+from reslab.tracking import checkpoint
+from reslab.tracking.checkpoint import CheckpointError
 from support import ROOT, TINY
 
 QUICKSTART = ROOT / "configs/quickstart.yaml"
@@ -146,7 +148,7 @@ def test_resuming_a_run_whose_only_checkpoint_is_damaged_changes_nothing(source,
 
 
 def _weights(spec, *overrides):
-    return build(load([], [*TINY, f"model.weights={spec}", *overrides]))
+    return build_net_and_data(load([], [*TINY, f"model.weights={spec}", *overrides]))
 
 
 @pytest.mark.parametrize("obj, message", [
@@ -184,7 +186,7 @@ def test_a_classifier_for_other_classes_is_still_replaced(source, capsys):
 
 
 def test_a_published_file_that_is_not_the_network_is_one_sentence(tmp_path):
-    net = models.build("resnet20")
+    net = models.build_model("resnet20")
     state = {f"module.{k}".replace("module.fc.", "module.linear."): v
              for k, v in net.state_dict().items()}
     for name, bad in (("two keys", {k: state[k] for k in ("module.linear.weight",
@@ -193,7 +195,7 @@ def test_a_published_file_that_is_not_the_network_is_one_sentence(tmp_path):
         path = _save(tmp_path / f"{name}.th", {"state_dict": bad, "best_prec1": 90.0})
         with pytest.raises(UserError, match=f"model.weights={path} has akamaster/"
                                             r"pytorch_resnet_cifar10's keys but not its network"):
-            weights.load_into(models.build("resnet20"), str(path), models.info("resnet20"), 20)
+            weights.load_into(models.build_model("resnet20"), str(path), models.info("resnet20"), 20)
 
 
 def test_a_run_without_a_checkpoint_is_named_as_such(source, tmp_path):

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab import checkpoint, data, export, models, train
-from reslab.build import model_kwargs
+from reslab import data, models
 from reslab.config.load import load
 from reslab.errors import TrainingError
+from reslab.run import export, train
+from reslab.run.build import model_kwargs
+from reslab.tracking import checkpoint
 from support import run_dir
 
 COMMON = ["trainer.max_steps=1", "trainer.accelerator=cpu", "data.batch_size=64",
@@ -41,10 +43,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def reference(run: Path) -> torch.nn.Module:
-    """The checkpoint's network, built and loaded independently of reslab.export."""
+    """The checkpoint's network, built and loaded independently of reslab.run.export."""
     cfg = load([run / "config.yaml"])
-    dm = data.build(cfg.data, cfg.seed)
-    net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
+    dm = data.build_datamodule(cfg.data, cfg.seed)
+    net = models.build_model(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
     state = checkpoint.load(run / "checkpoints/last.ckpt")["state_dict"]
     net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     return net.eval()
@@ -91,7 +93,7 @@ def test_state_dict_loads_weights_only_into_the_recorded_model(runs, cli):
     path = runs["resnet20"] / "export/model.state_dict.pt"
     assert f"model:    {path}" in r.stdout and "check:    outputs equal" in r.stdout
     meta = json.loads(path.with_suffix(".json").read_text())
-    net = models.build(meta["model"]["name"], **{k: v for k, v in meta["model"].items()
+    net = models.build_model(meta["model"]["name"], **{k: v for k, v in meta["model"].items()
                                                  if k != "name"})
     net.load_state_dict(torch.load(path, weights_only=True))
     x = batch(meta)
@@ -102,9 +104,9 @@ def test_state_dict_loads_weights_only_into_the_recorded_model(runs, cli):
 @pytest.mark.parametrize("name", MODELS)
 def test_recorded_preprocessing_is_what_training_fed_the_network(runs, name, tmp_path):
     cfg = load([runs[name] / "config.yaml"])
-    pre = export.preprocessing(cfg, data.build(cfg.data, cfg.seed))
+    pre = export.preprocessing(cfg, data.build_datamodule(cfg.data, cfg.seed))
     assert pre["normalize"] == str(cfg.data.normalize) and pre["input_size"] == [1, 8, 8]
-    dm = data.build(cfg.data, cfg.seed)
+    dm = data.build_datamodule(cfg.data, cfg.seed)
     dm.setup("fit")
     raw = dm.load()[2]  # the test images in [0, 1], before normalisation
     mean, std = torch.tensor(pre["mean"]), torch.tensor(pre["std"])

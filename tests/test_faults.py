@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab import checkpoint, rundir, train
 from reslab.config import load as C
 from reslab.errors import TrainingError
+from reslab.run import train
 from reslab.tasks.classification import ClassificationTask
+from reslab.tracking import checkpoint, records, rundir
 from support import TINY
 from support import run_dir as _run_dir
 
@@ -79,7 +80,7 @@ def test_kill_9_during_a_checkpoint_write_leaves_the_previous_one_intact(tmp_pat
     checkpoint.save({"step": 1, "w": torch.ones(4)}, target)
     writer = subprocess.Popen([sys.executable, "-c", f"""
 import torch
-from reslab import checkpoint
+from reslab.tracking import checkpoint
 big = {{"step": 2, "w": torch.zeros(16 * 2**20)}}  # 64 MB: the write takes a while
 while True:
     checkpoint.save(big, {str(target)!r})
@@ -157,7 +158,7 @@ def test_w_and_b_dying_mid_run_does_not_stop_training(tmp_path, monkeypatch):
         summary = train.fit(cfg)
     assert summary["status"] == "completed" and summary["epoch"] == 2
     assert len(calls) == 1  # W&B sat out the rest of the run
-    assert len(rundir.read_metrics(rundir.RunDir(_run_dir(tmp_path)))) > 2
+    assert len(records.read_metrics(rundir.RunDir(_run_dir(tmp_path)))) > 2
 
 
 def test_resume_falls_back_to_the_newest_valid_checkpoint_not_to_step_0(cli, tmp_path):
@@ -187,7 +188,7 @@ def _files(run: Path) -> dict:
 def test_a_second_process_cannot_train_in_a_run_directory_in_use(cli, tmp_path):
     run = _trained(cli, tmp_path)
     before = _files(run)
-    with rundir.locked(rundir.RunDir(run)):  # as a requeued job's old attempt would
+    with records.locked(rundir.RunDir(run)):  # as a requeued job's old attempt would
         r = cli("train", "--resume", run, "trainer.max_epochs=2")
     assert r.returncode == 2 and f"is in use by pid {os.getpid()}" in r.stderr, r.stderr
     assert _files(run) == before
@@ -198,7 +199,7 @@ def test_testing_or_exporting_into_a_run_in_use_is_refused(cli, tmp_path):
     training ended. An export elsewhere only reads the run, so it goes ahead."""
     run = _trained(cli, tmp_path)
     before = _files(run)
-    with rundir.locked(rundir.RunDir(run)):
+    with records.locked(rundir.RunDir(run)):
         for args in (["test", run], ["export", run], ["export", run / "checkpoints/last.ckpt"]):
             r = cli(*args)
             assert r.returncode == 2 and f"is in use by pid {os.getpid()}" in r.stderr, r.stderr

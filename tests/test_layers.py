@@ -48,3 +48,11 @@ def test_the_config_path_imports_no_heavy_library():
             "{'torch', 'lightning', 'torchvision', 'ray', 'wandb', 'matplotlib'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_top_level_holds_only_leaf_utilities():
+    """Packages by concern (DESIGN.md §1): besides the entry points, only the few leaf utilities
+    every layer uses sit directly in reslab/; anything else belongs in its concern's package."""
+    entry = {"__init__.py", "__main__.py", "cli.py"}
+    top = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in entry)
+    assert len(top) <= 6, top

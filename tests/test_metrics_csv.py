@@ -12,11 +12,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from reslab import train
 from reslab.config.load import load
 from reslab.errors import Interrupted
-from reslab.loggers import CSVMetrics
-from reslab.rundir import RunDir
+from reslab.run import train
+from reslab.tracking.loggers import CSVMetrics
+from reslab.tracking.rundir import RunDir
 from support import TINY, run_dir
 
 QUIET = ["logger.wandb.mode=disabled", "optim.schedule=constant"]  # epoch lines: not a terminal

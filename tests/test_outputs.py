@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from reslab import export, train
 from reslab.config.load import load
 from reslab.report import compare, figures
+from reslab.run import export, train
 from support import TINY
 
 COMMON = [*TINY, "trainer.max_epochs=1", "run.test=false", "logger.wandb.mode=disabled",

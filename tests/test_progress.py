@@ -15,11 +15,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from reslab import progress, train
-from reslab.callbacks import EpochLine
 from reslab.config.load import load
 from reslab.metrics import CLASSIFICATION, SUPER_RESOLUTION
-from reslab.progress import RunBar
+from reslab.run import progress, train
+from reslab.run.callbacks import EpochLine
+from reslab.run.progress import RunBar
 from support import ROOT, TINY
 
 

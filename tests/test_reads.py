@@ -10,8 +10,8 @@ import os
 import pytest
 
 from reslab.config.load import load
-from reslab.rundir import RunDir, open_run, runs_in
-from reslab.weights import weights_file
+from reslab.tracking.records import open_run, weights_file
+from reslab.tracking.rundir import RunDir, runs_in
 
 
 @pytest.fixture

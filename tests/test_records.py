@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab import train
 from reslab.config.load import load
+from reslab.run import train
 from support import TINY
 
 COMMON = [*TINY, "logger.wandb.mode=disabled", "trainer.progress_bar=false"]

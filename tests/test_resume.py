@@ -15,11 +15,12 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from reslab import train
 from reslab.config.load import flatten, load, to_dict
 from reslab.errors import UserError
-from reslab.resuming import RESUMABLE, MovedRun
-from reslab.rundir import RunDir, covered
+from reslab.run import train
+from reslab.run.resuming import RESUMABLE, MovedRun
+from reslab.tracking.records import covered
+from reslab.tracking.rundir import RunDir
 from support import TINY
 
 COMMON = [*TINY, "logger.wandb.mode=disabled", "trainer.progress_bar=false"]

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from reslab import evaluation, train
 from reslab.config.load import load
-from reslab.rundir import RunDir
-from reslab.wandb_identity import columns, identity
+from reslab.run import evaluation, train
+from reslab.tracking.rundir import RunDir
+from reslab.tracking.wandb_identity import columns, identity
 from support import TINY
 from wandb_files import offline_runs, replay
 

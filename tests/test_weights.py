@@ -8,10 +8,11 @@ import torch
 import torchvision
 from PIL import Image
 
-from reslab import tasks, train, weights
-from reslab.build import build
+from reslab import tasks
 from reslab.config.load import load
 from reslab.errors import UserError
+from reslab.run import train, weights
+from reslab.run.build import build_net_and_data
 from reslab.tasks.optim import build_optimizer
 from support import ROOT, TINY
 
@@ -35,7 +36,7 @@ def test_torchvision_weights_load_from_the_cache_with_the_classifier_replaced(tm
     cfg = load([], ["model.name=resnet18", "model.depth=null", "model.shortcut=null",
                     "model.weights=IMAGENET1K_V1", "data.name=imagefolder",
                     f"data.root={tmp_path / 'images'}", "data.image_size=160"])
-    built = build(cfg)
+    built = build_net_and_data(cfg)
     for k, v in built.net.state_dict().items():
         if k.startswith("fc."):
             assert v.shape[0] == 7
@@ -53,12 +54,12 @@ def test_missing_cache_without_network_is_a_sentence(tmp_path, monkeypatch):
     cfg = load([], ["model.name=resnet50", "model.depth=null", "model.shortcut=null",
                     "model.weights=IMAGENET1K_V2"])
     with pytest.raises(UserError, match=r"not in the cache .*resnet50-11ad3fa6.pth"):
-        build(cfg)
+        build_net_and_data(cfg)
 
 
 def test_unknown_torchvision_name_lists_the_choices():
     with pytest.raises(UserError, match="choose from IMAGENET1K_V1, IMAGENET1K_V2"):
-        build(load([], ["model.name=resnet50", "model.depth=null",
+        build_net_and_data(load([], ["model.name=resnet50", "model.depth=null",
                         "model.weights=IMAGENET1K_V9"]))
 
 
@@ -75,7 +76,7 @@ def digits_run(tmp_path_factory):
 
 def test_a_run_directory_is_a_weights_source(digits_run):
     cfg = load([], [*TINY, f"model.weights={digits_run}", "data.classes=[5,6,7]"])
-    net = build(cfg).net
+    net = build_net_and_data(cfg).net
     ckpt = torch.load(digits_run / "checkpoints/best.ckpt", weights_only=True)["state_dict"]
     assert torch.equal(net.conv1.weight, ckpt["net.conv1.weight"])
     assert net.fc.out_features == 3  # replaced: 10 classes in the weights, 3 in the data
@@ -85,7 +86,7 @@ def test_a_mismatched_architecture_is_refused_naming_the_layers(digits_run, cli,
     cfg = load([], ["model.name=cifar_resnet", "model.depth=14", f"model.weights={digits_run}"])
     with pytest.raises(UserError, match=r"does not fit model cifar_resnet: missing in the "
                                         r"weights: layer1\.1\.conv1\.weight"):
-        build(cfg)
+        build_net_and_data(cfg)
     r = cli("train", "model.name=cifar_resnet", "model.depth=14", f"model.weights={digits_run}",
             f"run.root={tmp_path}")
     assert r.returncode == 2 and "layer1.1.conv1.weight" in r.stderr
@@ -96,9 +97,9 @@ def test_a_mismatched_architecture_is_refused_naming_the_layers(digits_run, cli,
                                              ("stem", {"layer1", "layer2", "layer3", "fc"})])
 def test_freezing_stops_gradients_and_keeps_frozen_bn_in_eval(level, trainable):
     cfg = load([], [*TINY, f"model.freeze={level}", "optim.backbone_lr_mult=0.1"])
-    built = build(cfg)
+    built = build_net_and_data(cfg)
     net = built.net
-    task = tasks.build(cfg, net, built.datamodule).train()
+    task = tasks.build_task(cfg, net, built.datamodule).train()
     learning = {n.split(".")[0] for n, p in net.named_parameters() if p.requires_grad}
     assert learning == trainable
     assert not net.bn1.training and (net.layer3[0].bn1.training == ("layer3" in trainable))

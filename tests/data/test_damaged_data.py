@@ -22,9 +22,10 @@ from ondisk import (
     write_png,
     write_sr_folder,
 )
-from reslab import data, train
+from reslab import data
 from reslab.config import load as C
 from reslab.data import imagefolder
+from reslab.run import train
 from support import TINY, run_dir
 
 QUIET = ["trainer.progress_bar=false", "trainer.max_epochs=1"]
@@ -106,7 +107,7 @@ def test_an_unreadable_image_is_replaced_by_the_next_one(tmp_path, monkeypatch):
 
 def test_data_classes_keeps_those_class_folders_relabelled(tmp_path):
     root = write_imagefolder(tmp_path, classes=("a", "b", "c", "d"))
-    dm = data.build(C.load([], [*IMAGEFOLDER, f"data.root={root}", "data.classes=[3, 1]",
+    dm = data.build_datamodule(C.load([], [*IMAGEFOLDER, f"data.root={root}", "data.classes=[3, 1]",
                                 "data.batch_size=16"]).data)
     assert dm.num_classes == 2
     dm.setup()
@@ -129,7 +130,7 @@ def test_image_folder_values_it_cannot_honour_are_refused(cli, tmp_path, overrid
 
 def test_one_normalisation_value_serves_every_channel(tmp_path):
     root = write_imagefolder(tmp_path)
-    dm = data.build(C.load([], [*IMAGEFOLDER, f"data.root={root}", "data.mean=[0.5]",
+    dm = data.build_datamodule(C.load([], [*IMAGEFOLDER, f"data.root={root}", "data.mean=[0.5]",
                                 "data.std=[0.25]"]).data)
     x, _ = next(iter(dm.val_dataloader()))
     assert torch.isfinite(x).all() and x.min() >= -2 and x.max() <= 2
@@ -212,7 +213,7 @@ def test_a_damaged_cifar_batch_is_one_sentence_naming_it(cli, tmp_path, file, wr
 def test_an_empty_cifar_training_batch_is_read(tmp_path):
     d = write_cifar(tmp_path, n_per_batch=6)
     _dump(d / "data_batch_3", {b"data": np.zeros((0, 3072), np.uint8), b"labels": []})
-    dm = data.build(C.load([], [*TINY, "data.name=cifar10", f"data.root={tmp_path}",
+    dm = data.build_datamodule(C.load([], [*TINY, "data.name=cifar10", f"data.root={tmp_path}",
                                 "data.val_size=4"]).data)
     dm.setup()
     assert dm.sizes() == {"train": 20, "val": 4, "test": 6}
@@ -230,7 +231,7 @@ def test_links_are_followed_but_a_loop_is_walked_once(tmp_path):
         (root / split / "fox").symlink_to(elsewhere / split / "fox")
         os.makedirs(root / split / "cat" / "deeper")
         write_png(root / split / "cat" / "deeper" / "x.png", 20, 20)
-    dm = data.build(C.load([], [*IMAGEFOLDER, f"data.root={root}"]).data)
+    dm = data.build_datamodule(C.load([], [*IMAGEFOLDER, f"data.root={root}"]).data)
     dm.setup()
     assert dm.num_classes == 4 and dm.sizes() == {"train": 12, "val": 12, "test": 12}
     per_class = dm._sets["train"].counts()

@@ -22,11 +22,11 @@ def _cfg(*overrides):
 
 
 def test_digits_split_is_deterministic_and_disjoint():
-    dm = data.build(_cfg())
+    dm = data.build_datamodule(_cfg())
     dm.setup()
     sizes = {k: len(v[0]) for k, v in dm.splits.items()}
     assert sum(sizes.values()) == 1797 and sizes["test"] == 359
-    dm2 = data.build(_cfg())
+    dm2 = data.build_datamodule(_cfg())
     dm2.setup()
     assert torch.equal(dm.splits["val"][0], dm2.splits["val"][0])
     # train mean is subtracted per pixel: the training images average to zero
@@ -37,7 +37,7 @@ def test_digits_split_is_deterministic_and_disjoint():
 def test_cifar_reads_the_real_on_disk_format(tmp_path, hundred):
     write_cifar(tmp_path, hundred=hundred)
     name = "cifar100" if hundred else "cifar10"
-    dm = data.build(_cfg(f"data.name={name}", f"data.root={tmp_path}", "data.val_size=10"))
+    dm = data.build_datamodule(_cfg(f"data.name={name}", f"data.root={tmp_path}", "data.val_size=10"))
     dm.check()
     dm.setup()
     x, y = dm.splits["train"]
@@ -49,7 +49,7 @@ def test_cifar_reads_the_real_on_disk_format(tmp_path, hundred):
 
 
 def test_missing_cifar_says_where_and_how(tmp_path):
-    dm = data.build(_cfg("data.name=cifar10", f"data.root={tmp_path}"))
+    dm = data.build_datamodule(_cfg("data.name=cifar10", f"data.root={tmp_path}"))
     with pytest.raises(data.DataError, match=r"CIFAR10 not found: expected data_batch_1.*"
                                              r"cifar-10-batches-py.*data.download=true"):
         dm.check()
@@ -65,7 +65,7 @@ def test_a_cifar_file_carrying_code_is_refused_and_runs_nothing(tmp_path, monkey
     with open(d / "data_batch_3", "wb") as f:
         pickle.dump({b"data": _Exploit(), b"labels": [0]}, f, protocol=2)
     monkeypatch.chdir(tmp_path)
-    dm = data.build(_cfg("data.name=cifar10", f"data.root={tmp_path}"))
+    dm = data.build_datamodule(_cfg("data.name=cifar10", f"data.root={tmp_path}"))
     with pytest.raises(data.DataError, match="data_batch_3 is not a CIFAR batch file"):
         dm.setup()
     assert not (tmp_path / "pwned").exists()
@@ -73,7 +73,7 @@ def test_a_cifar_file_carrying_code_is_refused_and_runs_nothing(tmp_path, monkey
 
 def test_imagefolder_reads_jpeg_folders(tmp_path):
     write_imagefolder(tmp_path)
-    dm = data.build(_cfg("data.name=imagefolder", f"data.root={tmp_path}", "data.image_size=16",
+    dm = data.build_datamodule(_cfg("data.name=imagefolder", f"data.root={tmp_path}", "data.image_size=16",
                          "data.batch_size=4", "data.num_workers=0"))
     assert dm.num_classes == 3
     dm.setup()
@@ -84,7 +84,7 @@ def test_imagefolder_reads_jpeg_folders(tmp_path):
 
 
 def test_imagefolder_without_folders_is_a_sentence(tmp_path):
-    dm = data.build(_cfg("data.name=imagefolder", f"data.root={tmp_path}"))
+    dm = data.build_datamodule(_cfg("data.name=imagefolder", f"data.root={tmp_path}"))
     with pytest.raises(data.DataError, match=r"imagefolder needs class folders in .*train"):
         dm.check()
 
@@ -133,11 +133,11 @@ def test_cifar_labels_out_of_range_and_truncated_files_are_sentences(tmp_path):
     d = write_cifar(tmp_path)
     with open(d / "test_batch", "wb") as f:  # a label 10 in CIFAR-10
         pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 10]}, f, protocol=2)
-    dm = data.build(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.val_size=10"))
+    dm = data.build_datamodule(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.val_size=10"))
     with pytest.raises(data.DataError, match=r"test labels .* run from 3 to 10, outside 0..9"):
         dm.setup()
     (d / "data_batch_2").write_bytes((d / "data_batch_1").read_bytes()[:500])
-    dm = data.build(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.val_size=10"))
+    dm = data.build_datamodule(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.val_size=10"))
     with pytest.raises(data.DataError, match="data_batch_2 is not a CIFAR batch file"):
         dm.setup()
 
@@ -149,7 +149,7 @@ def test_a_download_without_network_is_a_sentence(tmp_path, monkeypatch):
         raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
-    dm = data.build(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.download=true"))
+    dm = data.build_datamodule(_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.download=true"))
     with pytest.raises(data.DataError, match=r"could not download CIFAR10 .* copy "
                                              r"'cifar-10-batches-py' there"):
         dm.check()

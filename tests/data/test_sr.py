@@ -13,11 +13,12 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from reslab import checkpoint, data
+from reslab import data
 from reslab.config import load as C
 from reslab.data.sr import PatchLoader, dihedral, make_pair, rgb, ycbcr
 from reslab.models.sr import bicubic
 from reslab.tasks.super_resolution import in_colour, luma, psnr, quantize
+from reslab.tracking import checkpoint
 from support import ROOT, assert_resumes_mid_epoch, run_dir
 
 SR = ["model.name=vdsr", "model.shortcut=null", "data.name=photos"]
@@ -28,7 +29,7 @@ def _cfg(*overrides):
 
 
 def test_photo_bands_are_disjoint_and_pairs_are_scale_apart():
-    dm = data.build(_cfg("data.scale=3"))
+    dm = data.build_datamodule(_cfg("data.scale=3"))
     dm.setup()
     heights = {s: [hr.shape[1] for _, hr in pairs] for s, pairs in dm.pairs.items()}
     assert all(len(h) == 2 for h in heights.values())  # china and flower in every split
@@ -96,18 +97,18 @@ def test_sr_folder_reads_images_and_says_what_is_missing(tmp_path):
         for i in range(n):
             Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(
                 tmp_path / split / f"{i:04d}.png")
-    dm = data.build(_cfg("data.name=sr_folder", f"data.root={tmp_path}", "data.patch_size=16"))
+    dm = data.build_datamodule(_cfg("data.name=sr_folder", f"data.root={tmp_path}", "data.patch_size=16"))
     dm.check()
     assert [len(dm.pairs[s]) for s in ("train", "val", "test")] == [2, 1, 1]
     lr, hr = next(iter(dm.train_dataloader()))
     assert lr.shape[2:] == (8, 8) and hr.shape[2:] == (16, 16) and 0 <= lr.min() <= lr.max() <= 1
-    empty = data.build(_cfg("data.name=sr_folder", f"data.root={tmp_path / 'nope'}"))
+    empty = data.build_datamodule(_cfg("data.name=sr_folder", f"data.root={tmp_path / 'nope'}"))
     with pytest.raises(data.DataError, match=r"sr_folder needs high-resolution images in .*nope/train"):
         empty.check()
 
 
 def test_a_patch_larger_than_the_training_images_is_a_sentence(tmp_path):
-    dm = data.build(_cfg("data.patch_size=400"))
+    dm = data.build_datamodule(_cfg("data.patch_size=400"))
     with pytest.raises(data.DataError, match=r"data.patch_size=400 is larger than a training "
                                              r"image: china.jpg \(train band\) is 299x640 pixels"):
         dm.check()
@@ -142,13 +143,13 @@ def test_bad_sr_values_are_refused_with_a_sentence(overrides, message):
 
 
 def test_diagnostics_need_residual_blocks():
-    from reslab.build import build
     from reslab.errors import UserError
+    from reslab.run.build import build_net_and_data
 
     cfg = C.load([ROOT / "configs/experiment/sr_vdsr_sample.yaml"], ["diagnostics.every_n_steps=5"])
     with pytest.raises(UserError, match=r"diagnostics.every_n_steps needs a model with residual "
                                         r"blocks \(a ResNet or edsr\), got model.name=vdsr"):
-        build(cfg)
+        build_net_and_data(cfg)
 
 
 def test_a_classification_model_on_photos_names_the_fitting_datasets():
@@ -179,7 +180,7 @@ def _benchmark(root, sizes=((30, 41), (27, 24)), grey=(33, 36)):
 
 def test_a_benchmark_folder_is_the_test_split_with_bicubic_low_resolution_images(tmp_path):
     images = _benchmark(tmp_path / "Set5")
-    dm = data.build(_cfg("data.scale=3", f"data.test_root={tmp_path / 'Set5'}"))
+    dm = data.build_datamodule(_cfg("data.scale=3", f"data.test_root={tmp_path / 'Set5'}"))
     dm.setup()
     test = dm.pairs["test"]
     assert len(test) == 3 and len(dm.pairs["val"]) == 2  # the photos still train and validate
@@ -204,7 +205,7 @@ def test_a_benchmark_folder_without_hr_images_is_a_sentence_and_nothing_is_writt
 
 
 def test_channels_y_gives_one_channel_batches_and_the_colour_image_alongside():
-    dm = data.build(_cfg("data.channels=y", "data.patch_size=16"))
+    dm = data.build_datamodule(_cfg("data.channels=y", "data.patch_size=16"))
     dm.setup()
     assert dm.in_channels == 1 and dm.input_size == (1, 8, 8)
     assert data.model_args(dm) == {"in_channels": 1, "scale": 2}
@@ -215,7 +216,7 @@ def test_channels_y_gives_one_channel_batches_and_the_colour_image_alongside():
     torch.testing.assert_close(lr_y, luma(rgb_lr[None].float() / 255, 0))
     torch.testing.assert_close(hr_y, luma(rgb_hr[None].float() / 255, 0))
     assert torch.equal(lr_rgb, rgb_lr[None].float() / 255)
-    rgb_dm = data.build(_cfg())
+    rgb_dm = data.build_datamodule(_cfg())
     assert rgb_dm.in_channels == 3 and next(iter(rgb_dm.test_dataloader()))[0].shape[1] == 3
 
 
@@ -239,7 +240,7 @@ def test_a_luma_run_trains_a_one_channel_net_scores_y_and_saves_colour_samples(c
     assert weights["net.body.0.weight"].shape[1] == 1 and weights["net.body.4.weight"].shape[0] == 1
     s = json.loads((run / "summary.json").read_text())
     # bicubic of the input Y against the high-resolution Y, on the benchmark images
-    dm = data.build(C.load([Y_TINY[0]], [*Y_TINY[1:], f"data.test_root={tmp_path / 'Set5'}"]).data)
+    dm = data.build_datamodule(C.load([Y_TINY[0]], [*Y_TINY[1:], f"data.test_root={tmp_path / 'Set5'}"]).data)
     dm.setup()
     expected = torch.cat([psnr(luma(quantize(bicubic(lr_y, 2)), 2), luma(hr_y, 2))
                           for lr_y, hr_y, _ in dm.test_dataloader()]).mean()

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from ondisk import write_cifar, write_imagefolder, write_sr_folder
-from reslab import data, train
+from reslab import data
 from reslab.config import load as C
 from reslab.data.memory import MemoryLoader
 from reslab.data.steps import check_steps, lone_last
+from reslab.run import train
 from support import TINY, run_dir
 
 QUIET = ["trainer.progress_bar=false", "trainer.max_epochs=1", "run.test=false"]
@@ -70,7 +71,7 @@ def test_an_imagenet_resnet_trains_when_the_last_batch_would_hold_one_image(tmp_
 def test_image_folder_loaders_drop_only_a_lone_last_image(tmp_path):
     write_imagefolder(tmp_path, classes=("a", "b", "c", "d"), per_class=4)  # 16 images a split
     for bs, batches in ((5, 3), (4, 4), (20, 1)):
-        dm = data.build(C.load([], [*IMAGEFOLDER, f"data.root={tmp_path}",
+        dm = data.build_datamodule(C.load([], [*IMAGEFOLDER, f"data.root={tmp_path}",
                                     f"data.batch_size={bs}"]).data)
         assert len(dm.train_dataloader()) == batches
         assert sum(len(b[1]) for b in dm.val_dataloader()) == 16

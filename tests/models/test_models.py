@@ -1,5 +1,6 @@
-"""The model zoo: exact parameter counts (REFERENCE table), registry-driven forward/backward,
-torchvision parity, MAC anchors, and the structural meaning of each shortcut option."""
+"""The model zoo: exact parameter counts (He et al. 2015's CIFAR family, below),
+registry-driven forward/backward, torchvision parity, MAC anchors, and the structural meaning of
+each shortcut option."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from reslab.models import build as build_model
-from reslab.models import info, list_models
+from reslab.models import build_model, info, list_models
 from reslab.models.profile import count_macs, count_params, profile
 
 # He et al. 2015, CIFAR family; A has no shortcut parameters, so A == plain.

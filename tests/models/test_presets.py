@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from reslab import build, models
+from reslab import models
 from reslab.commands import DEFAULT_RECIPE
 from reslab.config.load import load
 from reslab.models.blocks import BasicBlock, Bottleneck
 from reslab.models.profile import count_params
+from reslab.run import build
 
 CIFAR_PRESETS = [n for n in models.list_models()
                  if models.info(n).family == "cifar" and models.info(n).depth]
@@ -52,7 +53,7 @@ def test_every_cifar_preset_builds_what_it_names_from_the_default_recipe(name):
     fixed = models.info(name).fixed
     assert (cfg.model.depth, cfg.model.shortcut, cfg.model.block, cfg.model.preact) == (
         fixed["depth"], fixed["shortcut"], fixed["block"], fixed["preact"])
-    net = build.build(cfg, device="meta", open_data=False).net
+    net = build.build_net_and_data(cfg, device="meta", open_data=False).net
     kind = Bottleneck if fixed["block"] == "bottleneck" else BasicBlock
     blocks = net.blocks()
     assert all(type(b) is kind and b.preact == fixed["preact"] for b in blocks)
@@ -68,14 +69,14 @@ def test_every_cifar_preset_builds_what_it_names_from_the_default_recipe(name):
 
 
 # He et al. 2016, Table 3 (1.7M, 10.2M), exactly as the reference implementation counts them
-# (option-B projections; REFERENCE.md); the paper's 1001 figure is rounded and counts no BN.
+# (option-B projections); the paper's 1001 figure is rounded and counts no BN.
 PAPER_2016 = {"preact_resnet164": 1_703_258, "preact_resnet1001": 10_327_706,
               "resnet164": 1_704_154, "resnet1001": 10_328_602, "preact_resnet110": 1_727_962}
 
 
 @pytest.mark.parametrize("name", PAPER_2016)
 def test_2016_presets_have_the_papers_parameter_counts(name):
-    net = models.build(name)
+    net = models.build_model(name)
     assert count_params(net) == PAPER_2016[name]
     i = models.info(name)
     assert count_params(net) == expected_params(i.depth, i.fixed["block"], i.fixed["preact"],
@@ -123,5 +124,5 @@ def test_contradictions_are_one_sentence(cli, overrides, message):
 
 def test_an_explicit_basic_block_builds_164_basic_layers():
     cfg = load([DEFAULT_RECIPE], ["model.depth=164", "model.block=basic"])
-    net = build.build(cfg, device="meta", open_data=False).net
+    net = build.build_net_and_data(cfg, device="meta", open_data=False).net
     assert len(net.blocks()) == 81 and all(type(b) is BasicBlock for b in net.blocks())

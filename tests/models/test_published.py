@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reslab import models, weights
+from reslab import models
 from reslab.models import published
+from reslab.run import weights
 
 
 class RefBlock(nn.Module):
@@ -76,7 +77,7 @@ def published_file(tmp_path, depth: int) -> tuple[RefResNet, str]:
 @pytest.mark.parametrize("depth", [20, 56])
 def test_published_checkpoint_gives_the_reference_outputs(tmp_path, depth):
     ref, path = published_file(tmp_path, depth)
-    net = models.build(f"resnet{depth}")
+    net = models.build_model(f"resnet{depth}")
     weights.load_into(net, path, models.info(f"resnet{depth}"), depth)
     x = torch.randn(8, 3, 32, 32)
     with torch.no_grad():
@@ -87,7 +88,7 @@ def test_without_the_channel_permutation_outputs_differ(tmp_path):
     """The conversion is what makes them equal: renaming alone loads but computes another net."""
     ref, path = published_file(tmp_path, 20)
     state = torch.load(path, weights_only=True)["state_dict"]
-    net = models.build("resnet20")
+    net = models.build_model("resnet20")
     net.load_state_dict({published.rename(k): v for k, v in state.items()})
     x = torch.randn(8, 3, 32, 32)
     with torch.no_grad():
@@ -109,7 +110,7 @@ def test_the_permutation_is_the_documented_layout():
 def test_a_published_checkpoint_that_does_not_fit_is_one_sentence(tmp_path):
     _, path = published_file(tmp_path, 20)
     with pytest.raises(Exception, match=r"does not fit model resnet56"):
-        weights.load_into(models.build("resnet56"), path, models.info("resnet56"), 56)
+        weights.load_into(models.build_model("resnet56"), path, models.info("resnet56"), 56)
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reslab.build import build
 from reslab.config import load as C
-from reslab.models import build as build_model
+from reslab.models import build_model
 from reslab.models.profile import count_params
+from reslab.run.build import build_net_and_data
 from support import ROOT
 
 EDSR_RECIPE = ROOT / "configs/experiment/sr_edsr_sample.yaml"
@@ -35,7 +35,7 @@ def test_edsr_subtracts_the_div2k_mean_before_the_head_and_adds_it_after_the_tai
 
 def test_the_mean_shift_is_a_constant_not_a_parameter_or_a_checkpoint_key():
     net = build_model("edsr")
-    assert count_params(net) == 1_369_859  # the EDSR baseline at x2 (REFERENCE)
+    assert count_params(net) == 1_369_859  # the EDSR baseline at x2 (Lim et al. 2017: 1.37M)
     assert not [k for k in net.state_dict() if "mean" in k]
     assert all(not m.shift.requires_grad for m in (net.sub_mean, net.add_mean))
 
@@ -52,9 +52,9 @@ def test_res_scale_scales_every_residual_branch():
 
 
 def test_res_scale_is_set_from_the_config_and_refused_where_it_does_not_apply():
-    net = build(C.load([EDSR_RECIPE], ["model.res_scale=0.1", "data.patch_size=24"])).net
+    net = build_net_and_data(C.load([EDSR_RECIPE], ["model.res_scale=0.1", "data.patch_size=24"])).net
     assert {b.res_scale for b in net.blocks()} == {0.1}
-    assert {b.res_scale for b in build(C.load([EDSR_RECIPE], [])).net.blocks()} == {1.0}
+    assert {b.res_scale for b in build_net_and_data(C.load([EDSR_RECIPE], [])).net.blocks()} == {1.0}
     with pytest.raises(C.ConfigError, match=r"model.res_scale=0.1 does not apply to model.name=vdsr"):
         C.load([ROOT / "configs/experiment/sr_vdsr_sample.yaml"], ["model.res_scale=0.1"])
     with pytest.raises(C.ConfigError, match=r"model.res_scale must be a number > 0 and <= 10, got 0.0"):
@@ -62,7 +62,7 @@ def test_res_scale_is_set_from_the_config_and_refused_where_it_does_not_apply():
 
 
 def test_vdsr_on_luma_has_the_papers_size():
-    """VDSR: 20 layers of 64 3x3 filters on one channel: 665,921 parameters (REFERENCE)."""
+    """VDSR (Kim et al. 2016): 20 layers of 64 3x3 filters on one channel: 665,921 parameters."""
     assert count_params(build_model("vdsr", in_channels=1)) == 665_921
     net = build_model("vdsr", depth=3, width=0.25, in_channels=1)
     assert net(torch.rand(2, 1, 6, 7)).shape == (2, 1, 12, 14)

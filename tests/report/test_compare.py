@@ -12,12 +12,12 @@ import pytest
 import yaml
 from matplotlib.container import ErrorbarContainer
 
-from reslab import train
 from reslab.config.load import load
 from reslab.errors import UserError
 from reslab.metrics import higher_is_better
 from reslab.report import compare, figures
 from reslab.report.runs import comparison_folder
+from reslab.run import train
 from support import ROOT, TINY
 
 

@@ -85,7 +85,7 @@ def test_report_spec_has_fig6_side_by_side_parallel_coordinates_and_the_table(ru
         grids[1]["panels"][0]["columns"] == ["c::model.depth", "c::model.shortcut", "s::val/err"]
     assert grids[2]["panels"][0]["kind"] == "table"
 
-    report = wandb_report.build(spec)  # the wandb_workspaces objects, no network
+    report = wandb_report.build_report(spec)  # the wandb_workspaces objects, no network
     assert report.entity == "me" and report.project == "proj" and report.title == spec["title"]
     panels = [type(p).__name__ for b in report.blocks if hasattr(b, "panels") for p in b.panels]
     assert panels == ["LinePlot", "LinePlot", "ParallelCoordinatesPlot", "RunComparer"]

@@ -1,4 +1,4 @@
-"""Environment facts (reslab.slurm.env): training on more than one node is refused before the run
+"""Environment facts (reslab.environment): training on more than one node is refused before the run
 directory exists unless a launcher started this process as one of the nodes' (SLURM, torchrun,
 or MASTER_ADDR and NODE_RANK); without one DDP's rendezvous waited forever. In this process."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from reslab import environment
 from reslab.errors import UserError
-from reslab.slurm import env as slurm_env
 from support import TINY
 
 LAUNCHERS = {"a SLURM step": {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2"},
@@ -36,17 +36,17 @@ def test_more_than_one_node_without_a_launcher_is_refused_before_the_run_exists(
 
 @pytest.mark.parametrize("name", LAUNCHERS)
 def test_a_launcher_is_what_allows_more_nodes(no_launcher, name):
-    assert slurm_env.node_launcher() is None
+    assert environment.node_launcher() is None
     with pytest.raises(UserError, match="trainer.num_nodes=2 needs"):
-        slurm_env.check_nodes(2)
+        environment.check_nodes(2)
     for k, v in LAUNCHERS[name].items():
         no_launcher.setenv(k, v)
-    assert slurm_env.node_launcher() == name
-    slurm_env.check_nodes(2)
+    assert environment.node_launcher() == name
+    environment.check_nodes(2)
 
 
 def test_one_node_needs_no_launcher(no_launcher):
-    slurm_env.check_nodes(1)  # devices > 1 on one node: Lightning starts the local processes
+    environment.check_nodes(1)  # devices > 1 on one node: Lightning starts the local processes
     no_launcher.setenv("SLURM_JOB_ID", "7")  # a bare process in a job (no srun) is no step
     with pytest.raises(UserError):
-        slurm_env.check_nodes(2)
+        environment.check_nodes(2)

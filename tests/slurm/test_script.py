@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
+from reslab import environment
 from reslab.errors import ConfigError, UserError
-from reslab.slurm import env as slurm_env
+from reslab.run import stopping
 from reslab.slurm.submit import submit, submit_sweep
 
 LOCAL = ["configs/quickstart.yaml", "configs/slurm/local.yaml"]
@@ -85,17 +86,17 @@ def test_arrays_get_one_run_directory_per_task(tmp_path):
 def test_a_malformed_job_id_is_refused_before_any_command(monkeypatch, value):
     monkeypatch.setenv("SLURM_JOB_ID", value)
     with pytest.raises(UserError, match="not a job id"):
-        slurm_env.job_id()
+        environment.job_id()
     with pytest.raises(UserError, match="not a job id"):
-        slurm_env.requeue(value)
+        stopping.requeue(value)
 
 
 def test_max_restarts_ends_the_loop_with_a_sentence(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "41")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-    assert slurm_env.preempted_status(max_restarts=2)["status"] == "preempted"
+    assert stopping.preempted_status(max_restarts=2)["status"] == "preempted"
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
-    out = slurm_env.preempted_status(max_restarts=2)
+    out = stopping.preempted_status(max_restarts=2)
     assert out["status"] == "failed" and "slurm.max_restarts=2" in out["error"]
 
 

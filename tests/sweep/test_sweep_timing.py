@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from reslab.rundir import SweepDir, write_summary
 from reslab.sweep import results, tune
+from reslab.tracking.records import write_summary
+from reslab.tracking.rundir import SweepDir
 
 
 def _trials(tmp_path, walls: dict[str, float], trial_s: dict[str, float] | None = None,
@@ -33,7 +34,7 @@ def test_overhead_is_wall_time_over_the_trials_time_per_slot(tmp_path):
     t = results.timing(out, ["a"], {"a": 25.0}, wall_s=6.0, slots=4)
     assert (t["concurrency"], t["trial_s_sum"], t["overhead"]) == (1, 5.0, pytest.approx(0.2))
     results.write_timing(out, t)
-    assert json.loads((out.path / results.TIMING).read_text()) == t
+    assert json.loads(out.timing.read_text()) == t
     assert "overhead +20.0 %" in results.format_timing(t)
 
 

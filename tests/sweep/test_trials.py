@@ -12,13 +12,13 @@ import random
 import pytest
 import yaml
 
-from reslab import rundir
 from reslab.config.load import derive
 from reslab.errors import TrainingError, UserError
-from reslab.rundir import open_run, write_summary
 from reslab.sweep import spec as S
 from reslab.sweep import trials as T
 from reslab.sweep import tune
+from reslab.tracking import records
+from reslab.tracking.records import open_run, write_summary
 from support import ROOT
 
 GRID = "space:\n  model.depth: [8, 14]\n  model.shortcut: [none, A]\n"
@@ -153,8 +153,8 @@ def test_a_trial_s_record_says_completed_once_and_is_final_then(tmp_path, monkey
     spec, out = load(tmp_path, "space:\n  model.depth: [8]\n",
                      ("trainer.max_epochs=1", "data.batch_size=256", "run.test=false"))
     point, = S.grid_points(spec)
-    writes, write = [], rundir.write_summary
-    monkeypatch.setattr(rundir, "write_summary",
+    writes, write = [], records.write_summary
+    monkeypatch.setattr(records, "write_summary",
                         lambda run, summary: (writes.append(dict(summary)), write(run, summary)))
     tune.run_trial({"point": point}, spec)
     statuses = [w.get("status") for w in writes]

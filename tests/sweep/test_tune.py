@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from reslab import train
 from reslab.config.load import derive
-from reslab.rundir import SweepDir, open_run, write_summary
+from reslab.run import train
 from reslab.sweep import spec as S
 from reslab.sweep import tune
+from reslab.tracking.records import open_run, write_summary
+from reslab.tracking.rundir import SweepDir
 from support import RESLAB, ROOT, reslab, wait_for
 from wandb_files import run_info
 

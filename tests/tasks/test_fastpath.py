@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from reslab import train
-from reslab.build import build
 from reslab.config import load as C
+from reslab.run import train, trainer
+from reslab.run.build import build_net_and_data
 from reslab.tasks import ClassificationTask, fastpath
 from reslab.tasks.base import EpochSteps
 from support import TINY, run_dir
@@ -30,7 +30,7 @@ def test_epoch_means_are_the_image_weighted_mean_of_the_step_losses(tmp_path):
                       "logger.wandb.mode=disabled", "trainer.progress_bar=false"])
     train.fit(cfg)
     run = run_dir(tmp_path)
-    dm = build(cfg).datamodule
+    dm = build_net_and_data(cfg).datamodule
     loader = dm.train_dataloader()
     n, bs = loader.per_rank, loader.batch_size
     sizes = [min(bs, n - i * bs) for i in range(len(loader))]
@@ -115,7 +115,7 @@ def test_training_flushes_denormal_floats_to_zero():
     denormals (48-85 s a step on digits, 1.7 s flushed); every run and the bench flush them."""
     torch.set_flush_denormal(False)
     assert torch.tensor([1e-39]).item() != 0.0  # a float32 denormal, kept
-    train.prepare_process()
+    trainer.prepare_process()
     assert torch.tensor([1e-39]).item() == 0.0
 
 

@@ -13,9 +13,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from reslab import train
-from reslab.build import build
 from reslab.config import load as C
+from reslab.run import train
+from reslab.run.build import build_net_and_data
 from reslab.tasks import SuperResolutionTask, fastpath
 from support import ROOT, TINY, run_dir
 
@@ -105,7 +105,7 @@ def test_super_resolution_metrics_are_measured_in_fp32_under_any_precision(tmp_p
     instead of 0.82 (found evaluating one checkpoint in both precisions)."""
     cfg = C.load([ROOT / "configs/experiment/sr_vdsr_sample.yaml"],
                  ["model.depth=3", "trainer.accelerator=cpu"])
-    built = build(cfg)
+    built = build_net_and_data(cfg)
     got = {}
     for precision in ("32-true", "bf16-mixed"):
         task = SuperResolutionTask(copy.deepcopy(built.net), built.datamodule.scale, cfg.optim,

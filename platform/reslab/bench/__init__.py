@@ -19,14 +19,14 @@ import tempfile
 
 import torch
 
-from reslab import train
 from reslab.bench import loops, spread
 from reslab.bench.pipeline import time_pipelines
 from reslab.bench.spread import format_result
-from reslab.build import build
 from reslab.config.load import derive
 from reslab.config.schema import Config
 from reslab.models.profile import count_macs
+from reslab.run import trainer
+from reslab.run.build import build_net_and_data
 
 __all__ = ["bench", "format_result"]
 
@@ -39,15 +39,15 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
           pipelines: bool = True) -> dict:
     """Images/s of each loop per round (min/median/max), the ratios with their spread or the
     reason for refusing one, peak memory and (on GPU) MFU; then the input pipelines alone."""
-    train.prepare_process()
+    trainer.prepare_process()
     torch.manual_seed(cfg.seed)
     # Every schedule spans the window, and no epoch limit ends reslab's path before it (an
     # epoch has at least one step).
     cfg = derive(cfg, {"trainer.max_steps": warmup + steps, "trainer.max_epochs": warmup + steps})
-    built = build(cfg)
+    built = build_net_and_data(cfg)
     dm, net = built.datamodule, built.net
     dm.setup()
-    device = torch.device("cuda" if train.uses_cuda(cfg) else "cpu")
+    device = torch.device("cuda" if trainer.uses_cuda(cfg) else "cpu")
     load_before = os.getloadavg()[0]
     records = {"reslab": [], "plain": [], "naive": []}
     fast = None

@@ -12,11 +12,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from reslab import tasks, train
+from reslab import tasks
 from reslab.config.schema import Config
-from reslab.loggers import CSVMetrics
-from reslab.rundir import RunDir
+from reslab.run.trainer import build_trainer
 from reslab.tasks.optim import Schedule, build_optimizer
+from reslab.tracking.loggers import CSVMetrics
+from reslab.tracking.rundir import RunDir
 
 # What a Lightning precision runs: autocast to a dtype (`*-mixed`), or weights and inputs in it.
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -148,11 +149,11 @@ def time_reslab(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, root: 
                 device: torch.device) -> dict:
     """train.fit's machinery — its Trainer, task, callbacks and loggers — for warmup + steps
     steps; returns the timed window's record and the fast path the task used."""
-    task = tasks.build(cfg, net, dm)
+    task = tasks.build_task(cfg, net, dm)
     timer = StepTimer(warmup, steps, device)
     run = RunDir(Path(root))
     run.path.mkdir(parents=True)
-    trainer = train.build_trainer(cfg, run, task, [CSVMetrics(run)], [timer])
+    trainer = build_trainer(cfg, run, task, [CSVMetrics(run)], [timer])
     trainer.limit_val_batches = 0  # steady-state training steps only (so no monitored metric)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
@@ -172,7 +173,7 @@ def time_plain(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, device:
                precision: str = "32-true") -> dict:
     """The hand-written loop: the task's loss and the config's optimizer and schedule, nothing
     else; NCHW, eager and fp32 unless told otherwise (`precision`: a Lightning precision)."""
-    loss_fn = tasks.build(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
+    loss_fn = tasks.build_task(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     cast = CAST.get(precision)
     net = net.to(device, dtype=cast, memory_format=fmt).train()

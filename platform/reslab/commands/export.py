@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reslab import export
+from reslab.run import export
 
 
 def run(args) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from reslab.errors import UserError
-from reslab.rundir import find_run
 from reslab.slurm import status
+from reslab.tracking.rundir import find_run
 
 
 def run(args) -> int:

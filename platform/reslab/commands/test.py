@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab import evaluation, rundir
+from reslab.run import evaluation
+from reslab.tracking import rundir
 
 
 def run(args) -> int:

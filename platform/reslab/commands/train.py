@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from reslab import rundir, train
 from reslab.commands import DEFAULT_RECIPE, split_args
 from reslab.config.load import load
 from reslab.errors import UserError
 from reslab.metrics import SUMMARY
+from reslab.run import train
+from reslab.tracking import rundir
 
 
 def run(args) -> int:

@@ -40,9 +40,9 @@ def load(recipes: list[str | Path] = (), overrides: list[str] = ()) -> Config:
     """Schema defaults ← each recipe in order ← KEY=VALUE overrides, validated and frozen."""
     cfg = defaults()
     for path in recipes:
-        cfg = merge(cfg, naming(cfg, read_yaml(path)), source=f"recipe file '{path}'")
-    cfg = merge(cfg, naming(cfg, parse_overrides(overrides)), source="the command line")
-    return freeze(cfg)
+        cfg = merge(cfg, reset_to_preset(cfg, read_yaml(path)), source=f"recipe file '{path}'")
+    cfg = merge(cfg, reset_to_preset(cfg, parse_overrides(overrides)), source="the command line")
+    return to_config(cfg)
 
 
 @functools.cache
@@ -63,10 +63,10 @@ def derive(cfg: Config, changes: dict[str, Any]) -> Config:
             node = node.setdefault(part, {})
         node[leaf] = value
     base = OmegaConf.structured(cfg)
-    return freeze(merge(base, naming(base, nested), source="the derived config"))
+    return to_config(merge(base, reset_to_preset(base, nested), source="the derived config"))
 
 
-def naming(cfg: DictConfig, layer: dict) -> dict:
+def reset_to_preset(cfg: DictConfig, layer: dict) -> dict:
     """A layer that names a different model starts from that name's definition: a preset's
     depth, shortcut, block and preact, or a family's defaults, whatever lower layers set. The
     layer's own model keys apply on top, so one that contradicts its preset is refused by
@@ -80,7 +80,8 @@ def naming(cfg: DictConfig, layer: dict) -> dict:
     return {**layer, "model": {**reset, **model}}
 
 
-def freeze(cfg: DictConfig) -> Config:
+def to_config(cfg: DictConfig) -> Config:
+    """The merged DictConfig as the frozen, typed Config, validated: what every caller gets."""
     obj = OmegaConf.to_object(cfg)
     V.validate(obj)
     return obj

@@ -1,17 +1,20 @@
 """LightningDataModules, built by `data.name`. Importing this package imports neither torch nor
-Lightning: the catalogue says what each dataset is for; `build` imports its module."""
+Lightning: the catalogue says what each dataset is for; `build_datamodule` imports its module."""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from reslab.config.schema import DataConfig
 from reslab.data.steps import check_steps
 from reslab.errors import DataError
 from reslab.registry import Registry
 
-__all__ = ["DATASETS", "DataError", "DatasetInfo", "build", "check_steps", "model_args", "task_of"]
+if TYPE_CHECKING:  # a type only: config sits above data (it validates against the catalogue)
+    from reslab.config.schema import DataConfig
+
+__all__ = ["DATASETS", "DataError", "DatasetInfo", "build_datamodule", "check_steps", "model_args", "task_of"]
 
 
 # The data.* keys only some datasets read (the others: every dataset). A key a dataset does not
@@ -42,7 +45,7 @@ for _info in (DatasetInfo("digits", "classification", "digits:DigitsData", ("cla
     DATASETS.register(_info.name, _info)
 
 
-def build(cfg: DataConfig, seed: int = 0, stats: dict | None = None):
+def build_datamodule(cfg: DataConfig, seed: int = 0, stats: dict | None = None):
     """The DataModule for `cfg`; its `num_classes`, `in_channels` and `input_size` are known before
     any data is read, so the model can be built first. `stats` (mean, std, resize_size) come from
     pretrained weights where the config leaves them unset."""

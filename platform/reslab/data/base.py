@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from reslab.config.schema import DataConfig
 from reslab.data.memory import MemoryLoader, random_crop_flip
 from reslab.data.steps import lone_last
 from reslab.errors import DataError
+
+if TYPE_CHECKING:  # a type only: config sits above data (it validates against the catalogue)
+    from reslab.config.schema import DataConfig
 
 
 class ArrayData(L.LightningDataModule):

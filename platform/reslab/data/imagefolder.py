@@ -12,16 +12,19 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from reslab.config.schema import DataConfig
 from reslab.data.images import IMAGE_SUFFIXES, Unreadable, read_image, spread, walk_images
 from reslab.data.steps import lone_last
 from reslab.errors import DataError
+
+if TYPE_CHECKING:  # a type only: config sits above data (it validates against the catalogue)
+    from reslab.config.schema import DataConfig
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 VERIFY = 256        # images of each split decoded when the data is opened

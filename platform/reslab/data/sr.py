@@ -21,16 +21,19 @@ from which the task rebuilds colour (predicted Y + bicubic Cb/Cr)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
 import torch
 
-from reslab.config.schema import DataConfig
 from reslab.data.memory import ResumableLoader
 from reslab.data.sr_sources import Named, benchmark_images, folder_images, photo_images
 from reslab.data.steps import SPLITS, lone_last
 from reslab.errors import DataError
+
+if TYPE_CHECKING:  # a type only: config sits above data (it validates against the catalogue)
+    from reslab.config.schema import DataConfig
 
 # Evaluation shaves `scale` pixels off each border before PSNR and SSIM (the benchmarks'
 # protocol), and SSIM's 11x11 window reflect-pads by 5, which needs 6 pixels left a side.

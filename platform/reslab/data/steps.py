@@ -4,9 +4,12 @@ evaluate on nothing. Imports neither torch nor Lightning."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from reslab.config.schema import DataConfig
 from reslab.errors import DataError
+
+if TYPE_CHECKING:  # a type only: config sits above data (it validates against the catalogue)
+    from reslab.config.schema import DataConfig
 
 SPLITS = {"train": "training", "val": "validation", "test": "test"}
 # Each device needs two training images (a batch of one is dropped, see `lone_last`) and one

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
-from reslab.config.schema import DataConfig
 from reslab.data.base import ArrayData
 from reslab.errors import DataError
+
+if TYPE_CHECKING:  # a type only: config sits above data (it validates against the catalogue)
+    from reslab.config.schema import DataConfig
 
 
 class SyntheticData(ArrayData):

@@ -1,6 +1,6 @@
 """The model zoo: plain PyTorch modules built by name. Importing this package does not import
-torch: the catalogue (`ModelInfo` per name) is enough to list and validate; `build` imports the
-family's module."""
+torch: the catalogue (`ModelInfo` per name) is enough to list and validate; `build_model`
+imports the family's module."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from typing import Any
 
 from reslab.models.catalog import MODELS, ModelInfo, depth_error
 
-__all__ = ["MODELS", "ModelInfo", "build", "depth_error", "info", "list_models"]
+__all__ = ["MODELS", "ModelInfo", "build_model", "depth_error", "info", "list_models"]
 
 
 def info(name: str) -> ModelInfo:
     return MODELS.get(name)
 
 
-def build(name: str, **kwargs: Any):
-    """Build a registered model, e.g. `build("resnet56", shortcut="B", num_classes=100)`; a
+def build_model(name: str, **kwargs: Any):
+    """Build a registered model, e.g. `build_model("resnet56", shortcut="B", num_classes=100)`; a
     preset's fixed values (depth, shortcut) are defaults the keyword arguments may override."""
     entry = MODELS.get(name)
     module, attr = entry.builder.split(":")

@@ -1,7 +1,7 @@
 """What the model zoo holds, without importing torch: one typed `ModelInfo` per registered name
 (family, task, the config keys its builder takes, input size, what a preset fixes) and the depth
 rules of each family. Listing, validating a config and `reslab config` need only this; the
-networks themselves are built by `reslab.models.build`, which imports the family's module."""
+networks themselves are built by `reslab.models.build_model`, which imports the family's module."""
 
 from __future__ import annotations
 

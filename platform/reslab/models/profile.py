@@ -19,8 +19,8 @@ NARROW = 1 / 16  # the width of the copy whose forward pass gives the spatial si
 def profile(name: str) -> tuple[int, int]:
     """(parameters, forward MACs at the model's listed input size) of a registered model."""
     with torch.device("meta"), _SkipInit():
-        net = models.build(name)
-    sizes = output_sizes(models.build(name, width=NARROW), models.info(name).input_size)
+        net = models.build_model(name)
+    sizes = output_sizes(models.build_model(name, width=NARROW), models.info(name).input_size)
     macs = sum(m.weight.numel() * sizes.get(n, 1) for n, m in net.named_modules()
                if isinstance(m, (nn.Conv2d, nn.Linear)))
     return count_params(net), macs

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from reslab import fileio
 from reslab.errors import UserError
-from reslab.outputs import output_path
 from reslab.registry import did_you_mean
 from reslab.report import figures, html, wandb_report, wandb_runs
 from reslab.report.runs import Run, comparison_folder, find_runs
 from reslab.report.table import csv_table, default_metric, format_table, table, varied_keys
+from reslab.tracking.outputs import output_path
 
 
 def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = None,

@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from reslab.errors import UserError
-from reslab.rundir import RunDir, read_flat_config, read_metrics
+from reslab.tracking.records import read_flat_config, read_metrics
+from reslab.tracking.rundir import COMPARE, RunDir
 
 
 @dataclass
@@ -69,7 +70,7 @@ def comparison_folder(dirs: list[str | Path]) -> Path:
     paths = sorted(dict.fromkeys(str(Path(d).resolve()) for d in dirs))
     digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
     names = "+".join(re.sub(r"[^\w.,=+-]", "_", Path(p).name) or "root" for p in paths)
-    return Path(dirs[0]) / "compare" / f"{names[:40]}-{digest}"
+    return Path(dirs[0]) / COMPARE / f"{names[:40]}-{digest}"
 
 
 def load_run(path: Path) -> Run | None:

@@ -3,7 +3,7 @@
 `spec()` is plain data (dicts, lists, strings) that tests read without W&B: the paper's Fig. 6
 (training and validation error against the step, grouped by the compared keys, plain networks
 and residual networks side by side), a parallel-coordinates panel when the runs came from a
-sweep, and the runs table. `build()` turns the spec into `wandb_workspaces` objects (no network)
+sweep, and the runs table. `build_report()` turns the spec into `wandb_workspaces` objects (no network)
 and `save()` is the one call that touches the network."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def line(metric: str, i: int) -> dict:
             "groupby_aggfunc": "mean", "groupby_rangefunc": "minmax", "position": (12 * (i % 2), 0)}
 
 
-def build(data: dict):
+def build_report(data: dict):
     """The `wandb_workspaces` Report of a spec (no network)."""
     import wandb_workspaces.reports.v2 as wr
 
@@ -101,7 +101,7 @@ def column(key: str):
 def save(data: dict) -> str:
     """Save the report to W&B (the only network call) and return its URL."""
     try:
-        report = build(data)
+        report = build_report(data)
     except ImportError:
         raise UserError("--publish needs the wandb-workspaces package: pip install "
                         "'reslab[wandb-report]'") from None

@@ -5,7 +5,7 @@ key stays in the submitting user's environment, which sbatch exports to the job)
 Preemption: SLURM sends USR1 `slurm.signal_margin_s` before the time limit (or `scancel
 --signal=USR1`), a cluster's preemption sends SIGTERM; the ranks checkpoint at the next step
 boundary and requeue the job, which restarts with the same job id and resumes the same run
-directory (reslab.callbacks). The batch shell forwards both signals to the step."""
+directory (reslab.run.stopping). The batch shell forwards both signals to the step."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from reslab.config.schema import Config
 from reslab.errors import ConfigError
-from reslab.rundir import RunDir, SweepDir
+from reslab.tracking.rundir import RunDir, SweepDir
 
 UNSAFE = re.compile(r"[\x00-\x1f\x7f]|\$\(|`")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from reslab.errors import UserError
 from reslab.metrics import BY_TASK
-from reslab.rundir import RunDir, read_summary
+from reslab.tracking.records import read_summary
+from reslab.tracking.rundir import RunDir
 
 
 def submitted_runs(root: Path) -> list[Path]:

@@ -7,13 +7,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from reslab import build
 from reslab.config.load import derive, load
 from reslab.config.schema import Config, select
 from reslab.errors import ConfigError, UserError
-from reslab.rundir import RunDir, new_run_id, open_run, run_path
+from reslab.run import build
 from reslab.slurm.script import render, render_sweep
 from reslab.sweep.spec import load_spec, sweep_dir
+from reslab.tracking.records import open_run
+from reslab.tracking.rundir import RunDir, new_run_id, run_path
 
 
 def with_geometry(cfg: Config) -> Config:

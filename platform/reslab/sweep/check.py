@@ -30,7 +30,7 @@ from reslab.sweep.schema import (
     trial_name,
     trial_settings,
 )
-from reslab.wandb_identity import task_metrics
+from reslab.tracking.wandb_identity import task_metrics
 
 FOLDER = domain.Domain(text=domain.NAME)  # a trial's directory name
 

@@ -11,8 +11,9 @@ from reslab.fileio import write_atomic, write_csv
 from reslab.metrics import COLUMNS
 from reslab.report.table import format_table as aligned
 from reslab.report.table import sort_key
-from reslab.rundir import SweepDir, read_summary
 from reslab.sweep.spec import Spec, trial_name
+from reslab.tracking.records import read_summary
+from reslab.tracking.rundir import SweepDir
 
 RESULT_KEYS = ("train/loss", *COLUMNS)  # the columns `reslab compare` shows, and the loss
 
@@ -60,9 +61,6 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-TIMING = "timing.json"  # in the sweep directory, next to sweep.csv
-
-
 def timing(out: SweepDir, names: list[str], before: dict[str, float], wall_s: float,
            slots: int, started: float | None = None) -> dict:
     """The sweep's wall time against Σ trial time ÷ concurrency, for the trials this
@@ -104,7 +102,7 @@ def _over(wall: float, ideal: float) -> float | None:
 
 
 def write_timing(out: SweepDir, t: dict) -> None:
-    write_atomic(out.path / TIMING, json.dumps(t, indent=2) + "\n")
+    write_atomic(out.timing, json.dumps(t, indent=2) + "\n")
 
 
 def format_timing(t: dict) -> str:

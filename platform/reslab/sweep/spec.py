@@ -13,9 +13,9 @@ from reslab.config import domain
 from reslab.config import recipes as shipped
 from reslab.config.load import merge, read_yaml
 from reslab.errors import UserError
-from reslab.rundir import SweepDir
 from reslab.sweep.check import check_fields, seeds_of, validate_spec
 from reslab.sweep.schema import Spec, SpecFile, grid_points, overrides_of, trial_name
+from reslab.tracking.rundir import SweepDir
 
 __all__ = ["Spec", "grid_points", "load_spec", "overrides_of", "plan", "sweep_dir", "trial_name"]
 

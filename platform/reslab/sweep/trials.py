@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from reslab.errors import UserError
-from reslab.rundir import SweepDir, is_run_dir, read_flat_config, read_summary, runs_in
 from reslab.sweep.spec import Spec, grid_points, trial_name
+from reslab.tracking.records import read_flat_config, read_summary
+from reslab.tracking.rundir import SweepDir, is_run_dir, runs_in
 
 
 def random_keys(spec: Spec) -> list[str]:

@@ -1,5 +1,5 @@
 """Run a sweep with Ray Tune: a private local Ray (or the cluster at --address), one trial per
-point, each calling the one `train.fit` path in its own run directory."""
+point, each calling the one `run.train.fit` path in its own run directory."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from pathlib import Path
 
 import torch
 
-from reslab import train
 from reslab.compat import ray_local_init_args
 from reslab.config.load import load
 from reslab.errors import TrainingError, UserError
-from reslab.rundir import SweepDir, open_run, read_summary
+from reslab.run import train
 from reslab.sweep.check import check_resources
 from reslab.sweep.results import format_timing, timing, write_results, write_timing
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
 from reslab.sweep.trials import all_trials, check_places, completed, started
+from reslab.tracking.records import open_run, read_summary
+from reslab.tracking.rundir import SweepDir
 
 
 def run(spec: Spec, resume: bool = False, address: str | None = None,

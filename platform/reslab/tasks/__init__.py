@@ -10,10 +10,10 @@ from reslab.tasks.base import Task
 from reslab.tasks.classification import ClassificationTask
 from reslab.tasks.super_resolution import SuperResolutionTask
 
-__all__ = ["ClassificationTask", "SuperResolutionTask", "Task", "build"]
+__all__ = ["ClassificationTask", "SuperResolutionTask", "Task", "build_task"]
 
 
-def build(cfg: Config, net: nn.Module, dm) -> Task:
+def build_task(cfg: Config, net: nn.Module, dm) -> Task:
     """The task for the data module's kind of data, with the network passed in."""
     t = cfg.trainer
     precision, why = fastpath.precision(str(t.precision), fastpath.device_type(t.accelerator), net)

@@ -12,6 +12,7 @@ the epoch's last batch."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -133,6 +134,9 @@ class Task(L.LightningModule):
         # e.g. val_err_best: the best validation value so far, saved in checkpoints.
         self.register_buffer(self.best_name, torch.tensor(float("inf" if mode == "min" else "-inf")))
         self.schedule: Schedule | None = None
+        # Where a test writes sample outputs (the run directory's samples/): the run that tests
+        # sets it; the task knows no run directory's layout (reslab.tracking.rundir's).
+        self.samples: Path | None = None
         self.steps = EpochSteps(0)
         self.resumed_steps: dict | None = None  # the checkpoint's epoch so far (EpochSteps.state)
         self._first_bad: int | None = None  # of an earlier epoch: its steps are gone

@@ -42,7 +42,7 @@ class Schedule:
     `warm`, the state of the ResNet-110 rule (§4.2: lr 0.01 until training error < 80 %)."""
 
     def __init__(self, cfg: OptimConfig, total_steps: int | None = None):
-        # total_steps may be set later (see ClassificationTask.on_train_start); step 0 of every
+        # total_steps may be set later (see Task.on_train_start in tasks/base.py); step 0 of every
         # schedule is independent of it.
         self.kind, self.total = str(cfg.schedule), total_steps  # plain str: saved in checkpoints
         self.milestones, self.gamma = list(cfg.milestones), cfg.gamma

@@ -10,8 +10,9 @@ A 1-channel network (data.channels=y) gets and predicts Y directly; its whole-im
 the RGB low-resolution image too, for the colour of the saved samples.
 
 Testing writes the first SAMPLES test images, super-resolved and bicubic, as 8-bit PNGs to
-`samples/` in the trainer's root (the run directory); a Y network's are rebuilt in colour from
-the predicted Y and the bicubic-upsampled Cb/Cr of the low-resolution image (VDSR's figures)."""
+`samples/` in the run directory (Task.samples, set by the run that tests); a Y network's are
+rebuilt in colour from the predicted Y and the bicubic-upsampled Cb/Cr of the low-resolution
+image (VDSR's figures)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from reslab.config.schema import OptimConfig
 from reslab.data.sr import rgb, to_y, ycbcr
 from reslab.metrics import SUPER_RESOLUTION
 from reslab.models.sr import bicubic
-from reslab.rundir import RunDir
 from reslab.tasks.base import Task
 
 EVAL_METRICS = ("psnr", "ssim", "psnr_bicubic")
@@ -77,9 +77,9 @@ class SuperResolutionTask(Task):
         """`samples/NNN_sr.png` and `NNN_bicubic.png` for the image's index in the test split
         (each rank writes its own images: WholeImages gives rank r every world-th one)."""
         index = self.global_rank + batch_idx * self.trainer.world_size
-        if index >= SAMPLES:
+        if index >= SAMPLES or self.samples is None:
             return
-        out = RunDir(Path(self.trainer.default_root_dir)).samples
+        out = self.samples
         out.mkdir(parents=True, exist_ok=True)
         for name, image in (("sr", sr), ("bicubic", bicubic(lr, self.scale))):
             if lr_rgb is not None:

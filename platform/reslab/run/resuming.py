@@ -14,11 +14,12 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from reslab import checkpoint
 from reslab.config.schema import Config, OptimConfig
 from reslab.errors import UserError
-from reslab.rundir import RunDir, checked_summary, config_changes
 from reslab.tasks.optim import param_groups
+from reslab.tracking import checkpoint
+from reslab.tracking.records import checked_summary, config_changes
+from reslab.tracking.rundir import RunDir
 
 # The keys a resume may change (a prefix ending in "." covers a section): how long it trains,
 # its learning rate (ConfigLearningRate), where and how fast it computes, how it logs and tests,

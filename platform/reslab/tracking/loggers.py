@@ -18,9 +18,11 @@ from reslab.compat import wandb_init_args, wandb_run_if_started, wandb_settings
 from reslab.config.schema import Config
 from reslab.fileio import write_csv
 from reslab.metrics import csv_row, is_test
-from reslab.rundir import RunDir, read_metrics, redact
-from reslab.wandb_artifacts import log_checkpoint, log_end_of_run, use_pretrained
-from reslab.wandb_identity import init_args, log_model, mode, task_metrics
+from reslab.tracking.records import read_metrics
+from reslab.tracking.redaction import redact
+from reslab.tracking.rundir import RunDir
+from reslab.tracking.wandb_artifacts import log_checkpoint, log_end_of_run, use_pretrained
+from reslab.tracking.wandb_identity import init_args, log_model, mode, task_metrics
 
 
 class CSVMetrics(Logger):

@@ -1,10 +1,18 @@
-"""Facts about the SLURM job this process runs in, and requeueing it. Standard library only."""
+"""Facts about the process's environment, standard library only: the SLURM job it runs in (and
+which launcher started it, if any), and where a run came from for its summary.json (the code's
+git commit, package versions, the host, the SLURM job, the Ray node): reproducing a run needs
+these besides its config. Acting on them (requeueing a preempted job) is reslab.run.stopping's."""
 
 from __future__ import annotations
 
 import os
+import platform
 import re
+import socket
 import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
 
 from reslab.errors import UserError
 
@@ -51,17 +59,38 @@ def restarts() -> int:
     return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
 
 
-def requeue(jid: str) -> None:
-    if not JOB_ID.match(jid):
-        raise UserError(f"refusing to requeue {jid!r}: not a job id")
-    subprocess.run(["scontrol", "requeue", jid], check=True, timeout=60)
+def env_info() -> dict:
+    """What reproducing the run needs besides its config: code version and package versions."""
+    return {
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        **{name: _version(name) for name in ("torch", "torchvision", "lightning")},
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "ray_node_id": _ray_node_id(),
+    }
 
 
-def preempted_status(max_restarts: int) -> dict:
-    """The summary fields after a preemption: requeue unless the job has used up its restarts."""
-    n = restarts()
-    if n >= max_restarts:
-        return {"status": "failed", "error": f"preempted after {n} restarts, the limit "
-                                             f"slurm.max_restarts={max_restarts}; resume with "
-                                             "`reslab train --resume RUN_DIR`"}
-    return {"status": "preempted", "restarts": n}
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node a sweep trial ran on (which SLURM node, in a multi-node sweep job)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
+def _git_commit() -> str | None:
+    src = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -15,17 +15,12 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from reslab import checkpoint
 from reslab.errors import UserError
 from reslab.models import ModelInfo, published
-from reslab.rundir import RunDir, is_run_dir, read_summary, runs_in
+from reslab.tracking import checkpoint
+from reslab.tracking.records import is_torchvision_name, weights_file
 
 STEM = ("conv1", "bn1")
-
-
-def is_torchvision_name(spec: str) -> bool:
-    """`IMAGENET1K_V2` and the like (no path separators, an upper-case weights enum name)."""
-    return spec.isupper() and "/" not in spec and not Path(spec).exists()
 
 
 def torchvision_weights(model_name: str, depth: int | None, spec: str):
@@ -80,26 +75,6 @@ def load_file(path: Path, spec: str) -> dict:
             raise UserError(f"{named(spec, path)} has akamaster/pytorch_resnet_cifar10's keys "
                             f"but not its network: {e}") from None
     return checkpoint.net_state(state) if any(k.startswith("net.") for k in state) else state
-
-
-def weights_file(spec: str) -> Path:
-    """The file a model.weights path names (a run's best.ckpt, else last.ckpt; a run-name
-    folder's newest completed run): also what W&B records as a fine-tune's input."""
-    p = Path(spec)
-    if p.is_dir() and not is_run_dir(p):
-        done = [d for d in runs_in(p) if read_summary(RunDir(d)).get("status") == "completed"]
-        if not done:
-            raise UserError(f"model.weights={spec}: no completed run in that folder")
-        p = done[-1]
-    if p.is_dir():
-        p = RunDir(p).weights_ckpt
-        if not p.exists():
-            raise UserError(f"model.weights={spec} is a run directory without a checkpoint "
-                            "(checkpoints/best.ckpt or last.ckpt); train or resume it first")
-    if not p.exists():
-        raise UserError(f"model.weights={spec} is neither a torchvision weights name nor a "
-                        "run directory, checkpoint or state dict file")
-    return p
 
 
 def load_into(net: nn.Module, spec: str, info: ModelInfo, depth: int | None) -> None:

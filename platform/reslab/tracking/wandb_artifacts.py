@@ -14,13 +14,13 @@ import os
 import shutil
 from pathlib import Path
 
-from reslab import checkpoint
 from reslab.compat import log_artifact_used_after_commit
 from reslab.config.schema import Config
 from reslab.errors import UserError
-from reslab.rundir import RunDir, find_run
-from reslab.wandb_identity import columns, log_model, run_id, task_metrics
-from reslab.weights import is_torchvision_name, weights_file
+from reslab.tracking import checkpoint
+from reslab.tracking.records import is_torchvision_name, weights_file
+from reslab.tracking.rundir import RunDir, find_run
+from reslab.tracking.wandb_identity import columns, log_model, run_id, task_metrics
 
 ENTRY = "model.ckpt"
 

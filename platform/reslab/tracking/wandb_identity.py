@@ -14,12 +14,12 @@ import os
 import re
 from typing import Any
 
-from reslab import data, models
+from reslab import data, environment, models
 from reslab.config.load import flatten, to_dict
 from reslab.config.schema import Config
 from reslab.metrics import BY_TASK
-from reslab.rundir import RunDir, redact
-from reslab.slurm import env as slurm_env
+from reslab.tracking.redaction import redact
+from reslab.tracking.rundir import RunDir
 
 MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's older names for its modes
 # model.* keys every model has; the others apply only to models whose builder takes them.
@@ -141,7 +141,7 @@ def columns(cfg: Config, run: RunDir) -> dict[str, Any]:
     flat = flatten(redact(to_dict(cfg)))
     info = models.info(cfg.model.name)
     task = data.task_of(cfg.data.name)
-    in_slurm = slurm_env.in_slurm_step() or run.job_id() is not None
+    in_slurm = environment.in_slurm_step() or run.job_id() is not None
     drop = {k for k in flat if k.startswith("slurm.") and not in_slurm}
     drop |= {k for k in flat if k.startswith("model.")
              and k.split(".")[1] not in (*MODEL_COMMON, *info.options)}

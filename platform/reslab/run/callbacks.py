@@ -1,28 +1,16 @@
-"""The Lightning callbacks of the training path: RNG state in checkpoints, the epoch line,
-signal-propagation diagnostics, and step-boundary checkpoints (periodic, and on preemption).
-
-Stopping (Ctrl-C, SIGTERM; SLURM preemption — He et al. is a 64k-iteration recipe): the signal
-handler only sets a flag; at the next step boundary every rank agrees on it, `last.ckpt` is
-written into the run's stable directory and fit ends (`Stopped`); the caller requeues the job or
-exits 130/143 (REFERENCE §4: saving inside the signal handler can deadlock or never finish)."""
+"""The Lightning callbacks of the training path: RNG state in checkpoints, the epoch line and
+signal-propagation diagnostics. Stopping on a signal (LastCheckpoint) is reslab.run.stopping's."""
 
 from __future__ import annotations
 
-import contextlib
 import random
-import signal
 import sys
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
-
-from reslab.errors import TrainingError
-from reslab.slurm.env import in_slurm_step
 
 
 class RNGState(Callback):
@@ -112,71 +100,3 @@ class SignalPropagation(Callback):
             for logger in trainer.loggers:  # as Lightning logs: the step's index and epoch
                 logger.log_metrics({**metrics, "epoch": trainer.current_epoch},
                                    step=trainer.global_step)
-
-
-class Stopped(Exception):
-    """Raised at a step boundary after last.ckpt is written because a signal asked the run to
-    stop: it ends `fit` at once, before Lightning's end-of-epoch validation could run."""
-
-    def __init__(self, signum: int, step: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
-        self.signum, self.step = signum, step
-
-
-def stop_signals() -> tuple[int, ...]:
-    """Ctrl-C and SIGTERM (`timeout`, a container stop, a cluster's preemption); under SLURM
-    also USR1, which `--signal=USR1@margin` sends before the time limit."""
-    extra = (signal.SIGUSR1,) if in_slurm_step() else ()
-    return (signal.SIGINT, signal.SIGTERM, *extra)
-
-
-class LastCheckpoint(Callback):
-    """last.ckpt is the run's last state, whatever the best: written at the end of every epoch
-    and of fit, every `every_n_steps` steps (so a hard kill loses little), at the step boundary
-    after a stop signal arrived on any rank (then `Stopped` is raised), and when a
-    single-process run fails with finite weights."""
-
-    def __init__(self, path: Path, every_n_steps: int = 0):
-        self.path, self.every = path, every_n_steps
-        self.signum, self.armed, self.saved_at = 0, False, -1
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        # After Lightning registered its own SIGTERM handler (which ends fit as if it had
-        # completed); Lightning puts the original handlers back when fit ends.
-        if threading.current_thread() is threading.main_thread():
-            for signum in stop_signals():
-                signal.signal(signum, self._on_signal)
-            self.armed = True
-
-    def _on_signal(self, signum, frame) -> None:
-        if self.signum and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
-        self.signum = self.signum or signum  # the save happens at the next step boundary
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        signum = self.signum
-        if self.armed and trainer.world_size > 1:  # every rank decides alike at the same step
-            t = torch.tensor(float(signum), device=pl_module.device)
-            signum = int(trainer.strategy.reduce(t, reduce_op="max").item())
-        if signum or self.every and trainer.global_step % self.every == 0:
-            self.save(trainer, pl_module)
-        if signum:
-            raise Stopped(signum, trainer.global_step)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.save(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.saved_at != trainer.global_step:  # fit ended mid-epoch (trainer.max_steps)
-            self.save(trainer, pl_module)
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if trainer.world_size == 1 and not isinstance(exception, (Stopped, TrainingError)) \
-                and self.saved_at != trainer.global_step:
-            with contextlib.suppress(Exception):  # the failure itself is what gets reported
-                self.save(trainer, pl_module)
-
-    def save(self, trainer, pl_module) -> None:
-        pl_module.check_finite()
-        trainer.save_checkpoint(self.path)
-        self.saved_at = trainer.global_step

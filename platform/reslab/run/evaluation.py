@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab import rundir, train
+from reslab import tasks
 from reslab.config.load import load
 from reslab.config.schema import Config
 from reslab.errors import UserError
-from reslab.loggers import test_to_wandb
-from reslab.rundir import RunDir
+from reslab.run.build import build_net_and_data
+from reslab.run.trainer import prepare_process, test_trainer
+from reslab.tracking import checkpoint, records
+from reslab.tracking.loggers import test_to_wandb
+from reslab.tracking.rundir import RunDir
 
 # The keys a test may change (a prefix ending in "." covers a section); any other, and any key
 # added later, is refused by default.
@@ -31,17 +34,34 @@ def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> di
     cfg = load([run.config], overrides)
     check_overrides(run, cfg)
     ckpt = run.checkpoint_to_read(ckpt)  # before the lock, which would create .lock
-    with rundir.locked(run):
-        summary = rundir.checked_summary(run)
-        metrics, step = train.evaluate(cfg, run, ckpt)
-        rundir.record_test(summary, ckpt, step, "reslab test", list(overrides), metrics)
-        rundir.write_summary(run, summary)
+    with records.locked(run):
+        summary = records.checked_summary(run)
+        metrics, step = evaluate(cfg, run, ckpt)
+        records.record_test(summary, ckpt, step, "reslab test", list(overrides), metrics)
+        records.write_summary(run, summary)
     test_to_wandb(cfg, run, summary)  # the same W&B run, resumed by its id
     return summary["tests"][-1]
 
 
+def evaluate(cfg: Config, run: RunDir, ckpt: Path) -> tuple[dict, int | None]:
+    """The test metrics of checkpoint `ckpt` with `cfg` (one device, no loggers), and the step
+    it was saved at; `reslab test` records them."""
+    prepare_process()
+    state = checkpoint.load(ckpt)
+    built = build_net_and_data(cfg)
+    task = tasks.build_task(cfg, built.net, built.datamodule)
+    checkpoint.check_fits(ckpt, task)
+    task.samples = run.samples
+    task.load_state_dict(checkpoint.state_dict(state, ckpt))
+    trainer = test_trainer(cfg, run, task)
+    trainer.test(task, datamodule=built.datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    step = state.get("global_step")
+    return metrics, step if isinstance(step, int) else None
+
+
 def check_overrides(run: RunDir, cfg: Config) -> None:
-    for key, old, new in rundir.config_changes(run, cfg, TESTABLE)[:1]:
+    for key, old, new in records.config_changes(run, cfg, TESTABLE)[:1]:
         raise UserError(f"reslab test cannot change {key} ({old} -> {new}): the checkpoint is "
                         "measured as it was trained; a test may change only where the data "
                         "lives and how it computes (data.root, data.test_root, data.batch_size, "

@@ -22,7 +22,7 @@ from typing import TextIO
 from lightning.pytorch.callbacks import Callback
 from tqdm.std import Bar, tqdm
 
-from reslab.callbacks import EpochLine
+from reslab.run.callbacks import EpochLine
 
 INTERVAL_S = 0.5  # redraw period: at least once a second, whatever the step time
 BAR_MIN, BAR_MAX = 16, 40  # the bar's own width: parts are dropped before it gets narrower

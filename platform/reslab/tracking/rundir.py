@@ -1,40 +1,33 @@
-"""The run-directory contract, and the only module that knows its file names:
+"""The run- and sweep-directory layout, and the only module that knows their file names:
 
     <run.root>/<run.name>/<run_id>/
-        config.yaml  summary.json  metrics.csv  checkpoints/{last,best}.ckpt  wandb/
-        slurm/{job.sbatch, job_id, log}
+        config.yaml  summary.json  metrics.csv  checkpoints/{last,best}.ckpt  wandb/  .lock
+        slurm/{job.sbatch, job_id, log}  samples/ (super-resolution tests)
+        export/ (`reslab export`'s default)  compare/ (`reslab compare`'s default, any folder)
     <run.root>/<sweep name>/
-        <trial>/ (a run directory)  sweep.csv  best_config.yaml  tune/
+        <trial>/ (a run directory)  sweep.csv  best_config.yaml  timing.json  tune/  slurm/
 
-Run ids, paths that cannot escape run.root, config and summary I/O (atomic, secrets redacted);
-what a run directory names is read only inside it."""
+Run ids, paths that cannot escape run.root, finding runs; what a run directory names is read
+only inside it. What the files hold is reslab.tracking.records'."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import fcntl
-import json
 import os
-import re
 import secrets
-import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from reslab.config.load import flatten, load, to_dict
 from reslab.config.schema import Config
 from reslab.config.validate import check_run_name
+from reslab.environment import JOB_ID
 from reslab.errors import UserError, reason
 from reslab.fileio import write_atomic
-from reslab.redaction import redact, redact_overrides
 
-JOB_ID = re.compile(r"\d+(_\d+)?")  # a SLURM job, or an array job's task (123_4)
+# The folders of a run or sweep directory that commands other than training write into
+# (reslab.tracking.outputs): `reslab export`'s and `reslab compare`'s defaults.
+EXPORT, COMPARE = "export", "compare"
+OUTPUT_AREAS = (EXPORT, COMPARE)
 
 
 @dataclass(frozen=True)
@@ -56,6 +49,7 @@ class RunDir:
     job_id_file = property(lambda self: self.path / "slurm" / "job_id")
     log_pointer = property(lambda self: self.path / "slurm" / "log")
     samples = property(lambda self: self.path / "samples")  # super-resolution test images
+    exports = property(lambda self: self.path / EXPORT)  # `reslab export`'s default folder
 
     @property
     def weights_ckpt(self) -> Path:
@@ -102,6 +96,7 @@ class SweepDir:
 
     results = property(lambda self: self.path / "sweep.csv")
     best_config = property(lambda self: self.path / "best_config.yaml")
+    timing = property(lambda self: self.path / "timing.json")  # the invocation's time split
     tune = property(lambda self: self.path / "tune")
     slurm = property(lambda self: self.path / "slurm")
 
@@ -165,85 +160,6 @@ def check_writable(folder: Path, key: str) -> None:
                         "is read-only)")
 
 
-def open_run(cfg: Config, run_id: str | None = None) -> RunDir:
-    """Create the run directory and write its resolved, redacted config.yaml."""
-    run = RunDir(run_path(cfg, run_id or new_run_id()))
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
-    write_config(run, cfg)
-    return run
-
-
-def write_config(run: RunDir, cfg: Config) -> None:
-    write_atomic(run.config, yaml.safe_dump(redact(to_dict(cfg)), sort_keys=False))
-
-
-def begin_attempt(run: RunDir, cfg: Config, overrides: list[str], resumed_at: int | None) -> None:
-    """An attempt (the first, a `--resume`, a requeued job, a retried trial) starts training in
-    `run`: config.yaml becomes the config it trains with, so the directory always says how the
-    run was trained, and summary.json's `attempts` gets what this one changed."""
-    write_config(run, cfg)
-    summary = read_summary(run)
-    attempt = {"started": now(), "overrides": redact_overrides(overrides),
-               "resumed_at_step": resumed_at}
-    write_summary(run, {**summary, "attempts": [*summary.get("attempts", []), attempt]})
-
-
-def record_test(summary: dict, ckpt: Path | None, step: int | None, by: str,
-                overrides: list[str], metrics: dict) -> dict:
-    """Append one test to summary.json's `tests` (the end of training's, `by: train`, and each
-    `reslab test`'s): when, which checkpoint at which step, with which overrides, what it
-    measured. The top-level test/* keys are the end of training's alone (DESIGN §3)."""
-    entry = {"time": now(), "by": by, "checkpoint": ckpt.name if ckpt else None,
-             "global_step": step, "overrides": redact_overrides(overrides), "metrics": metrics}
-    summary["tests"] = [*summary.get("tests", []), entry]
-    return summary
-
-
-def now() -> str:
-    """ISO 8601 to the second, with the UTC offset."""
-    return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def config_changes(run: RunDir, cfg: Config, allowed: tuple[str, ...]) -> list[tuple]:
-    """(key, recorded, new) for each flat key where `cfg` differs from the run's config.yaml,
-    but for the `allowed` keys (a key, or a section's prefix ending in ".")."""
-    recorded, new = (flatten(to_dict(c)) for c in (load([run.config]), cfg))
-    return [(k, recorded.get(k), v) for k, v in new.items()
-            if v != recorded.get(k) and not covered(k, allowed)]
-
-
-def covered(key: str, keys: tuple[str, ...]) -> bool:
-    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
-
-
-@contextlib.contextmanager
-def locked(run: RunDir):
-    """Held by every process that writes a run's records: training in it (a requeued job whose
-    old attempt still runs, two `--resume`), `reslab test`, an export into it. A second one is
-    refused, naming the holder. The kernel releases the lock when the holder dies, however it
-    dies."""
-    try:
-        f = open(run.lock_file, "a+")
-    except OSError as e:  # a read-only run directory, a .lock that is not a file
-        raise UserError(f"run directory {run.path} cannot be written ({run.lock_file.name}: "
-                        f"{e.strerror or e}); give it back its write permission") from None
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise UserError(f"run directory {run.path} is in use by {holder}; wait for it to "
-                            "finish (or stop it), then try again") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        f.flush()
-        yield
-    finally:
-        f.close()
-
-
 def find_run(path: str | Path) -> RunDir:
     """A run directory given by the user (resume, test), or a checkpoint inside one."""
     p = Path(path)
@@ -252,46 +168,3 @@ def find_run(path: str | Path) -> RunDir:
     if not is_run_dir(p):
         raise UserError(f"{path} is not a run directory (no config.yaml in it)")
     return RunDir(p.resolve())
-
-
-def read_summary(run: RunDir) -> dict:
-    """summary.json for reading (status, compare, a weights folder): {} when it is missing or
-    damaged. What rewrites it reads it with checked_summary."""
-    try:
-        summary = json.loads(run.summary.read_text())
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) else {}
-
-
-def checked_summary(run: RunDir) -> dict:
-    """summary.json for a command that rewrites it (resume, test): {} when the run has none
-    yet; refused, not silently replaced, when it is damaged (it holds the run's history)."""
-    try:
-        summary = json.loads(run.summary.read_text()) if run.summary.exists() else {}
-    except (OSError, ValueError) as e:
-        raise UserError(f"{run.summary} cannot be read ({reason(e)}); move it aside to continue "
-                        "without the run's record, or restore it") from None
-    if not isinstance(summary, dict):
-        raise UserError(f"{run.summary} is damaged (a JSON {type(summary).__name__}, not an "
-                        "object); move it aside to continue without the run's record, or "
-                        "restore it")
-    return summary
-
-
-def write_summary(run: RunDir, summary: dict) -> None:
-    write_atomic(run.summary, json.dumps(redact(summary), indent=2, sort_keys=True) + "\n")
-
-
-def read_flat_config(run: RunDir) -> dict[str, Any]:
-    """config.yaml as flat keys (`model.depth`): what tables group by."""
-    return flatten(yaml.safe_load(run.config.read_text()) or {})
-
-
-def read_metrics(run: RunDir, up_to_step: int | None = None) -> list[dict]:
-    """metrics.csv rows (strings, as written), optionally only those up to a step."""
-    if not run.metrics.is_file():
-        return []
-    with open(run.metrics, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return rows if up_to_step is None else [r for r in rows if int(r["step"]) <= up_to_step]

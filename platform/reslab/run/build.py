@@ -10,11 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from reslab import data, models, weights
+from reslab import data, models
 from reslab.config.load import derive
 from reslab.config.schema import Config
 from reslab.errors import UserError
 from reslab.models import ModelInfo
+from reslab.run import weights
+from reslab.tracking import records
 
 
 @dataclass(frozen=True)
@@ -24,14 +26,14 @@ class Built:
     info: ModelInfo
 
 
-def build(cfg: Config, device: str | None = None, open_data: bool = True) -> Built:
+def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool = True) -> Built:
     """Everything that can refuse the config — the accelerator, data present and readable
     (opened: labels, sizes, splits), model buildable, weights that fit — happens here, before
     any file of the run is written."""
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.accelerator={cfg.trainer.accelerator} but this machine has no "
                         "CUDA GPU; use trainer.accelerator=auto or cpu")
-    dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
+    dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg))
     dm.check()
     if open_data:
         dm.setup("fit")
@@ -39,7 +41,7 @@ def build(cfg: Config, device: str | None = None, open_data: bool = True) -> Bui
         data.check_steps(dm.sizes(), cfg.data, t.devices * t.num_nodes, t.limit_train_batches)
     info = models.info(cfg.model.name)
     with torch.device(device or "cpu"):
-        net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
+        net = models.build_model(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
     check_one_image_batches(cfg, dm)
     if cfg.diagnostics.every_n_steps and not hasattr(net, "blocks"):
         raise UserError(f"diagnostics.every_n_steps needs a model with residual blocks (a ResNet "
@@ -59,7 +61,7 @@ def check_one_image_batches(cfg: Config, dm) -> None:
     if cfg.data.batch_size > 1:
         return
     with torch.device("meta"):
-        net = models.build(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
+        net = models.build_model(cfg.model.name, **data.model_args(dm), **model_kwargs(cfg))
         values = []  # per channel, of each BatchNorm's input for one image
         for m in net.modules():
             if isinstance(m, BATCH_NORMS):
@@ -73,12 +75,12 @@ def check_one_image_batches(cfg: Config, dm) -> None:
 
 
 def check(cfg: Config) -> None:
-    """`build` without the cost where it can: no data decoded, the network on PyTorch's meta
-    device (shapes only) unless weights must be loaded into it. For `reslab submit` on a login
+    """`build_net_and_data` without the cost where it can: no data decoded, the network on
+    PyTorch's meta device (shapes only) unless weights must be loaded into it. For `reslab submit` on a login
     node, whose GPUs (if any) are not the job's."""
     if cfg.trainer.accelerator in ("gpu", "cuda"):
         cfg = derive(cfg, {"trainer.accelerator": "auto"})
-    build(cfg, device="cpu" if cfg.model.weights != "none" else "meta", open_data=False)
+    build_net_and_data(cfg, device="cpu" if cfg.model.weights != "none" else "meta", open_data=False)
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:
@@ -92,7 +94,7 @@ def data_stats(cfg: Config) -> dict | None:
     resize (the config's data.mean/std/resize_size win where set); in-memory sets normalise
     from their own training images."""
     spec = cfg.model.weights
-    if cfg.data.name != "imagefolder" or not weights.is_torchvision_name(spec):
+    if cfg.data.name != "imagefolder" or not records.is_torchvision_name(spec):
         return None
     tf = weights.torchvision_weights(cfg.model.name, cfg.model.depth, spec).transforms()
     return {"mean": list(tf.mean), "std": list(tf.std), "resize_size": tf.resize_size[0]}

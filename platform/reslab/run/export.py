@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from reslab import __version__, checkpoint, data, fileio, models, outputs, rundir
-from reslab.build import data_stats, model_kwargs
+from reslab import __version__, data, fileio, models
 from reslab.config.load import load, to_dict
 from reslab.config.schema import Config
 from reslab.data.base import ArrayData, Normalizer, keep_classes
 from reslab.errors import TrainingError, UserError
-from reslab.rundir import RunDir, find_run
+from reslab.run.build import data_stats, model_kwargs
+from reslab.tracking import checkpoint, outputs, records, rundir
+from reslab.tracking.rundir import RunDir, find_run
 
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx",
          "state_dict": "model.state_dict.pt"}
@@ -52,7 +53,7 @@ class Source:
     ckpt: Path
     cfg: Config
     net: nn.Module            # the checkpoint's weights, eval mode
-    build_args: dict[str, Any]  # models.build(cfg.model.name, **build_args) makes the same net
+    build_args: dict[str, Any]  # models.build_model(cfg.model.name, **build_args) makes the same net
     datamodule: Any
     global_step: int | None     # of the checkpoint
     epoch: int | None
@@ -74,7 +75,7 @@ def export(path: str | Path, fmt: str = "torchscript", out: str | Path | None = 
     target = output_path(run, fmt, out, force)
     src = open_source(path)  # reads only (checkpoints are replaced atomically): every refusal
     # Into the run's export/ folder is a write to the run: not while a process trains in it.
-    with rundir.locked(run) if run.path in target.parents else contextlib.nullcontext():
+    with records.locked(run) if run.path in target.parents else contextlib.nullcontext():
         return write(src, fmt, target)
 
 
@@ -101,9 +102,9 @@ def open_source(path: str | Path) -> Source:
     run = find_run(path)
     ckpt = run.checkpoint_to_read(Path(path) if Path(path).is_file() else None)
     cfg = load([run.config])
-    dm = data.build(cfg.data, cfg.seed, data_stats(cfg))
+    dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg))
     build_args = {**data.model_args(dm), **model_kwargs(cfg)}
-    net = models.build(cfg.model.name, **build_args)
+    net = models.build_model(cfg.model.name, **build_args)
     loaded = checkpoint.load(ckpt)
     try:
         net.load_state_dict(checkpoint.net_state(checkpoint.state_dict(loaded, ckpt)))
@@ -120,7 +121,7 @@ def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> P
     RUN_DIR/export/<default name>; the model file and the JSON beside it checked by the one
     output rule (outputs.output_path)."""
     if out is None:
-        p = run.path / "export" / FILES[fmt]
+        p = run.exports / FILES[fmt]
     else:
         p = rundir.resolved(out, "--out")
         if p.is_dir() or str(out).endswith(("/", os.sep)):
@@ -144,11 +145,11 @@ def write_torchscript(src: Source, example, sample, expected, tmp: Path) -> dict
 
 def write_state_dict(src: Source, example, sample, expected, tmp: Path) -> dict:
     torch.save(src.net.state_dict(), tmp)
-    fresh = models.build(src.cfg.model.name, **src.build_args)
+    fresh = models.build_model(src.cfg.model.name, **src.build_args)
     fresh.load_state_dict(torch.load(tmp, map_location="cpu", weights_only=True))
     with torch.no_grad():
         got = fresh.eval()(sample)
-    return compare(got, expected, "reslab.models.build + load_state_dict(weights_only=True)")
+    return compare(got, expected, "reslab.models.build_model + load_state_dict(weights_only=True)")
 
 
 def write_onnx(src: Source, example, sample, expected, tmp: Path) -> dict:

@@ -8,10 +8,7 @@ from pathlib import Path
 
 from reslab.errors import UserError
 from reslab.fileio import check_new_file, check_new_folder
-from reslab.rundir import RunDir, SweepDir, check_writable, resolved
-
-# The folders of a run or sweep directory that commands other than training write into.
-OUTPUT_AREAS = ("export", "compare")
+from reslab.tracking.rundir import OUTPUT_AREAS, RunDir, SweepDir, check_writable, resolved
 
 
 def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> Path:

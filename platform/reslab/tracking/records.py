@@ -1,0 +1,173 @@
+"""What a run directory holds, read and written: config.yaml (resolved, secrets redacted; each
+attempt rewrites it), summary.json (its attempts and tests; read leniently for display,
+strictly before a rewrite), metrics.csv rows, the lock every writer holds, and the checkpoint a
+`model.weights` value names. File names are reslab.tracking.rundir's."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import json
+import os
+import socket
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reslab.config.load import flatten, load, to_dict
+from reslab.config.schema import Config
+from reslab.errors import UserError, reason
+from reslab.fileio import write_atomic
+from reslab.tracking.redaction import redact, redact_overrides
+from reslab.tracking.rundir import RunDir, is_run_dir, new_run_id, run_path, runs_in
+
+
+def open_run(cfg: Config, run_id: str | None = None) -> RunDir:
+    """Create the run directory and write its resolved, redacted config.yaml."""
+    run = RunDir(run_path(cfg, run_id or new_run_id()))
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    write_config(run, cfg)
+    return run
+
+
+def write_config(run: RunDir, cfg: Config) -> None:
+    write_atomic(run.config, yaml.safe_dump(redact(to_dict(cfg)), sort_keys=False))
+
+
+def begin_attempt(run: RunDir, cfg: Config, overrides: list[str], resumed_at: int | None) -> None:
+    """An attempt (the first, a `--resume`, a requeued job, a retried trial) starts training in
+    `run`: config.yaml becomes the config it trains with, so the directory always says how the
+    run was trained, and summary.json's `attempts` gets what this one changed."""
+    write_config(run, cfg)
+    summary = read_summary(run)
+    attempt = {"started": now(), "overrides": redact_overrides(overrides),
+               "resumed_at_step": resumed_at}
+    write_summary(run, {**summary, "attempts": [*summary.get("attempts", []), attempt]})
+
+
+def record_test(summary: dict, ckpt: Path | None, step: int | None, by: str,
+                overrides: list[str], metrics: dict) -> dict:
+    """Append one test to summary.json's `tests` (the end of training's, `by: train`, and each
+    `reslab test`'s): when, which checkpoint at which step, with which overrides, what it
+    measured. The top-level test/* keys are the end of training's alone (DESIGN §3)."""
+    entry = {"time": now(), "by": by, "checkpoint": ckpt.name if ckpt else None,
+             "global_step": step, "overrides": redact_overrides(overrides), "metrics": metrics}
+    summary["tests"] = [*summary.get("tests", []), entry]
+    return summary
+
+
+def now() -> str:
+    """ISO 8601 to the second, with the UTC offset."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def config_changes(run: RunDir, cfg: Config, allowed: tuple[str, ...]) -> list[tuple]:
+    """(key, recorded, new) for each flat key where `cfg` differs from the run's config.yaml,
+    but for the `allowed` keys (a key, or a section's prefix ending in ".")."""
+    recorded, new = (flatten(to_dict(c)) for c in (load([run.config]), cfg))
+    return [(k, recorded.get(k), v) for k, v in new.items()
+            if v != recorded.get(k) and not covered(k, allowed)]
+
+
+def covered(key: str, keys: tuple[str, ...]) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
+
+
+@contextlib.contextmanager
+def locked(run: RunDir):
+    """Held by every process that writes a run's records: training in it (a requeued job whose
+    old attempt still runs, two `--resume`), `reslab test`, an export into it. A second one is
+    refused, naming the holder. The kernel releases the lock when the holder dies, however it
+    dies."""
+    try:
+        f = open(run.lock_file, "a+")
+    except OSError as e:  # a read-only run directory, a .lock that is not a file
+        raise UserError(f"run directory {run.path} cannot be written ({run.lock_file.name}: "
+                        f"{e.strerror or e}); give it back its write permission") from None
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UserError(f"run directory {run.path} is in use by {holder}; wait for it to "
+                            "finish (or stop it), then try again") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()
+
+
+def read_summary(run: RunDir) -> dict:
+    """summary.json for reading (status, compare, a weights folder): {} when it is missing or
+    damaged. What rewrites it reads it with checked_summary."""
+    try:
+        summary = json.loads(run.summary.read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def checked_summary(run: RunDir) -> dict:
+    """summary.json for a command that rewrites it (resume, test): {} when the run has none
+    yet; refused, not silently replaced, when it is damaged (it holds the run's history)."""
+    try:
+        summary = json.loads(run.summary.read_text()) if run.summary.exists() else {}
+    except (OSError, ValueError) as e:
+        raise UserError(f"{run.summary} cannot be read ({reason(e)}); move it aside to continue "
+                        "without the run's record, or restore it") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{run.summary} is damaged (a JSON {type(summary).__name__}, not an "
+                        "object); move it aside to continue without the run's record, or "
+                        "restore it")
+    return summary
+
+
+def write_summary(run: RunDir, summary: dict) -> None:
+    write_atomic(run.summary, json.dumps(redact(summary), indent=2, sort_keys=True) + "\n")
+
+
+def read_flat_config(run: RunDir) -> dict[str, Any]:
+    """config.yaml as flat keys (`model.depth`): what tables group by."""
+    return flatten(yaml.safe_load(run.config.read_text()) or {})
+
+
+def read_metrics(run: RunDir, up_to_step: int | None = None) -> list[dict]:
+    """metrics.csv rows (strings, as written), optionally only those up to a step."""
+    if not run.metrics.is_file():
+        return []
+    with open(run.metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows if up_to_step is None else [r for r in rows if int(r["step"]) <= up_to_step]
+
+
+
+def is_torchvision_name(spec: str) -> bool:
+    """`IMAGENET1K_V2` and the like (no path separators, an upper-case weights enum name)."""
+    return spec.isupper() and "/" not in spec and not Path(spec).exists()
+
+
+def weights_file(spec: str) -> Path:
+    """The file a model.weights path names (a run's best.ckpt, else last.ckpt; a run-name
+    folder's newest completed run): also what W&B records as a fine-tune's input."""
+    p = Path(spec)
+    if p.is_dir() and not is_run_dir(p):
+        done = [d for d in runs_in(p) if read_summary(RunDir(d)).get("status") == "completed"]
+        if not done:
+            raise UserError(f"model.weights={spec}: no completed run in that folder")
+        p = done[-1]
+    if p.is_dir():
+        p = RunDir(p).weights_ckpt
+        if not p.exists():
+            raise UserError(f"model.weights={spec} is a run directory without a checkpoint "
+                            "(checkpoints/best.ckpt or last.ckpt); train or resume it first")
+    if not p.exists():
+        raise UserError(f"model.weights={spec} is neither a torchvision weights name nor a "
+                        "run directory, checkpoint or state dict file")
+    return p
