@@ -14,7 +14,6 @@ from reslab.run import train
 from reslab.tracking.rundir import RunDir
 from support import ROOT, TINY, Result, run_main
 
-
 SERVICES = {"slurm", "ray"}  # markers of the tests that start the local SLURM cluster or Ray
 
 
