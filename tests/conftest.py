@@ -32,6 +32,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: not uses_services(item))  # stable: the rest keep their order
 
 
+@pytest.hookimpl(trylast=True)  # after xdist has named each test's unit
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail loudly where xdist cannot group: it suffixes a node id with its group, which pytest
+    9.2 ignores (xdist 3.8 writes `_nodeid`, 9.2 reads `_id`), and then the SLURM tests ran on
+    both workers at once and starved each other's jobs."""
+    items = session.items
+    if getattr(session.config.option, "loadgroup", False) and items and "@" not in items[0].nodeid:
+        raise pytest.UsageError("pytest-xdist's --dist loadgroup does not group tests under pytest "
+                                f"{pytest.__version__}: install the pytest of constraints.txt")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
