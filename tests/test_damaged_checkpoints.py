@@ -195,7 +195,8 @@ def test_a_published_file_that_is_not_the_network_is_one_sentence(tmp_path):
         path = _save(tmp_path / f"{name}.th", {"state_dict": bad, "best_prec1": 90.0})
         with pytest.raises(UserError, match=f"model.weights={path} has akamaster/"
                                             r"pytorch_resnet_cifar10's keys but not its network"):
-            weights.load_into(models.build_model("resnet20"), str(path), models.info("resnet20"), 20)
+            weights.load_into(models.build_model("resnet20"), weights.source(str(path), "resnet20", 20),
+                              models.info("resnet20"))
 
 
 def test_a_run_without_a_checkpoint_is_named_as_such(source, tmp_path):

@@ -36,9 +36,18 @@ def test_no_reslab_import_inside_a_function(path):
     assert not hidden, f"{path.name}: a reslab import inside a function ({', '.join(hidden)})"
 
 
+# Modules allowed past 300 lines because they are one concern, which splitting by size would
+# scatter (DESIGN.md §1): the cap is a guideline, the concern is the cut.
+ONE_CONCERN = {
+    # everything W&B about a run: identity, the logger's life, summary, artifacts, teardown
+    "tracking/wandb_run.py": 450,
+}
+
+
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_is_over_300_lines(path):
-    assert len(path.read_text().splitlines()) <= 300
+    cap = ONE_CONCERN.get(str(path.relative_to(PACKAGE)), 300)
+    assert len(path.read_text().splitlines()) <= cap
 
 
 def test_the_config_path_imports_no_heavy_library():
@@ -56,3 +65,35 @@ def test_the_top_level_holds_only_leaf_utilities():
     entry = {"__init__.py", "__main__.py", "cli.py"}
     top = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in entry)
     assert len(top) <= 6, top
+
+
+PACKAGES = sorted(p.parent for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE)
+
+
+def top_level_names(tree: ast.Module) -> tuple[set[str], list[str] | None]:
+    """The names a module binds at its top (defs, classes, assignments, imports) and its
+    `__all__`, read without importing it (so the check imports no torch)."""
+    bound, exported = set(), None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {t.id for t in targets if isinstance(t, ast.Name)}
+            bound |= names
+            if "__all__" in names:
+                exported = list(ast.literal_eval(node.value))
+    return bound, exported
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_every_name_in_a_package_all_exists(package):
+    """Each package says what other packages use of it (`__all__`), and each name is bound in
+    its __init__ or is one of its modules."""
+    bound, exported = top_level_names(ast.parse((package / "__init__.py").read_text()))
+    assert exported, f"{package.name}/__init__.py has no __all__"
+    missing = [n for n in exported if n not in bound and not (package / f"{n}.py").is_file()
+               and not (package / n / "__init__.py").is_file()]
+    assert not missing, f"{package.name}.__all__ names what does not exist: {missing}"

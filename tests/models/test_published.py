@@ -78,7 +78,7 @@ def published_file(tmp_path, depth: int) -> tuple[RefResNet, str]:
 def test_published_checkpoint_gives_the_reference_outputs(tmp_path, depth):
     ref, path = published_file(tmp_path, depth)
     net = models.build_model(f"resnet{depth}")
-    weights.load_into(net, path, models.info(f"resnet{depth}"), depth)
+    weights.load_into(net, weights.source(path, f"resnet{depth}", depth), models.info(f"resnet{depth}"))
     x = torch.randn(8, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(net.eval()(x), ref(x), atol=1e-5, rtol=0)
@@ -110,7 +110,8 @@ def test_the_permutation_is_the_documented_layout():
 def test_a_published_checkpoint_that_does_not_fit_is_one_sentence(tmp_path):
     _, path = published_file(tmp_path, 20)
     with pytest.raises(Exception, match=r"does not fit model resnet56"):
-        weights.load_into(models.build_model("resnet56"), path, models.info("resnet56"), 56)
+        weights.load_into(models.build_model("resnet56"), weights.source(path, "resnet56", 56),
+                          models.info("resnet56"))
 
 
 @pytest.mark.parametrize("damage, message", [

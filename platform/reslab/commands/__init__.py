@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from reslab.config import recipes as shipped
 
+# The subcommands' modules, which the CLI imports by name (reslab.cli.command) when one runs;
+# DEFAULT_RECIPE and split_args are the commands' own.
+__all__ = ["bench", "compare", "config", "export", "models", "status", "submit", "sweep", "test",
+           "train"]
+
 # `reslab train` with no recipe trains the quickstart (shipped inside the package).
 DEFAULT_RECIPE = shipped.shipped("quickstart")
 

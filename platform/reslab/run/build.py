@@ -16,7 +16,6 @@ from reslab.config.schema import Config
 from reslab.errors import UserError
 from reslab.models import ModelInfo
 from reslab.run import weights
-from reslab.tracking import records
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,8 @@ def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool =
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError(f"trainer.accelerator={cfg.trainer.accelerator} but this machine has no "
                         "CUDA GPU; use trainer.accelerator=auto or cpu")
-    dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg))
+    source = weights.resolve(cfg)
+    dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg, source))
     dm.check()
     if open_data:
         dm.setup("fit")
@@ -46,7 +46,7 @@ def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool =
     if cfg.diagnostics.every_n_steps and not hasattr(net, "blocks"):
         raise UserError(f"diagnostics.every_n_steps needs a model with residual blocks (a ResNet "
                         f"or edsr), got model.name={cfg.model.name}; set it to 0")
-    weights.load_into(net, cfg.model.weights, info, cfg.model.depth)
+    weights.load_into(net, source, info)
     weights.freeze(net, str(cfg.model.freeze), info)
     return Built(dm, net, info)
 
@@ -89,12 +89,8 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     return {k: v for k in options if (v := getattr(cfg.model, k)) is not None}
 
 
-def data_stats(cfg: Config) -> dict | None:
+def data_stats(cfg: Config, source: weights.Source) -> dict | None:
     """Image folders read with torchvision weights get the weights' own normalisation and
     resize (the config's data.mean/std/resize_size win where set); in-memory sets normalise
     from their own training images."""
-    spec = cfg.model.weights
-    if cfg.data.name != "imagefolder" or not records.is_torchvision_name(spec):
-        return None
-    tf = weights.torchvision_weights(cfg.model.name, cfg.model.depth, spec).transforms()
-    return {"mean": list(tf.mean), "std": list(tf.std), "resize_size": tf.resize_size[0]}
+    return source.preprocessing() if cfg.data.name == "imagefolder" else None

@@ -15,8 +15,8 @@ from reslab.errors import UserError
 from reslab.run.build import build_net_and_data
 from reslab.run.trainer import prepare_process, test_trainer
 from reslab.tracking import checkpoint, records
-from reslab.tracking.loggers import test_to_wandb
 from reslab.tracking.rundir import RunDir
+from reslab.tracking.wandb_run import test_to_wandb
 
 # The keys a test may change (a prefix ending in "." covers a section); any other, and any key
 # added later, is refused by default.

@@ -23,6 +23,7 @@ from reslab.config.load import load, to_dict
 from reslab.config.schema import Config
 from reslab.data.base import ArrayData, Normalizer, keep_classes
 from reslab.errors import TrainingError, UserError
+from reslab.run import weights
 from reslab.run.build import data_stats, model_kwargs
 from reslab.tracking import checkpoint, outputs, records, rundir
 from reslab.tracking.rundir import RunDir, find_run
@@ -102,7 +103,7 @@ def open_source(path: str | Path) -> Source:
     run = find_run(path)
     ckpt = run.checkpoint_to_read(Path(path) if Path(path).is_file() else None)
     cfg = load([run.config])
-    dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg))
+    dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg, weights.resolve(cfg)))
     build_args = {**data.model_args(dm), **model_kwargs(cfg)}
     net = models.build_model(cfg.model.name, **build_args)
     loaded = checkpoint.load(ckpt)

@@ -27,8 +27,8 @@ from reslab.run.stopping import (
 )
 from reslab.run.trainer import build_trainer, loggers, prepare_process
 from reslab.tracking import checkpoint, records, rundir
-from reslab.tracking.loggers import finish_wandb
 from reslab.tracking.rundir import RunDir
+from reslab.tracking.wandb_run import finish_wandb
 
 
 def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),

@@ -17,8 +17,9 @@ from reslab.environment import in_slurm_step
 from reslab.run import progress
 from reslab.run.callbacks import RNGState, SignalPropagation
 from reslab.tracking import checkpoint
-from reslab.tracking.loggers import CSVMetrics, wandb_logger
+from reslab.tracking.loggers import CSVMetrics
 from reslab.tracking.rundir import RunDir
+from reslab.tracking.wandb_run import wandb_logger
 
 
 def loggers(cfg: Config, run: RunDir, resume_step: int | None) -> list:

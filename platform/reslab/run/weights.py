@@ -1,5 +1,8 @@
 """Starting from pretrained weights: torchvision's ImageNet weights (through torchvision's own
 weights API and its cache under TORCH_HOME), or any reslab run, checkpoint or plain state dict.
+What `model.weights` names is one typed record, `Source`, made once from the config
+(`resolve`); the build reads its preprocessing and its weights from it, the export its
+preprocessing.
 
 Loading is weights-only and strict except for the classifier `fc`, which is replaced (and said
 so) when the number of classes differs. Freezing turns off gradients up to a stage and keeps the
@@ -9,18 +12,65 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from reslab.config.schema import Config
 from reslab.errors import UserError
 from reslab.models import ModelInfo, published
 from reslab.tracking import checkpoint
 from reslab.tracking.records import is_torchvision_name, weights_file
 
 STEM = ("conv1", "bn1")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What model.weights names: nothing (`none`), torchvision's ImageNet weights
+    (`torchvision`: its weights enum entry, which carries its preprocessing) or a file (`file`:
+    a reslab run's checkpoint, a plain state dict or a published CIFAR checkpoint, which one is
+    seen when it is read). The enum entry and the file are looked up on first use and kept, so
+    each refusal comes where it always has: a file's when the weights are loaded, the entry's
+    before the data for image folders (their preprocessing) and when loading for the rest."""
+
+    spec: str                 # model.weights as written
+    kind: str                 # none | torchvision | file
+    model: str                # model.name and model.depth: torchvision's entry is per architecture
+    depth: int | None
+
+    @cached_property
+    def torchvision(self) -> Any:
+        """The torchvision weights enum entry (kind torchvision)."""
+        return torchvision_weights(self.model, self.depth, self.spec)
+
+    @cached_property
+    def path(self) -> Path:
+        """The file the weights are read from (kind file): a run's best.ckpt, else last.ckpt;
+        a run-name folder's newest completed run's."""
+        return weights_file(self.spec)
+
+    def preprocessing(self) -> dict | None:
+        """torchvision weights' own normalisation and resize (what their `transforms()` does);
+        None for the others: a file's network was trained on the data's own statistics."""
+        if self.kind != "torchvision":
+            return None
+        tf = self.torchvision.transforms()
+        return {"mean": list(tf.mean), "std": list(tf.std), "resize_size": tf.resize_size[0]}
+
+
+def resolve(cfg: Config) -> Source:
+    return source(str(cfg.model.weights), cfg.model.name, cfg.model.depth)
+
+
+def source(spec: str, model: str, depth: int | None = None) -> Source:
+    kind = "none" if spec == "none" else "torchvision" if is_torchvision_name(spec) else "file"
+    return Source(spec, kind, model, depth)
 
 
 def torchvision_weights(model_name: str, depth: int | None, spec: str):
@@ -77,15 +127,16 @@ def load_file(path: Path, spec: str) -> dict:
     return checkpoint.net_state(state) if any(k.startswith("net.") for k in state) else state
 
 
-def load_into(net: nn.Module, spec: str, info: ModelInfo, depth: int | None) -> None:
-    """Load `spec` into `net`; one printed line says when the classifier was replaced."""
-    if spec == "none":
+def load_into(net: nn.Module, src: Source, info: ModelInfo) -> None:
+    """Load the weights `src` names into `net`; one printed line says when the classifier was
+    replaced."""
+    spec = src.spec
+    if src.kind == "none":
         return
-    if is_torchvision_name(spec):
-        source, state = f"model.weights={spec}", load_torchvision(
-            torchvision_weights(info.name, depth, spec))
+    if src.kind == "torchvision":
+        source, state = f"model.weights={spec}", load_torchvision(src.torchvision)
     else:
-        path = weights_file(spec)
+        path = src.path
         source, state = named(spec, path), load_file(path, spec)
         if path != Path(spec):  # a folder: which run's weights (a run-name folder's newest)
             print(f"model.weights={spec}: {path}", flush=True)

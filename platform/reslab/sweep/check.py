@@ -18,7 +18,7 @@ from reslab.config.schema import Config
 from reslab.config.validate import check_run_name
 from reslab.data import task_of
 from reslab.errors import UserError
-from reslab.metrics import higher_is_better
+from reslab.metrics import BY_TASK, higher_is_better
 from reslab.registry import did_you_mean
 from reslab.sweep.schema import (
     DISTRIBUTIONS,
@@ -30,7 +30,6 @@ from reslab.sweep.schema import (
     trial_name,
     trial_settings,
 )
-from reslab.tracking.wandb_identity import task_metrics
 
 FOLDER = domain.Domain(text=domain.NAME)  # a trial's directory name
 
@@ -158,7 +157,7 @@ def extremes(dist: dict) -> list:
 def check_config(spec: Spec, cfg: Config) -> None:
     """The metric is one the trial's task reports to Tune at each validation (test metrics come
     after the last), in the direction `mode` says; ASHA's grace period fits in the epochs."""
-    metrics = task_metrics(cfg)
+    metrics = BY_TASK[task_of(cfg.data.name)]
     reported = [k for k in metrics.summary if not k.startswith("test/")]
     if spec.metric not in reported:
         raise UserError(f"metric {domain.shown(spec.metric)} is not one the "

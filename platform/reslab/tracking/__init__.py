@@ -1,8 +1,8 @@
 """What a run records, and where: the run and sweep directories (rundir: every file name;
 records: config.yaml, summary.json, metrics.csv reads, the lock), checkpoints (checkpoint),
-metrics.csv and W&B (loggers; wandb_identity: W&B run names, ids, groups and tags;
-wandb_artifacts: checkpoints as model artifacts), secret redaction and where commands may write
-their outputs (outputs). Importing this package imports neither torch nor W&B."""
+metrics.csv (loggers), everything W&B about a run (wandb_run: its names, ids, groups and tags,
+the logger's life, the summary, checkpoints as model artifacts), secret redaction and where
+commands may write their outputs (outputs). Importing this package imports neither torch nor W&B."""
 
 from __future__ import annotations
 
