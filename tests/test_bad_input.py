@@ -1,8 +1,9 @@
 """Bad input, tried as a stranger would: each case must exit 2 with one sentence on stderr (no
 traceback) and create or change no file (sha256 of every file, a completed run's records
 included, before and after). Cases are argv templates: {T} is the scratch folder, {ROOT} the
-`run.root=` override that points into it, {RUN} a completed run directory, and {CKPT} its
-best.ckpt. Run as a test, or as a script for the count:
+`run.root=` override that points into it, {RUN} a completed run directory, {RUN_ID} its name
+and {CKPT} its best.ckpt; ENV_CASES also set environment variables. Run as a test, or as a
+script for the count:
 
     .venv/bin/python tests/test_bad_input.py
 """
@@ -13,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -124,6 +126,9 @@ OTHER = [
     ["submit", "configs/slurm/local.yaml", "--array", "slurm.nodes=1,2", "--dry-run", "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "run.name=x$(reboot)", "--dry-run", "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "trainer.num_nodes=3", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--array", "seed=1,2,1", "--dry-run", "{ROOT}"],
+    ["bench", "--threads", "100000"], ["bench", "--steps", "100001"], ["bench", "--rounds", "1001"],
+    ["bench", "--warmup", "99999999999999999999"],
     ["trian"], ["train", "--nope"], ["train", "--resume", "configs"],
     ["test", "configs/quickstart.yaml"], ["compare", "configs"],
     ["config", "configs/quickstart.yaml", "model.name=plain20", "model.shortcut=A"],
@@ -188,6 +193,11 @@ RUN_CASES = [
         ["run.name=moved"], ["run.root={T}/elsewhere"], ["trainer.max_epochs=1", "optim.lr=0.01"],
         ["trainer.precision=bf16-mixed"], ["trainer.gradient_clip_val=1"],
         ["trainer.limit_train_batches=2"])],
+    # A new run or sweep inside a run's records.
+    ["train", *TINY, "run.root={RUN}"], ["train", *TINY, "run.root={RUN}/checkpoints"],
+    ["train", *TINY, "run.root={RUN}/..", "run.name={RUN_ID}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "run.root={RUN}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "--dry-run", "run.root={RUN}/slurm"],
     ["train", "--resume", "{CKPT}", "trainer.max_epochs=1"],
     *[["export", "{RUN}", "--format", "state_dict", "--out", *c] for c in (
         ["{CKPT}", "--force"], ["{RUN}/config.yaml", "--force"], ["{RUN}/summary.json"],
@@ -251,14 +261,72 @@ SWEEP_CASES = [
 ]
 
 
-def cases() -> list[list[str]]:
+# Copies of the completed run with one record replaced (made by `craft`): what a run directory
+# names is read only inside it, and never waited on.
+CRAFTED = {
+    "summary_fifo": lambda run, t: fifo(run / "summary.json"),
+    "metrics_fifo": lambda run, t: fifo(run / "metrics.csv"),
+    "config_fifo_link": lambda run, t: link(run / "config.yaml", t / "a_fifo"),
+    "summary_out": lambda run, t: link(run / "summary.json", t / "a_file"),
+    "config_out": lambda run, t: link(run / "config.yaml", t / "done_config.yaml"),
+    "metrics_out": lambda run, t: link(run / "metrics.csv", "/etc/passwd"),
+    "summary_folder": lambda run, t: folder(run / "summary.json"),
+    "best_fifo": lambda run, t: fifo(run / "checkpoints" / "best.ckpt"),
+}
+# (A resume starts from last.ckpt, so a damaged best.ckpt does not stop it.)
+CRAFTED_CASES = [[*cmd, f"{{T}}/crafted/{name}"] for name in CRAFTED for cmd in (
+    ["test"], ["export", "--format", "state_dict", "--out", "{T}/m.pt"], ["train", "--resume"])
+    if not (name == "best_fifo" and cmd[0] == "train")]
+
+
+def fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def link(path: Path, target: Path | str) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+def craft(t: Path, run: Path) -> None:
+    (t / "done_config.yaml").write_bytes((run / "config.yaml").read_bytes())
+    os.mkfifo(t / "a_fifo")
+    for name, damage in CRAFTED.items():
+        copy = t / "crafted" / name
+        shutil.copytree(run, copy, symlinks=True)
+        damage(copy, t)
+
+
+# The process's environment: a variable a library would refuse or choke on, after the run
+# directory was made.
+ENV_CASES = [
+    ({"WANDB_MODE": "garbage"}, ["train", *TINY, "{ROOT}"]),
+    ({"WANDB_MODE": "garbage"}, ["test", "{RUN}"]),
+    ({"WANDB_MODE": "garbage"}, ["sweep", "sweeps/degradation_digits.yaml", "{ROOT}"]),
+    ({"SLURM_JOB_ID": "12", "SLURM_NTASKS": "abc"}, ["train", *TINY, "{ROOT}"]),
+    ({"SLURM_JOB_ID": "12", "SLURM_NTASKS": "2", "SLURM_PROCID": "-1"}, ["train", *TINY, "{ROOT}"]),
+    ({"SLURM_RESTART_COUNT": "1e3"}, ["train", *TINY, "{ROOT}"]),
+    ({"SLURM_JOB_ID": "12", "SLURM_NTASKS": "x"}, ["test", "{RUN}"]),
+]
+
+
+def cases() -> list[tuple[dict, list[str]]]:
+    """(environment variables, argv template) of every case."""
     specs = [["sweep", "{T}/" + name, "--dry-run"] for name in FILES if name.startswith("spec_")]
-    return TRAIN + OTHER + specs + CONFIG_CASES + RUN_CASES + DATA_CASES + SWEEP_CASES
+    plain = (TRAIN + OTHER + specs + CONFIG_CASES + RUN_CASES + DATA_CASES + SWEEP_CASES
+             + CRAFTED_CASES)
+    return [({}, c) for c in plain] + ENV_CASES
 
 
 def fill(template: list[str], t: Path, run: Path) -> list[str]:
-    values = {"{T}": str(t), "{ROOT}": f"run.root={t}/runs", "{RUN}": str(run),
-              "{CKPT}": str(run / "checkpoints" / "best.ckpt")}
+    values = {"{T}": str(t), "{ROOT}": f"run.root={t}/runs", "{RUN_ID}": run.name,
+              "{RUN}": str(run), "{CKPT}": str(run / "checkpoints" / "best.ckpt")}
     out = []
     for arg in template:
         for key, value in values.items():
@@ -283,6 +351,20 @@ def snapshot(t: Path) -> dict[str, str]:
             else "" for p in t.rglob("*") if p.name != ".lock"}
 
 
+@contextlib.contextmanager
+def environment(env: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
 def write_files(t: Path) -> None:
     for name, data in FILES.items():
         (t / name).write_bytes(data)
@@ -297,12 +379,14 @@ def refusals(t: Path) -> tuple[int, list[str]]:
     """(number of cases, the cases that were not refused in one sentence with nothing written)."""
     write_files(t)
     run = completed_run(t)
+    craft(t, run)
     before = snapshot(t)
     problems = []
     all_cases = cases()
-    for template in all_cases:
+    for env, template in all_cases:
         args = fill(template, t, run)
-        r = run_main(*args)
+        with environment(env):
+            r = run_main(*args)
         lines = r.stderr.strip().splitlines()
         if r.returncode != 2 or len(lines) != 1 or "Traceback" in r.stderr:
             problems.append(f"{args[:1] + args[-2:]}: exit {r.returncode}, {r.stderr[-300:]!r}")

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from reslab.config.load import load
-from reslab.tracking.records import open_run, weights_file
+from reslab.tracking.records import open_run, own_file, read_summary, weights_file
 from reslab.tracking.rundir import RunDir, runs_in
 
 
@@ -86,3 +86,34 @@ def test_a_folder_s_runs_are_the_ones_inside_it(tmp_path):
     (folder.path.parent / "zzz-link").symlink_to(elsewhere.path)
     assert runs_in(folder.path.parent) == [folder.path]
     assert weights_file(str(folder.path.parent)) == folder.last_ckpt
+
+
+def test_a_run_s_records_are_read_only_as_files_inside_it(cli, crafted, tmp_path):
+    """A summary.json that is a FIFO made status, test and resume wait forever; one that links
+    out of the run read another place's file."""
+    crafted.summary.write_text('{"status": "completed"}')
+    assert read_summary(crafted) == {"status": "completed"}
+    crafted.summary.unlink()
+    crafted.summary.symlink_to(tmp_path / "secret")
+    with pytest.raises(OSError, match="leads out of the run directory"):
+        own_file(crafted, crafted.summary)
+    assert read_summary(crafted) == {}
+    r = cli("status", crafted.path)
+    assert r.returncode == 2 and "leads out of its run directory" in r.stderr
+    assert "TOPSECRET" not in r.stdout + r.stderr
+    crafted.summary.unlink()
+    os.mkfifo(crafted.summary)
+    with pytest.raises(OSError, match="not a regular file"):
+        own_file(crafted, crafted.summary)
+    r = cli("status", crafted.path)
+    assert r.returncode == 2 and "is not a regular file" in r.stderr
+
+
+def test_no_new_run_or_sweep_goes_into_a_run_s_records(cli, crafted):
+    before = sorted(crafted.path.rglob("*"))
+    for root in (crafted.path, crafted.path / "checkpoints", crafted.path / "slurm" / "deeper"):
+        r = cli("train", f"run.root={root}", "trainer.max_epochs=1")
+        assert r.returncode == 2 and f"inside the run directory {crafted.path}" in r.stderr
+    r = cli("sweep", "sweeps/degradation_digits.yaml", "--dry-run", f"run.root={crafted.path}")
+    assert r.returncode == 2 and "inside the run directory" in r.stderr
+    assert sorted(crafted.path.rglob("*")) == before

@@ -11,6 +11,7 @@ import glob
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
 from reslab import __version__
 from reslab.compat import ParagraphFormatter, parser_actions
@@ -71,14 +72,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def whole(most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to `most` (None: no upper bound)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < 1 or (most is not None and value > most):
+            allowed = "at least 1" if most is None else f"from 1 to {most}"
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+        return value
+    return parse
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--resume", action="store_true",
                    help="continue a killed sweep: finished trials are not rerun")
     w.add_argument("--address", help="join this Ray cluster instead of starting a private one")
-    w.add_argument("--cpus", type=positive_int, help="CPUs for the private Ray (default: all)")
+    w.add_argument("--cpus", type=whole(), help="CPUs for the private Ray (default: all)")
 
     cp = sub.add_parser("compare", help="tables and figures over runs and sweeps (offline)",
                         description="Group runs (run or sweep directories) by the keys that "
@@ -156,12 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "and the ratios, printed only when the loops did the same work (else exit "
                        "1 with what differed); then the input pipelines.")
     b.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
-    b.add_argument("--steps", type=positive_int, default=30, help="timed steps per round (default 30)")
-    b.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds (default 3)")
-    b.add_argument("--warmup", type=positive_int, default=12,  # reslab.bench.WARMUP
-                   help="untimed steps before each round's window (default 12)")
-    b.add_argument("--threads", type=positive_int,
-                   help="torch CPU threads (default: torch's; 1 is steadier on a shared machine)")
+    b.add_argument("--steps", type=whole(100_000), default=30,
+                   help="timed steps per round (default 30, at most 100000)")
+    b.add_argument("--rounds", type=whole(1000), default=3,
+                   help="alternating rounds (default 3, at most 1000)")
+    b.add_argument("--warmup", type=whole(10_000), default=12,  # reslab.bench.WARMUP
+                   help="untimed steps before each round's window (default 12, at most 10000)")
+    b.add_argument("--threads", type=whole(os.cpu_count() or 1),
+                   help="torch CPU threads, at most this machine's CPUs (default: torch's; 1 is "
+                        "steadier on a shared machine)")
     b.add_argument("--no-pipelines", dest="pipelines", action="store_false",
                    help="skip timing the input pipelines alone")
     b.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -47,6 +47,33 @@ def check_nodes(num_nodes: int) -> None:
                         "NODE_RANK set; on this machine use trainer.num_nodes=1")
 
 
+WANDB_MODES = ("online", "offline", "disabled", "shared")
+WANDB_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's older names for its modes
+
+
+def wandb_mode(configured: str | None) -> str:
+    """The W&B mode a run uses: the recipe's logger.wandb.mode, else W&B's own WANDB_MODE, else
+    offline. A WANDB_MODE that W&B would refuse is refused before anything is written."""
+    chosen = configured or os.environ.get("WANDB_MODE") or "offline"
+    chosen = WANDB_MODE_ALIASES.get(chosen, chosen)
+    if chosen not in WANDB_MODES:
+        raise UserError(f"WANDB_MODE={chosen!r} is not a W&B mode ({', '.join(WANDB_MODES)}, or "
+                        "the older dryrun and run); set it to one of them or unset it")
+    return chosen
+
+
+def slurm_numbers() -> None:
+    """SLURM's counts, which Lightning and the requeue read as whole numbers, are whole numbers
+    where set (else a traceback after the run directory was made)."""
+    for key in ("SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID",
+                "SLURM_RESTART_COUNT"):
+        value = os.environ.get(key)
+        if value is not None and not re.fullmatch(r"\d{1,9}", value):
+            raise UserError(f"{key}={value!r} is not a whole number; this process's SLURM "
+                            "environment is damaged: run inside a job started by sbatch/srun, or "
+                            f"unset {key}")
+
+
 def job_id() -> str | None:
     jid = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     value = f"{jid[0]}_{jid[1]}" if all(jid) else os.environ.get("SLURM_JOB_ID")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -57,6 +59,19 @@ def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, text.getvalue())
+
+
+def read_regular(path: str | Path) -> bytes:
+    """The bytes of a regular file. Anything else is refused (OSError) without waiting on it: a
+    FIFO opened for reading waits for a writer, /dev/zero never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a folder, FIFO, device or socket)")
+        with open(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 def check_new_file(path: Path, option: str, force: bool) -> None:

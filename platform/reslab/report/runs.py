@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from reslab.errors import UserError
-from reslab.tracking.records import read_flat_config, read_metrics
+from reslab.tracking.records import own_file, read_flat_config, read_metrics
 from reslab.tracking.rundir import COMPARE, RunDir
 
 
@@ -78,7 +78,7 @@ def load_run(path: Path) -> Run | None:
     run does not stop a comparison of the others."""
     run = RunDir(path)
     try:
-        summary = json.loads(run.summary.read_text())
+        summary = json.loads(own_file(run, run.summary))
         if not isinstance(summary, dict):
             raise ValueError("summary.json is not a mapping")
         return Run(path, read_flat_config(run), summary, read_metrics(run))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab import tasks
+from reslab import environment, tasks
 from reslab.config.load import load
 from reslab.config.schema import Config
 from reslab.errors import UserError
@@ -16,6 +16,7 @@ from reslab.run.build import build_net_and_data
 from reslab.run.trainer import prepare_process, test_trainer
 from reslab.tracking import checkpoint, records
 from reslab.tracking.rundir import RunDir
+from reslab.tracking.wandb_run import mode as wandb_mode
 from reslab.tracking.wandb_run import test_to_wandb
 
 # The keys a test may change (a prefix ending in "." covers a section); any other, and any key
@@ -33,6 +34,8 @@ def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> di
     (checkpoint, global_step, overrides, metrics). Not while another process writes the run."""
     cfg = load([run.config], overrides)
     check_overrides(run, cfg)
+    environment.slurm_numbers()
+    wandb_mode(cfg)  # a WANDB_MODE that W&B would refuse, before the record is written
     ckpt = run.checkpoint_to_read(ckpt)  # before the lock, which would create .lock
     with records.locked(run):
         summary = records.checked_summary(run)

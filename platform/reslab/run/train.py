@@ -29,6 +29,7 @@ from reslab.run.trainer import build_trainer, loggers, prepare_process
 from reslab.tracking import checkpoint, records, rundir
 from reslab.tracking.rundir import RunDir
 from reslab.tracking.wandb_run import finish_wandb
+from reslab.tracking.wandb_run import mode as wandb_mode
 
 
 def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
@@ -64,6 +65,8 @@ def prepare(cfg: Config, resume: RunDir | None) -> None:
     network is built), the seed."""
     prepare_process()
     environment.check_nodes(cfg.trainer.num_nodes)
+    environment.slurm_numbers()
+    wandb_mode(cfg)  # a WANDB_MODE that W&B would refuse
     if resume:
         resuming.check_config(resume, cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

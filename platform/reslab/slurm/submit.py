@@ -41,6 +41,10 @@ def parse_array(spec: str | None) -> tuple[str, list[str]] | None:
         raise UserError(f"--array must look like KEY=V1,V2,... (e.g. seed=0,1,2), got {spec!r}")
     if key.startswith("slurm.") or key in ("trainer.num_nodes", "trainer.devices"):
         raise UserError(f"--array cannot vary {key}: every task of an array has the same shape")
+    if len(set(items)) < len(items):
+        again = next(v for i, v in enumerate(items) if v in items[:i])
+        raise UserError(f"--array {spec} gives {key}={again} twice: each task would train the "
+                        "same run; give each value once")
     return key, items
 
 

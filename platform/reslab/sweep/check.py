@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from reslab import environment
 from reslab.config import domain
 from reslab.config.load import all_keys
 from reslab.config.schema import Config
@@ -157,6 +158,7 @@ def extremes(dist: dict) -> list:
 def check_config(spec: Spec, cfg: Config) -> None:
     """The metric is one the trial's task reports to Tune at each validation (test metrics come
     after the last), in the direction `mode` says; ASHA's grace period fits in the epochs."""
+    environment.wandb_mode(cfg.logger.wandb.mode)  # else every trial fails on it
     metrics = BY_TASK[task_of(cfg.data.name)]
     reported = [k for k in metrics.summary if not k.startswith("test/")]
     if spec.metric not in reported:

@@ -15,7 +15,7 @@ from reslab.config.load import merge, read_yaml
 from reslab.errors import UserError
 from reslab.sweep.check import check_fields, seeds_of, validate_spec
 from reslab.sweep.schema import Spec, SpecFile, grid_points, overrides_of, trial_name
-from reslab.tracking.rundir import SweepDir
+from reslab.tracking.rundir import SweepDir, check_outside_runs
 
 __all__ = ["Spec", "grid_points", "load_spec", "overrides_of", "plan", "sweep_dir", "trial_name"]
 
@@ -41,7 +41,9 @@ def load_spec(path: str | Path, overrides: list[str] = (), recipes: list[str] = 
         seeds=tuple(raw.seeds), cpu=res.cpu, gpu=res.gpu, max_concurrent=raw.max_concurrent,
         max_failures=raw.max_failures, root=Path("."))
     validate_spec(spec, named=raw.name is not None)
-    return Spec(**{**spec.__dict__, "root": Path(spec.base_cfg().run.root).resolve()})
+    root = Path(spec.base_cfg().run.root).resolve()
+    check_outside_runs(root / spec.name, "the sweep folder")
+    return Spec(**{**spec.__dict__, "root": root})
 
 
 def _resolve(recipe: str, here: Path) -> Path:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
+import io
 import json
 import os
 import socket
@@ -20,7 +22,7 @@ import yaml
 from reslab.config.load import flatten, load, to_dict
 from reslab.config.schema import Config
 from reslab.errors import UserError, reason
-from reslab.fileio import write_atomic
+from reslab.fileio import read_regular, write_atomic
 from reslab.tracking.redaction import redact, redact_overrides
 from reslab.tracking.rundir import RunDir, is_run_dir, new_run_id, run_path, runs_in
 
@@ -104,11 +106,20 @@ def locked(run: RunDir):
         f.close()
 
 
+def own_file(run: RunDir, path: Path) -> bytes:
+    """One of the run's records (summary.json, config.yaml, metrics.csv): a regular file inside
+    the run directory. A link that leads out of it, a FIFO or a device is not read (OSError):
+    what a run directory holds is read inside it."""
+    if not path.resolve().is_relative_to(run.path.resolve()):
+        raise OSError(errno.EXDEV, f"a link that leads out of the run directory ({path.name})")
+    return read_regular(path)
+
+
 def read_summary(run: RunDir) -> dict:
     """summary.json for reading (status, compare, a weights folder): {} when it is missing or
     damaged. What rewrites it reads it with checked_summary."""
     try:
-        summary = json.loads(run.summary.read_text())
+        summary = json.loads(own_file(run, run.summary))
     except (OSError, ValueError):
         return {}
     return summary if isinstance(summary, dict) else {}
@@ -118,7 +129,7 @@ def checked_summary(run: RunDir) -> dict:
     """summary.json for a command that rewrites it (resume, test): {} when the run has none
     yet; refused, not silently replaced, when it is damaged (it holds the run's history)."""
     try:
-        summary = json.loads(run.summary.read_text()) if run.summary.exists() else {}
+        summary = json.loads(own_file(run, run.summary)) if run.summary.exists() else {}
     except (OSError, ValueError) as e:
         raise UserError(f"{run.summary} cannot be read ({reason(e)}); move it aside to continue "
                         "without the run's record, or restore it") from None
@@ -135,15 +146,14 @@ def write_summary(run: RunDir, summary: dict) -> None:
 
 def read_flat_config(run: RunDir) -> dict[str, Any]:
     """config.yaml as flat keys (`model.depth`): what tables group by."""
-    return flatten(yaml.safe_load(run.config.read_text()) or {})
+    return flatten(yaml.safe_load(own_file(run, run.config)) or {})
 
 
 def read_metrics(run: RunDir, up_to_step: int | None = None) -> list[dict]:
     """metrics.csv rows (strings, as written), optionally only those up to a step."""
     if not run.metrics.is_file():
         return []
-    with open(run.metrics, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(own_file(run, run.metrics).decode(), newline="")))
     return rows if up_to_step is None else [r for r in rows if int(r["step"]) <= up_to_step]
 
 

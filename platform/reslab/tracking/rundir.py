@@ -53,12 +53,17 @@ class RunDir:
 
     @property
     def weights_ckpt(self) -> Path:
-        """best.ckpt, else last.ckpt: the weights to evaluate or to start from."""
-        return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
+        """best.ckpt, else last.ckpt: the weights to evaluate or to start from. A best.ckpt that
+        is there but not a file is refused where it is read, not silently passed over."""
+        best = self.best_ckpt
+        return best if best.exists() or best.is_symlink() else self.last_ckpt
 
     def checkpoint_to_read(self, given: Path | None = None) -> Path:
         """`given` (a checkpoint the user named), else weights_ckpt; one sentence if missing."""
         ckpt = Path(given) if given else self.weights_ckpt
+        if ckpt.exists() and not ckpt.is_file():
+            raise UserError(f"{ckpt} is not a regular file (a folder, FIFO, device or socket); "
+                            "move it aside or restore the checkpoint")
         if not ckpt.is_file():
             raise UserError(f"{given or self.path} holds no checkpoint (checkpoints/best.ckpt or "
                             "last.ckpt); train or resume the run first")
@@ -146,8 +151,19 @@ def run_path(cfg: Config, run_id: str) -> Path:
     path = (root / cfg.run.name / run_id).resolve()
     if root not in path.parents:
         raise UserError(f"run directory {path} would be outside run.root {root}")
+    check_outside_runs(path.parent, "run.root/run.name")
     check_writable(root, "run.root")
     return path
+
+
+def check_outside_runs(folder: Path, key: str) -> None:
+    """A new run or sweep never goes into another run's records: `folder` (resolved) is not in
+    a run directory. A sweep's folder may hold runs (its trials), a run's may not."""
+    for p in (folder, *folder.parents):
+        if is_run_dir(p):
+            raise UserError(f"{key} {folder} is inside the run directory {p}; give a folder "
+                            "outside every run (new runs and sweeps never go into another's "
+                            "records)")
 
 
 def check_writable(folder: Path, key: str) -> None:
@@ -167,4 +183,20 @@ def find_run(path: str | Path) -> RunDir:
         p = p.parent.parent
     if not is_run_dir(p):
         raise UserError(f"{path} is not a run directory (no config.yaml in it)")
-    return RunDir(p.resolve())
+    run = RunDir(p.resolve())
+    check_records(run)
+    return run
+
+
+def check_records(run: RunDir) -> None:
+    """The run's records that exist are regular files inside it: a FIFO would make a read wait
+    forever, a link that leads out would read (and rewrite) another place's file."""
+    for path in (run.config, run.summary, run.metrics):
+        if not path.exists() and not path.is_symlink():
+            continue
+        if not path.resolve().is_relative_to(run.path):
+            raise UserError(f"{path} is a link that leads out of its run directory; a run's "
+                            "records are read only inside it: put the file itself there")
+        if not path.is_file():
+            raise UserError(f"{path} is not a regular file (a folder, FIFO, device or socket); "
+                            "move it aside or restore the run's file")

@@ -48,7 +48,6 @@ from reslab.tracking.records import is_torchvision_name, weights_file
 from reslab.tracking.redaction import redact
 from reslab.tracking.rundir import RunDir, find_run
 
-MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's older names for its modes
 # model.* keys every model has; the others apply only to models whose builder takes them.
 MODEL_COMMON = ("name", "weights", "freeze")
 # Config keys that apply to some runs only: (key prefix, does it apply to this run?).
@@ -212,10 +211,9 @@ def quiet_wandb() -> None:
 
 
 def mode(cfg: Config) -> str:
-    """offline | online | disabled: the recipe's, else WANDB_MODE, else offline."""
+    """offline | online | disabled | shared: the recipe's, else WANDB_MODE, else offline."""
     m = cfg.logger.wandb.mode
-    chosen = str(m) if m is not None else os.environ.get("WANDB_MODE") or "offline"
-    return MODE_ALIASES.get(chosen, chosen)
+    return environment.wandb_mode(None if m is None else str(m))
 
 
 def init_args(cfg: Config, run: RunDir) -> dict[str, Any]:
