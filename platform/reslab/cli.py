@@ -6,17 +6,20 @@ command."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import glob
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from reslab import __version__
 from reslab.compat import ParagraphFormatter, parser_actions
 from reslab.config import recipes as shipped
-from reslab.errors import Interrupted, TrainingError, UserError
+from reslab.errors import Interrupted, Terminated, TrainingError, UserError
 
 EPILOG = """\
 examples:
@@ -231,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.items += extra
     try:
-        return command(args.command).run(args)
+        with sigterm_unwinds():
+            return command(args.command).run(args)
     except UserError as e:
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -241,9 +245,29 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as e:
         print(f"reslab {args.command}: failed: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"reslab {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        term = isinstance(e, Terminated)
+        print(f"reslab {args.command}: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+        return 143 if term else 130
+
+
+@contextlib.contextmanager
+def sigterm_unwinds():
+    """SIGTERM (`kill`, `timeout`, a container stop) unwinds the command as Ctrl-C does: its
+    writes are atomic and its lock goes with the process, so nothing is left half-written; exit
+    143. Training installs its own handlers over this one (stop at a step boundary, save)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

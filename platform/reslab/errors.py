@@ -40,3 +40,8 @@ class Interrupted(Exception):
     def __init__(self, signum: int, step: int, run: str):
         super().__init__(f"interrupted at step {step}; resume with `reslab train --resume {run}`")
         self.exit_code = 128 + signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM where no training loop handles it (test, export, compare, a sweep's driver): it
+    unwinds like Ctrl-C, which no `except Exception` swallows, and the command exits 143."""

@@ -60,3 +60,26 @@ def test_a_signal_stops_at_a_step_boundary_and_the_resume_is_exact(reference, tm
     assert state["global_step"] == reference["global_step"]
     for k, v in reference["state_dict"].items():
         assert torch.equal(v, state["state_dict"][k]), k
+
+
+def handles(pid: int, signum: int) -> bool:
+    """The process has installed a handler for `signum` (its SigCgt mask in /proc)."""
+    status = open(f"/proc/{pid}/status").read()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt")), 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
+@pytest.mark.parametrize("signum,code,word", [(signal.SIGINT, 130, "interrupted"),
+                                              (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_ends_any_other_command_with_its_exit_code(tmp_path, signum, code, word):
+    """Outside training (here a long `reslab bench`), SIGTERM unwinds as Ctrl-C does: 143, not
+    death by the signal (-15), and one line that says so."""
+    proc = subprocess.Popen([sys.executable, "-m", "reslab", "bench", "configs/bench/cifar_cpu.yaml",
+                             "model.depth=8", "--steps", "100000", "--rounds", "1", "--no-pipelines"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: proc.poll() is not None or handles(proc.pid, signal.SIGTERM), 120,
+             "reslab's SIGTERM handler")
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    assert err.strip().splitlines()[-1] == f"reslab bench: {word}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -217,7 +218,9 @@ def run_groups(runs: list[Run], by: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    with warnings.catch_warnings():  # many runs' legends leave no margin: the figure stays usable
+        warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

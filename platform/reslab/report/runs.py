@@ -83,6 +83,6 @@ def load_run(path: Path) -> Run | None:
             raise ValueError("summary.json is not a mapping")
         return Run(path, read_flat_config(run), summary, read_metrics(run))
     except (OSError, ValueError, KeyError, yaml.YAMLError, csv.Error) as e:
-        print(f"warning: skipping {path}: {type(e).__name__}: {str(e).splitlines()[0][:120]}",
-              file=sys.stderr)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
+        print(f"warning: skipping {path}: {type(e).__name__}: {why}", file=sys.stderr)
         return None

@@ -117,7 +117,7 @@ def lightning_interrupts():
         yield
     except SystemExit as e:
         if lightning_keyboard_interrupt(e):
-            raise KeyboardInterrupt from None
+            raise e.__context__ from None  # Ctrl-C, or SIGTERM (errors.Terminated)
         raise
 
 
