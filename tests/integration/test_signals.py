@@ -5,6 +5,7 @@ last.ckpt written, exits 130 / 143 with the sentence that says how to resume, re
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -69,17 +70,28 @@ def handles(pid: int, signum: int) -> bool:
     return bool(caught >> (signum - 1) & 1)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.parametrize("cpu_s", [0, 12], ids=["at-start", "in-lightning-fit"])
 @pytest.mark.parametrize("signum,code,word", [(signal.SIGINT, 130, "interrupted"),
                                               (signal.SIGTERM, 143, "terminated")])
-def test_a_signal_ends_any_other_command_with_its_exit_code(tmp_path, signum, code, word):
-    """Outside training (here a long `reslab bench`), SIGTERM unwinds as Ctrl-C does: 143, not
-    death by the signal (-15), and one line that says so."""
+def test_a_signal_ends_any_other_command_with_its_exit_code(signum, code, word, cpu_s):
+    """Outside training (here a long `reslab bench`, whose first loop is reslab's Lightning path),
+    SIGTERM unwinds as Ctrl-C does: 143, not death by the signal (-15) nor Lightning's exit 1,
+    with one line that says so. Sent once reslab handles it, or after `cpu_s` of CPU time."""
     proc = subprocess.Popen([sys.executable, "-m", "reslab", "bench", "configs/bench/cifar_cpu.yaml",
                              "model.depth=8", "--steps", "100000", "--rounds", "1", "--no-pipelines"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: proc.poll() is not None or handles(proc.pid, signal.SIGTERM), 120,
-             "reslab's SIGTERM handler")
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
+    try:
+        wait_for(lambda: proc.poll() is not None or (
+            handles(proc.pid, signal.SIGTERM) and cpu_seconds(proc.pid) >= cpu_s), 300,
+            f"reslab's SIGTERM handler and {cpu_s} s of CPU")
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # never left running when the test fails
     assert proc.returncode == code, err[-2000:]
     assert err.strip().splitlines()[-1] == f"reslab bench: {word}"

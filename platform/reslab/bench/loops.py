@@ -14,6 +14,7 @@ from torch import nn
 
 from reslab import tasks
 from reslab.config.schema import Config
+from reslab.run.stopping import lightning_interrupts
 from reslab.run.trainer import build_trainer
 from reslab.tasks.optim import Schedule, build_optimizer
 from reslab.tracking.loggers import CSVMetrics
@@ -127,7 +128,7 @@ class StepTimer(Callback):
     def on_train_start(self, trainer, pl_module):
         for opt in trainer.optimizers:
             self.window.watch(opt)
-        object.__setattr__(pl_module, "_forward", self.window.wrap(pl_module._forward))
+        pl_module.wrap_forward(self.window.wrap)
         self.loader = trainer.train_dataloader
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -155,7 +156,7 @@ def time_reslab(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, root: 
     run.path.mkdir(parents=True)
     trainer = build_trainer(cfg, run, task, [CSVMetrics(run)], [timer])
     trainer.limit_val_batches = 0  # steady-state training steps only (so no monitored metric)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), lightning_interrupts():
         warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
         trainer.fit(task, datamodule=dm)
     return {**timer.window.record(task.net, timer.loader, task.fast_path["compile"]),

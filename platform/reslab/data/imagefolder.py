@@ -57,7 +57,7 @@ class ImageFolderData(L.LightningDataModule):
             if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
                 raise DataError(f"imagefolder needs class folders in {d} (ImageNet layout: "
                                 f"{self.root}/train/<class>/*.jpg and {self.root}/val/<class>/*.jpg)")
-        train, val = self._classes("train"), self._classes("val")
+        train, val = self.class_names("train"), self.class_names("val")
         if len(train) < 2:
             raise DataError(f"imagefolder {self.root}/train has {len(train)} class folder(s); "
                             "classification needs at least 2")
@@ -74,13 +74,14 @@ class ImageFolderData(L.LightningDataModule):
                 raise DataError(f"{key} has {len(values)} values; imagefolder images are RGB: "
                                 "give one value, or one per channel (3)")
 
-    def _classes(self, split: str) -> list[str]:
+    def class_names(self, split: str) -> list[str]:
+        """The class folders of `split`, sorted (what each output of the network means)."""
         return sorted(p.name for p in (self.root / split).iterdir() if p.is_dir())
 
     @property
     def num_classes(self) -> int:
         self.check()
-        return len(self.cfg.classes) if self.cfg.classes else len(self._classes("train"))
+        return len(self.cfg.classes) if self.cfg.classes else len(self.class_names("train"))
 
     def prepare_data(self) -> None:
         self.check()

@@ -13,6 +13,7 @@ from reslab.config.load import load
 from reslab.config.schema import Config
 from reslab.errors import UserError
 from reslab.run.build import build_net_and_data
+from reslab.run.stopping import lightning_interrupts
 from reslab.run.trainer import prepare_process, test_trainer
 from reslab.tracking import checkpoint, records
 from reslab.tracking.rundir import RunDir
@@ -57,7 +58,8 @@ def evaluate(cfg: Config, run: RunDir, ckpt: Path) -> tuple[dict, int | None]:
     task.samples = run.samples
     task.load_state_dict(checkpoint.state_dict(state, ckpt))
     trainer = test_trainer(cfg, run, task)
-    trainer.test(task, datamodule=built.datamodule, verbose=False)
+    with lightning_interrupts():
+        trainer.test(task, datamodule=built.datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     step = state.get("global_step")
     return metrics, step if isinstance(step, int) else None

@@ -246,8 +246,8 @@ def training_normalizer(cfg: Config, dm: ArrayData) -> Normalizer:
 
 def classes(cfg: Config, dm) -> list:
     """What each output means: class folder names, else the dataset's label of each output."""
-    if hasattr(dm, "_classes"):
-        return dm._classes("train")
+    if hasattr(dm, "class_names"):
+        return dm.class_names("train")
     return list(cfg.data.classes) if cfg.data.classes else list(range(dm.num_classes))
 
 

@@ -173,6 +173,11 @@ class Task(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x.contiguous(memory_format=self.memory_format))
 
+    def wrap_forward(self, wrap) -> None:
+        """Have `forward` call `wrap(f)` instead of `f`, the eager or compiled network: the
+        bench observes every call this way."""
+        object.__setattr__(self, "_forward", wrap(self._forward))
+
     def track_step(self, loss: torch.Tensor, images: int, wrong: torch.Tensor | None = None
                    ) -> None:
         """Per training step: its loss (`wrong`: misclassified images) into the epoch's lists.
