@@ -89,7 +89,6 @@ def whole(most: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="reslab", description="Residual-network experiments: recipes, SLURM, sweeps, W&B.",
