@@ -160,7 +160,11 @@ def check_outside_runs(folder: Path, key: str) -> None:
     """A new run or sweep never goes into another run's records: `folder` (resolved) is not in
     a run directory. A sweep's folder may hold runs (its trials), a run's may not."""
     for p in (folder, *folder.parents):
-        if is_run_dir(p):
+        try:
+            inside = is_run_dir(p)
+        except OSError:  # a folder this user cannot look into holds no run of theirs
+            continue
+        if inside:
             raise UserError(f"{key} {folder} is inside the run directory {p}; give a folder "
                             "outside every run (new runs and sweeps never go into another's "
                             "records)")
