@@ -19,7 +19,8 @@ def run(args) -> int:
         print(f"no submitted runs under {args.root}/")
         return 0
     for r in status.status_rows(paths):
+        value = f"{r['value']:.4g}" if isinstance(r["value"], float) else r["value"]
         print(f"{r['run']}\n  job {r['job']}  {r['state']}  restarts {r['restarts']}  "
-              f"status {r['status']}  epoch {r['epoch']}  {r['metric']} {r['value']}\n"
-              f"  log: {r['log']}")
+              f"status {r['status']}  epoch {r['epoch']}  {r['metric']} {value}\n"
+              f"  log: {r['log'] or '-'}")
     return 0
