@@ -99,6 +99,7 @@ TRAIN = [["train", *TINY, "{ROOT}", *c] for c in (
     ["data.classes=[3, 11]"], ["data.num_workers=-1"], ["data.image_size=0"],
     ["trainer.max_epochs=0"], ["trainer.max_steps=0"], ["trainer.max_steps=-5"],
     ["trainer.devices=-1"], ["trainer.precision=64"], ["trainer.accelerator=tpu"],
+    ["trainer.precision=16-mixed"], ["trainer.precision=16-mixed", "trainer.accelerator=auto"],
     ["trainer.gradient_clip_val=-1"], ["trainer.limit_train_batches=0"],
     ["trainer.checkpoint_every_n_steps=-1"], ["slurm.max_restarts=-1"],
     ["slurm.signal_margin_s=-5"], ["diagnostics.every_n_steps=-1"],

@@ -63,6 +63,20 @@ def test_a_link_into_a_run_s_records_is_refused(cli, run, tmp_path):
     assert digests(run) == before
 
 
+def test_a_link_to_nothing_is_not_written_through(cli, run, tmp_path):
+    """`--out LINK` where LINK points at a missing path created the link's target, wherever it
+    pointed; a link loop is one sentence too."""
+    (tmp_path / "gone").symlink_to(tmp_path / "missing.pt")
+    (tmp_path / "gone_dir").symlink_to(tmp_path / "missing")
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    for out in ("gone", "gone_dir/m.pt", "a"):
+        refused(cli("export", run, "--format", "state_dict", "--out", tmp_path / out),
+                "a link to", "does not exist")
+    refused(cli("compare", run, "--out", tmp_path / "gone_dir"), "a link to")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "gone", "gone_dir"]
+
+
 def test_devices_fifos_and_folders_are_never_replaced(cli, run, tmp_path):
     os.mkfifo(tmp_path / "fifo.pt")
     (tmp_path / "m.json").mkdir()

@@ -51,6 +51,15 @@ def test_conflicts_and_shell_injection_are_refused(tmp_path, overrides, match):
         dry(f"run.root={tmp_path}", *overrides)
 
 
+def test_gpu_only_settings_are_checked_against_the_jobs_nodes_not_the_login_node(tmp_path):
+    """This machine has no GPU; a GPU job's fp16 is the job's business, a CPU job's is refused
+    (Lightning would quietly train it in bf16)."""
+    gpu = dry(f"run.root={tmp_path}", "slurm.gpus_per_node=1", "trainer.precision=16-mixed")
+    assert "#SBATCH --gpus-per-node=1" in gpu["script"]
+    with pytest.raises(UserError, match="16-mixed needs a CUDA GPU"):
+        dry(f"run.root={tmp_path}", "trainer.precision=16-mixed")
+
+
 def test_a_newline_in_a_recipe_value_is_refused(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text('run:\n  name: "x\\nhostname"\n')

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from reslab import data, models
-from reslab.config.load import derive
 from reslab.config.schema import Config
 from reslab.errors import UserError
 from reslab.models import ModelInfo
@@ -25,13 +24,12 @@ class Built:
     info: ModelInfo
 
 
-def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool = True) -> Built:
-    """Everything that can refuse the config — the accelerator, data present and readable
-    (opened: labels, sizes, splits), model buildable, weights that fit — happens here, before
-    any file of the run is written."""
-    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise UserError(f"trainer.accelerator={cfg.trainer.accelerator} but this machine has no "
-                        "CUDA GPU; use trainer.accelerator=auto or cpu")
+def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool = True,
+                       here: bool = True) -> Built:
+    """Everything that can refuse the config — the accelerator and precision, data present and
+    readable (opened: labels, sizes, splits), model buildable, weights that fit — happens here,
+    before any file of the run is written. `here`: it runs on this machine (not a job's nodes)."""
+    check_device(cfg, here)
     source = weights.resolve(cfg)
     dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg, source))
     dm.check()
@@ -49,6 +47,19 @@ def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool =
     weights.load_into(net, source, info)
     weights.freeze(net, str(cfg.model.freeze), info)
     return Built(dm, net, info)
+
+
+def check_device(cfg: Config, here: bool) -> None:
+    """The accelerator and precision exist where the run goes: on this machine (`here`), or on
+    a SLURM job's nodes, whose GPUs only an explicit trainer.accelerator=cpu rules out."""
+    t = cfg.trainer
+    if here and t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(f"trainer.accelerator={t.accelerator} but this machine has no "
+                        "CUDA GPU; use trainer.accelerator=auto or cpu")
+    on_cpu = t.accelerator == "cpu" or (here and not torch.cuda.is_available())
+    if t.precision == "16-mixed" and on_cpu:  # Lightning would train bf16-mixed instead
+        raise UserError("trainer.precision=16-mixed needs a CUDA GPU (PyTorch has no fp16 "
+                        "autocast for training on the CPU); use auto, bf16-mixed or 32-true")
 
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -78,9 +89,8 @@ def check(cfg: Config) -> None:
     """`build_net_and_data` without the cost where it can: no data decoded, the network on
     PyTorch's meta device (shapes only) unless weights must be loaded into it. For `reslab submit` on a login
     node, whose GPUs (if any) are not the job's."""
-    if cfg.trainer.accelerator in ("gpu", "cuda"):
-        cfg = derive(cfg, {"trainer.accelerator": "auto"})
-    build_net_and_data(cfg, device="cpu" if cfg.model.weights != "none" else "meta", open_data=False)
+    build_net_and_data(cfg, device="cpu" if cfg.model.weights != "none" else "meta",
+                       open_data=False, here=False)
 
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:

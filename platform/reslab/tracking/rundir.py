@@ -124,11 +124,17 @@ def read_pointer(path: Path) -> str | None:
 
 def resolved(path: str | Path, option: str) -> Path:
     """A path the user gave, absolute with its links resolved, or one sentence (an empty one
-    would be the current folder: `--out ""` wrote the model there)."""
+    would be the current folder: `--out ""` wrote the model there; a link to nothing would have
+    been written through, creating its target wherever it points, which `cp` refuses too)."""
     if not str(path).strip():
         raise UserError(f"{option} is empty; give a path")
+    given = Path(path)
     try:
-        return Path(path).resolve()
+        if dangling := next((p for p in (given, *given.parents)
+                             if p.is_symlink() and not p.exists()), None):
+            raise UserError(f"{option} {str(path)!r} goes through {dangling}, a link to "
+                            f"{os.readlink(dangling)!r}, which does not exist; give a real path")
+        return given.resolve()
     except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
         raise UserError(f"{option} {str(path)!r} is not a usable path ({reason(e)})") from None
 
