@@ -55,6 +55,26 @@ def test_a_file_that_is_not_a_dict_is_refused_naming_it(tmp_path, obj, message):
         checkpoint.load(path)
 
 
+class NotAllowed:  # a class weights_only must refuse to import
+    pass
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"format": "state_dict"}', "it is not a PyTorch checkpoint"),  # export's JSON beside it
+    (b"\x08\x07\x12\x07pytorch", "it is not a PyTorch checkpoint"),  # an ONNX protobuf
+    (None, "refused: loading it could run code"),
+])
+def test_a_file_that_is_no_checkpoint_or_carries_code_is_told_apart(tmp_path, content, message):
+    """A JSON or ONNX file given as weights was said to 'hold objects that could run code'."""
+    path = tmp_path / "w.pt"
+    if content is None:
+        torch.save({"state_dict": NotAllowed()}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        checkpoint.load(path)
+
+
 def test_a_folder_or_nothing_where_a_checkpoint_should_be(tmp_path):
     (tmp_path / "dir.ckpt").mkdir()
     with pytest.raises(CheckpointError, match=r"dir.ckpt is not a regular file"):

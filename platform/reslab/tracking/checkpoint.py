@@ -22,6 +22,17 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, truncated, corrupted or carries code."""
 
 
+def _refused(message: str) -> str:
+    """Why torch's weights-only unpickler refused a file: "Unsupported operand" is a byte no
+    pickle holds (a JSON, ONNX or text file); anything else it names is code it would import."""
+    if "Unsupported operand" in message:
+        return "it is not a PyTorch checkpoint (a JSON, ONNX or text file?)"
+    if "weights_only" in message or "Unsupported" in message:
+        return "it holds objects other than tensors and plain values (refused: loading it " \
+               "could run code)"
+    return "it is corrupted"
+
+
 def load(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dict:
     """`torch.load(weights_only=True)` of a checkpoint or state dict (a dict), with every failure
     turned into one sentence naming the file."""
@@ -32,10 +43,7 @@ def load(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dic
     try:
         loaded = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        why = "it holds objects other than tensors and plain values (refused: loading it " \
-              "could run code)" if "weights_only" in str(e) or "Unsupported" in str(e) \
-              else "it is corrupted"
-        raise CheckpointError(f"cannot load checkpoint {path}: {why}") from None
+        raise CheckpointError(f"cannot load checkpoint {path}: {_refused(str(e))}") from None
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path} ({e.strerror or reason(e)})") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not one
