@@ -129,6 +129,13 @@ def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(cli, tmp_path, a
     assert not (tmp_path / "runs").exists()
 
 
+def test_an_unknown_option_points_to_its_subcommand_s_help(cli, tmp_path):
+    """`reslab test RUN --checkpoint X` said "see `reslab --help`", which lists no options."""
+    _refused(cli("test", str(tmp_path), "--checkpoint", "x"),
+             "reslab test: error: unrecognized arguments: --checkpoint x",
+             "(see `reslab test --help`)")
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_a_corrupted_checkpoint_is_refused_naming_the_file(cli, tmp_path, damage):
     r = cli("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",

@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     # Recipes and KEY=VALUE may come after options too (`submit --dry-run x.yaml k=v`).
     args, extra = parser.parse_known_args(argv)
     if extra and (not hasattr(args, "items") or any(e.startswith("-") for e in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        prog = f"reslab {args.command}"  # the subcommand's options are the ones to look up
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see "
+                       f"`{prog} --help`)\n")
     if extra:
         args.items += extra
     try:
