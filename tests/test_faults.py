@@ -3,8 +3,10 @@ runs. README's reliability table lists them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -97,20 +99,42 @@ while True:
         assert state["w"].numel() == 16 * 2**20
 
 
-def test_a_full_disk_fails_naming_the_path_and_keeps_earlier_files(tmp_path, monkeypatch):
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """The kernel's own refusal to write past `limit` bytes (ulimit -f: EFBIG, as a full disk
+    refuses with ENOSPC; Python ignores the SIGXFSZ that comes with it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_full_disk_fails_naming_the_path_and_keeps_earlier_files(tmp_path):
+    """torch's zip writer turned the write error into a RuntimeError ('unexpected pos')."""
     target = tmp_path / "last.ckpt"
     checkpoint.save({"step": 1}, target)
-    real_save = torch.save
-
-    def enospc(obj, f, *a, **k):
-        real_save(obj, f, *a, **k)
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", enospc)
-    with pytest.raises(OSError, match=f"cannot write checkpoint {target}: No space left"):
-        checkpoint.save({"step": 2}, target)
+    with file_size_limit(64 << 10), pytest.raises(
+            OSError, match=f"cannot write checkpoint {target}: File too large"):
+        checkpoint.save({"step": 2, "w": torch.zeros(100_000)}, target)
     assert checkpoint.load(target)["step"] == 1
     assert not list(tmp_path.glob(".last.ckpt.tmp-*")), "no temporary file left behind"
+
+
+def test_a_full_disk_mid_run_is_one_sentence_and_the_record_says_failed(cli, tmp_path):
+    """It was a traceback; now exit 1 (the machine's fault, not bad input) and a run that
+    `--resume` continues once there is room."""
+    with file_size_limit(64 << 10):
+        r = cli("train", *TINY, "trainer.max_epochs=1", "logger.wandb.mode=disabled",
+                "run.test=false", "trainer.progress_bar=false", f"run.root={tmp_path}")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert "reslab train: failed: cannot write checkpoint" in lines[0], lines[0]
+    assert "File too large" in lines[0], lines[0]
+    run = _run_dir(tmp_path)
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+    assert not list(run.rglob(".*.tmp-*")), "no temporary file left behind"
 
 
 def test_secrets_never_reach_the_run_directory_or_the_job_script(cli, tmp_path):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from reslab import __version__
 from reslab.compat import ParagraphFormatter, parser_actions
 from reslab.config import recipes as shipped
-from reslab.errors import Interrupted, Terminated, TrainingError, UserError
+from reslab.errors import Interrupted, Terminated, TrainingError, UserError, machine_fault
 
 EPILOG = """\
 examples:
@@ -245,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except TrainingError as e:
         print(f"reslab {args.command}: failed: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if (fault := machine_fault(e)) is None:
+            raise
+        print(f"reslab {args.command}: failed: {fault}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         term = isinstance(e, Terminated)

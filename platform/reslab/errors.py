@@ -1,4 +1,8 @@
-"""Errors that are the user's to fix: the CLI prints the message (one sentence) and exits 2."""
+"""Errors that are the user's to fix: the CLI prints the message (one sentence) and exits 2.
+The machine's own faults (a full disk, a read-only or failing file system) are one sentence and
+exit 1: `machine_fault`."""
+
+import errno
 
 
 class UserError(Exception):
@@ -19,6 +23,22 @@ def reason(e: BaseException) -> str:
     """An exception's first line (at most 160 characters), or its type's name: for a sentence."""
     text = str(e).strip()
     return text.splitlines()[0][:160] if text else type(e).__name__
+
+
+# What the machine, not reslab's code, does wrong while a command writes: no space or quota
+# left, a file-size limit (ulimit -f), a file system that turned read-only or unreadable,
+# permissions changed under a run.
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES,
+                  errno.EPERM}
+
+
+def machine_fault(e: BaseException) -> str | None:
+    """One sentence for an OSError the machine caused (MACHINE_ERRNOS), else None: any other
+    error is a bug, whose traceback is kept."""
+    if not isinstance(e, OSError) or e.errno not in MACHINE_ERRNOS:
+        return None
+    what = e.strerror or reason(e)
+    return escaped(f"{e.filename}: {what}" if e.filename else what)
 
 
 class ConfigError(UserError, ValueError):

@@ -182,7 +182,10 @@ def save(obj: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        write_atomic(path, lambda f: torch.save(obj, f))
+        try:
+            write_atomic(path, lambda f: torch.save(obj, f))
+        except RuntimeError as e:  # torch's zip writer hides a full disk behind its own error
+            raise e.__context__ if isinstance(e.__context__, OSError) else e from None
     except OSError as e:
         raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e}") from None
 
