@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -85,3 +86,15 @@ def assert_resumes_mid_epoch(make_loader, epoch: int, skip: int) -> list:
     for got, want in zip(rest, expected[skip:]):
         assert all(torch.equal(a, b) for a, b in zip(got, want))
     return expected
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """The kernel's own refusal to write past `limit` bytes (ulimit -f: EFBIG, as a full disk
+    refuses with ENOSPC; Python ignores the SIGXFSZ that comes with it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

@@ -3,10 +3,8 @@ runs. README's reliability table lists them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -21,7 +19,7 @@ from reslab.errors import TrainingError
 from reslab.run import train
 from reslab.tasks.classification import ClassificationTask
 from reslab.tracking import checkpoint, records, rundir
-from support import TINY
+from support import TINY, file_size_limit
 from support import run_dir as _run_dir
 
 
@@ -97,18 +95,6 @@ while True:
     assert state["step"] in (1, 2)  # the old file, or a complete new one: never a torn one
     if state["step"] == 2:
         assert state["w"].numel() == 16 * 2**20
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int):
-    """The kernel's own refusal to write past `limit` bytes (ulimit -f: EFBIG, as a full disk
-    refuses with ENOSPC; Python ignores the SIGXFSZ that comes with it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def test_a_full_disk_fails_naming_the_path_and_keeps_earlier_files(tmp_path):

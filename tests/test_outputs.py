@@ -14,7 +14,7 @@ import pytest
 from reslab.config.load import load
 from reslab.report import compare, figures
 from reslab.run import export, train
-from support import TINY
+from support import TINY, file_size_limit
 
 COMMON = [*TINY, "trainer.max_epochs=1", "run.test=false", "logger.wandb.mode=disabled",
           "trainer.progress_bar=false"]
@@ -75,6 +75,17 @@ def test_a_link_to_nothing_is_not_written_through(cli, run, tmp_path):
                 "a link to", "does not exist")
     refused(cli("compare", run, "--out", tmp_path / "gone_dir"), "a link to")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "gone", "gone_dir"]
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "state_dict", "onnx"])
+def test_a_full_disk_is_one_sentence_and_leaves_nothing(cli, run, tmp_path, fmt):
+    """On a full disk torch.jit.save aborted the process (exit 134) and torch.save raised a
+    RuntimeError, each leaving its temporary file; the kernel's file-size limit stands in for
+    the full disk (the same refusal of a write)."""
+    with file_size_limit(64 << 10):
+        r = cli("export", run, "--format", fmt, "--out", tmp_path / "out" / "m.bin")
+    refused(r, "cannot write there", "File too large")
+    assert not (tmp_path / "out").exists()
 
 
 def test_devices_fifos_and_folders_are_never_replaced(cli, run, tmp_path):

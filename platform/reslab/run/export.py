@@ -11,6 +11,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,16 +137,24 @@ def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> P
     return target
 
 
+def in_memory(save: Callable[[io.BytesIO], None]) -> bytes:
+    """What `save(buffer)` writes, to be written by Python's own file write: on a full disk
+    torch.save raises a RuntimeError and torch.jit.save aborts the process (exit 134)."""
+    buffer = io.BytesIO()
+    save(buffer)
+    return buffer.getvalue()
+
+
 def write_torchscript(src: Source, example, sample, expected, tmp: Path) -> dict:
     with _quiet():
         traced = torch.jit.trace(src.net, example, check_trace=False)
-        torch.jit.save(traced, str(tmp))
+        tmp.write_bytes(in_memory(lambda f: torch.jit.save(traced, f)))
         got = torch.jit.load(str(tmp), map_location="cpu")(sample)
     return compare(got, expected, "torch.jit.load")
 
 
 def write_state_dict(src: Source, example, sample, expected, tmp: Path) -> dict:
-    torch.save(src.net.state_dict(), tmp)
+    tmp.write_bytes(in_memory(lambda f: torch.save(src.net.state_dict(), f)))
     fresh = models.build_model(src.cfg.model.name, **src.build_args)
     fresh.load_state_dict(torch.load(tmp, map_location="cpu", weights_only=True))
     with torch.no_grad():
@@ -156,9 +165,10 @@ def write_state_dict(src: Source, example, sample, expected, tmp: Path) -> dict:
 def write_onnx(src: Source, example, sample, expected, tmp: Path) -> dict:
     batch = torch.export.Dim("batch")
     with _quiet():
-        torch.onnx.export(src.net, (example,), str(tmp), dynamo=True, external_data=False,
-                          input_names=["input"], output_names=[output_name(src)],
-                          dynamic_shapes=({0: batch},), verbose=False)
+        program = torch.onnx.export(src.net, (example,), dynamo=True, external_data=False,
+                                    input_names=["input"], output_names=[output_name(src)],
+                                    dynamic_shapes=({0: batch},), verbose=False)
+    tmp.write_bytes(program.model_proto.SerializeToString())
     import onnx
 
     onnx.checker.check_model(str(tmp))
