@@ -3,6 +3,7 @@ runs. README's reliability table lists them."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from reslab import fileio
 from reslab.config import load as C
 from reslab.errors import TrainingError
 from reslab.run import train
@@ -106,6 +108,15 @@ def test_a_full_disk_fails_naming_the_path_and_keeps_earlier_files(tmp_path):
         checkpoint.save({"step": 2, "w": torch.zeros(100_000)}, target)
     assert checkpoint.load(target)["step"] == 1
     assert not list(tmp_path.glob(".last.ckpt.tmp-*")), "no temporary file left behind"
+
+
+def test_a_failed_atomic_write_names_its_file_and_leaves_nothing(tmp_path):
+    """A full disk said only "No space left on device", not which file."""
+    target = tmp_path / "summary.json"
+    with file_size_limit(1024), pytest.raises(OSError) as failed:
+        fileio.write_atomic(target, "x" * 4096)
+    assert failed.value.filename == str(target) and failed.value.errno == errno.EFBIG
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_full_disk_mid_run_is_one_sentence_and_the_record_says_failed(cli, tmp_path):

@@ -21,15 +21,20 @@ from reslab.errors import UserError
 
 
 def write_atomic(path: str | Path, data: str | bytes | Callable[[IO[bytes]], None]) -> None:
-    """Write `data` (text, bytes, or a function that writes into a binary file) to `path`."""
-    with replacing(Path(path)) as (tmp,):
-        with open(tmp, "wb") as f:
+    """Write `data` (text, bytes, or a function that writes into a binary file) to `path`; a
+    failed write (a full disk) names `path`."""
+    try:
+        with replacing(Path(path)) as (tmp,), open(tmp, "wb") as f:
             if callable(data):
                 data(f)
             else:
                 f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 @contextlib.contextmanager

@@ -85,7 +85,7 @@ def locked(run: RunDir):
     refused, naming the holder. The kernel releases the lock when the holder dies, however it
     dies."""
     try:
-        f = open(run.lock_file, "a+")
+        f = open(run.lock_file, "a+b", buffering=0)  # unbuffered: a full disk fails the write
     except OSError as e:  # a read-only run directory, a .lock that is not a file
         raise UserError(f"run directory {run.path} cannot be written ({run.lock_file.name}: "
                         f"{e.strerror or e}); give it back its write permission") from None
@@ -94,13 +94,15 @@ def locked(run: RunDir):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "another process"
+            holder = f.read().decode(errors="replace").strip() or "another process"
             raise UserError(f"run directory {run.path} is in use by {holder}; wait for it to "
                             "finish (or stop it), then try again") from None
         f.seek(0)
         f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        f.flush()
+        try:
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except OSError as e:  # a full disk: the sentence names the file
+            raise OSError(e.errno, e.strerror, str(run.lock_file)) from None
         yield
     finally:
         f.close()
