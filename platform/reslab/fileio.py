@@ -23,14 +23,21 @@ from reslab.errors import UserError
 def write_atomic(path: str | Path, data: str | bytes | Callable[[IO[bytes]], None]) -> None:
     """Write `data` (text, bytes, or a function that writes into a binary file) to `path`; a
     failed write (a full disk) names `path`."""
+    with naming(path), replacing(Path(path)) as (tmp,), open(tmp, "wb") as f:
+        if callable(data):
+            data(f)
+        else:
+            f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError in the block that names no file (a write or flush on a full disk) names
+    `path`, so its one sentence says which file could not be written."""
     try:
-        with replacing(Path(path)) as (tmp,), open(tmp, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield
     except OSError as e:
         if e.filename is not None:
             raise

@@ -22,7 +22,7 @@ import yaml
 from reslab.config.load import flatten, load, to_dict
 from reslab.config.schema import Config
 from reslab.errors import UserError, reason
-from reslab.fileio import read_regular, write_atomic
+from reslab.fileio import naming, read_regular, write_atomic
 from reslab.tracking.redaction import redact, redact_overrides
 from reslab.tracking.rundir import RunDir, is_run_dir, new_run_id, run_path, runs_in
 
@@ -99,10 +99,8 @@ def locked(run: RunDir):
                             "finish (or stop it), then try again") from None
         f.seek(0)
         f.truncate()
-        try:
+        with naming(run.lock_file):
             f.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-        except OSError as e:  # a full disk: the sentence names the file
-            raise OSError(e.errno, e.strerror, str(run.lock_file)) from None
         yield
     finally:
         f.close()
