@@ -115,6 +115,7 @@ TRAIN = [["train", *TINY, "{ROOT}", *c] for c in (
     ["{T}/secret.yaml"], ["{T}"], ["run.root={T}/a_file"])]
 
 OTHER = [
+    ["train", "--resume", ""], ["train", "--resume", " "], ["test", ""],
     ["train", "--resume", "{T}/nope"], ["train", "--resume", "{T}/a_file"],
     ["train", "--resume", "{T}", "configs/quickstart.yaml"], ["test", "{T}/nope"],
     ["test", "{T}/a_file"], ["models", "zzz*"], ["config", "model.depth=abc"],

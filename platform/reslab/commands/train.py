@@ -12,7 +12,7 @@ from reslab.tracking import rundir
 
 def run(args) -> int:
     recipes, overrides = split_args(args.items)
-    if args.resume:
+    if args.resume is not None:
         run = rundir.find_run(args.resume)
         if recipes:
             raise UserError("--resume takes the run's own config.yaml; give only KEY=VALUE "

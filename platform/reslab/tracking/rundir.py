@@ -187,7 +187,11 @@ def check_writable(folder: Path, key: str) -> None:
 
 
 def find_run(path: str | Path) -> RunDir:
-    """A run directory given by the user (resume, test), or a checkpoint inside one."""
+    """A run directory given by the user (resume, test), or a checkpoint inside one. An empty
+    one is refused (`--resume ''` was taken as no resume: it trained a new run)."""
+    if not str(path).strip():
+        raise UserError(f"the run directory given is empty ({str(path)!r}); give one, e.g. "
+                        "runs/quickstart/20261122-101500-a1b2c3")
     p = Path(path)
     if p.is_file() and p.parent.name == "checkpoints":
         p = p.parent.parent
