@@ -166,6 +166,15 @@ def test_a_damaged_run_is_skipped_with_a_warning_and_status_is_shown(sweep_dir, 
     assert "2 completed, 1 failed" in result["table"] or "1 completed, 1 failed" in result["table"]
 
 
+def test_numbers_no_mean_can_take_are_left_out_not_a_traceback(sweep_dir, tmp_path):
+    """summary.json may hold any JSON number: `"params": 10**400` was an OverflowError."""
+    run = sorted(sweep_dir.iterdir())[0]
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "params": 10**400}))
+    result = compare.compare([sweep_dir], out=tmp_path / "out")
+    assert (tmp_path / "out" / "table.csv").is_file() and "params" in result["table"]
+
+
 @pytest.fixture
 def drawn(monkeypatch):
     """The figures compare draws, by file name, kept for reading their artists."""

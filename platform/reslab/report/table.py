@@ -47,8 +47,17 @@ def sort_key(v):
     return (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
 
 
+def finite(v) -> bool:
+    """A number a mean can take: not NaN or Inf, and not an int too large for a float (a
+    summary.json may hold any JSON number: 10**400 was an OverflowError)."""
+    try:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def mean_std(values: list[float]) -> tuple[float, float, int]:
-    values = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    values = [v for v in values if finite(v)]
     if not values:
         return math.nan, math.nan, 0
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
