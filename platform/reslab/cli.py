@@ -89,6 +89,16 @@ def whole(most: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def ray_address(text: str) -> str:
+    """An argparse type: a Ray cluster's HOST:PORT (its GCS, as `ray start --head` prints it)."""
+    host, _, port = text.rpartition(":")
+    if not host or any(c.isspace() or not c.isprintable() for c in host) \
+            or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a Ray cluster's HOST:PORT (port 1 to 65535, "
+                                         f"e.g. 10.0.0.5:6379), got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="reslab", description="Residual-network experiments: recipes, SLURM, sweeps, W&B.",
@@ -132,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--dry-run", action="store_true", help="print the trials and resource plan")
     w.add_argument("--resume", action="store_true",
                    help="continue a killed sweep: finished trials are not rerun")
-    w.add_argument("--address", help="join this Ray cluster instead of starting a private one")
+    w.add_argument("--address", type=ray_address, metavar="HOST:PORT",
+                   help="join this Ray cluster instead of starting a private one")
     w.add_argument("--cpus", type=whole(), help="CPUs for the private Ray (default: all)")
 
     cp = sub.add_parser("compare", help="tables and figures over runs and sweeps (offline)",
@@ -234,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                        f"`{prog} --help`)\n")
     if extra:
         args.items += extra
+    terms: list[int] = []
     try:
-        with sigterm_unwinds():
+        with sigterm_unwinds(terms):
             return command(args.command).run(args)
     except UserError as e:
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)
@@ -252,21 +264,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reslab {args.command}: failed: {fault}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
-        term = isinstance(e, Terminated)
+        term = isinstance(e, Terminated) or bool(terms)  # Ray's core re-raises it as Ctrl-C
         print(f"reslab {args.command}: {'terminated' if term else 'interrupted'}", file=sys.stderr)
         return 143 if term else 130
 
 
 @contextlib.contextmanager
-def sigterm_unwinds():
+def sigterm_unwinds(received: list[int]):
     """SIGTERM (`kill`, `timeout`, a container stop) unwinds the command as Ctrl-C does: its
     writes are atomic and its lock goes with the process, so nothing is left half-written; exit
-    143. Training installs its own handlers over this one (stop at a step boundary, save)."""
+    143. Each SIGTERM is appended to `received`. Training installs its own handlers over this
+    one (stop at a step boundary, save)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminate(signum, frame):
+        received.append(signum)
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, terminate)

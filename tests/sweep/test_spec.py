@@ -46,7 +46,10 @@ LR_GRID = "[" + ", ".join(f"0.{i:02d}" for i in range(1, 41)) + "]"
     ("space:\n  model.depth: [20, 57]\n", r"6n\+2 .* got 57"),
     ("scheduler: {name: hyperband}\n", "scheduler.name must be one of fifo, asha"),
     ("num_samples: 3\n", "for replicates of a grid use seeds"),
-    ("resources_per_trial: {cpu: 0}\n", r"resources_per_trial.cpu must be a number > 0"),
+    ("resources_per_trial: {cpu: 0}\n", r"resources_per_trial.cpu must be a number >= 0.0001"),
+    # Ray counts in units of 0.0001: a smaller share was a ValueError traceback inside Tune
+    ("resources_per_trial: {cpu: 0.00001}\n", r"resources_per_trial.cpu must be a number >= 0.0001"),
+    ("resources_per_trial: {gpu: 0.00001}\n", r"resources_per_trial.gpu must be 0 or a number >= 0.0001"),
     ("resources_per_trial: {cpu: 1, gpu: 2}\n", r"resources_per_trial.gpu .* <= 1, got 2"),
     ("seeds: [0, 0]\n", r"trial seed=0 twice"),
     ("space:\n  model.depth: [20, 20]\n", r"trial depth=20,seed=0 twice"),
@@ -77,7 +80,7 @@ LR_GRID = "[" + ", ".join(f"0.{i:02d}" for i in range(1, 41)) + "]"
     ("resources_per_trial: {gpu: .nan}\n", r"resources_per_trial.gpu must be .* got nan"),
     ("resources_per_trial: {cpu: .nan}\n", r"resources_per_trial.cpu must be .* got nan"),
     ("resources_per_trial: {cpu: .inf}\n", r"resources_per_trial.cpu must be .* got inf"),
-    ("resources_per_trial: {gpu: -0.5}\n", r"resources_per_trial.gpu must be a number >= 0"),
+    ("resources_per_trial: {gpu: -0.5}\n", r"resources_per_trial.gpu must be 0 or a number >= 0.0001"),
     ("scheduler: {name: asha, grace_period: -1}\n", r"scheduler.grace_period must be .* >= 1"),
     ("scheduler: {name: asha, grace_period: 0}\n", r"scheduler.grace_period must be"),
     ("scheduler: {name: asha, reduction_factor: 1}\n", r"scheduler.reduction_factor .* > 1"),
@@ -114,12 +117,38 @@ LR_GRID = "[" + ", ".join(f"0.{i:02d}" for i in range(1, 41)) + "]"
     ("space:\n  data.root: [/abs, c]\n", r"a trial's folder name .* got 'root=/abs,seed=0'"),
     ("space:\n  data.root: [" + "x" * 250 + "]\n", r"a trial's folder name .*at most 200"),
     (RANDOM + "data.root: {choice: [ok, ../up]}\n", r"a trial's folder name .*'root=../up"),
+    # Two values a trial's name (4 significant digits) cannot tell apart; a value written twice.
+    ("space:\n  optim.lr: [0.10001, 0.10002]\n",
+     r"optim.lr=0.10001 and optim.lr=0.10002 would share the directory lr=0.1,seed=0"),
+    ("space:\n  optim.lr: [0.1, 1e-1]\n", r"the sweep has trial lr=0.1,seed=0 twice"),
+    # The sweep sets these in every trial: an override of them would be silently undone.
+    ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [seed=3]\n",
+     r"override seed=... has no effect in a sweep: .*from `seeds:`"),
+    ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [run.name=x]\n",
+     r"override run.name=... has no effect .*from `name:`"),
+    ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [trainer.num_nodes=2]\n",
+     r"override trainer.num_nodes=... has no effect in a sweep"),
+    # YAML 1.1 would have read these as other numbers (0b101 is 5, 1:50 is 110).
+    ("space:\n  data.batch_size: [0b101]\n", r"data.batch_size must be .* got '0b101'"),
+    ("space:\n  trainer.max_epochs: [1:50]\n", r"trainer.max_epochs must be .* got '1:50'"),
+    ("space:\n  model.weights: [null]\n", r"model.weights must be .* got null in space"),
 ])
 def test_spec_values_are_refused_with_a_sentence(tmp_path, text, match):
     base = "" if text.startswith("base:") else "base:\n  recipes: [configs/quickstart.yaml]\n"
     with pytest.raises(UserError, match=match) as e:
         S.load_spec(_spec(tmp_path, base + text))
     assert len(str(e.value).splitlines()) == 1
+
+
+def test_space_values_reach_a_trial_as_written(tmp_path):
+    """Numbers as YAML 1.2 reads them (017 is 17, 1e-3 a number), null as None (it became the
+    text 'None' through a KEY=VALUE override)."""
+    s = S.load_spec(_spec(tmp_path, "base:\n  recipes: [configs/quickstart.yaml]\nspace:\n"
+                                    "  optim.lr: [1e-3]\n  trainer.max_epochs: [017]\n"
+                                    "  data.mean: [null]\n"))
+    cfg = s.trial_cfg(S.grid_points(s)[0])
+    assert (cfg.optim.lr, cfg.trainer.max_epochs, cfg.data.mean) == (0.001, 17, None)
+    assert S.trial_name(S.grid_points(s)[0]) == "lr=0.001,max_epochs=17,mean=None,seed=0"
 
 
 def test_every_spec_key_declares_its_domain_beside_it():

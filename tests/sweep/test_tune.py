@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,8 @@ import pytest
 from reslab.config.load import derive
 from reslab.run import train
 from reslab.sweep import spec as S
-from reslab.sweep import tune
-from reslab.tracking.records import open_run, write_summary
+from reslab.sweep import trials, tune
+from reslab.tracking.records import locked, open_run, write_summary
 from reslab.tracking.rundir import SweepDir
 from support import RESLAB, ROOT, reslab, wait_for
 from wandb_files import run_info
@@ -258,3 +259,141 @@ def test_resume_without_a_sweep_and_a_rerun_over_one_are_refused_before_ray(tmp_
     out.results.write_text("trial,status\n")  # sweep.csv alone marks a sweep too
     r = cli("sweep", spec, "--cpus", "2")
     assert r.returncode == 2 and "already holds a sweep: pass --resume" in r.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sigterm_and_ctrl_c_stop_the_sweep_and_resume_continues_its_trials(tmp_path, start_sweep,
+                                                                          cli):
+    """SIGTERM exits 143 and Ctrl-C 130 (Ray's crash handler took SIGTERM, Tune's took Ctrl-C and
+    ended the running trial as if ASHA had stopped it: `stopped`, so `--resume` skipped it as
+    finished). The trial that was running is recorded `interrupted` and a resume continues it
+    from its checkpoint; a second driver is refused while one runs."""
+    spec = write_spec(tmp_path, epochs=60, depths=(8,), concurrent=1)
+    out = sweep_dir(spec)
+    for signum, code, args in [(signal.SIGTERM, 143, ()), (signal.SIGINT, 130, ("--resume",))]:
+        began = time.time()
+        proc = start_sweep(spec, *args)
+        ckpt = wait_for(lambda t0=began: next((c for c in out.path.glob("*/checkpoints/last.ckpt")
+                                               if c.stat().st_mtime > t0), None),
+                        300, "a checkpoint from this driver's trial")
+        r = cli("sweep", spec, "--cpus", "2", "--resume")  # while this driver runs
+        assert r.returncode == 2 and "is in use by pid" in r.stderr, r.stderr
+        os.kill(proc.pid, signum)
+        log, _ = proc.communicate(timeout=120)
+        assert proc.returncode == code, log[-3000:]
+        assert "--resume` continues them" in log
+        record = json.loads((ckpt.parent.parent / "summary.json").read_text())
+        assert record["status"] == "interrupted", record
+    log, _ = (resumed := start_sweep(spec, "--resume")).communicate(timeout=600)
+    assert resumed.returncode == 0, log[-3000:]
+    assert {t["status"] for t in rows(out)} == {"completed"}
+    summaries = [json.loads(p.read_text()) for p in out.path.glob("*/summary.json")]
+    assert any((s.get("resumed_at_steps") or [0])[0] > 0 for s in summaries)
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    def refuse(*_):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(tune, "start_ray", refuse)
+
+
+def snapshot(path: Path) -> dict:
+    return {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def test_a_resume_that_changes_the_sweep_is_refused_before_anything_is_written(tmp_path, cli,
+                                                                             no_ray):
+    """sweep.yaml records what the sweep is; a resume may change resources, retries and how the
+    trials compute and log, nothing else: new trials would have trained another experiment
+    beside the old ones (a changed batch size, learning rate or length, another grid)."""
+    spec = write_spec(tmp_path, epochs=1, depths=(8,))
+    s = S.load_spec(spec)
+    out = S.sweep_dir(s)
+    point = S.grid_points(s)[0]
+    open_run(s.trial_cfg(point), S.trial_name(point))  # a sweep that had begun
+    tune.write_definition(s, out)
+    before = snapshot(out.path)
+    for args, said in [(["data.batch_size=128"], "cannot change data.batch_size (256 -> 128)"),
+                       (["optim.lr=0.05"], "cannot change optim.lr"),
+                       (["trainer.max_epochs=2"], "cannot change trainer.max_epochs (1 -> 2)"),
+                       (["model.width=2"], "cannot change model.width")]:
+        r = cli("sweep", spec, "--cpus", "2", "--resume", *args)
+        assert r.returncode == 2 and said in r.stderr and "another name" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        r = cli("sweep", spec, "--cpus", "2", "--resume", "--dry-run", *args)
+        assert r.returncode == 2 and said in r.stderr, r.stderr
+    spec.write_text(spec.read_text().replace("[none, A]", "[none, B]"))
+    r = cli("sweep", spec, "--cpus", "2", "--resume")
+    assert r.returncode == 2 and "cannot change space.model.shortcut" in r.stderr, r.stderr
+    assert snapshot(out.path) == before
+    spec.write_text(spec.read_text().replace("[none, B]", "[none, A]").replace(
+        "max_failures: 1", "max_failures: 3"))
+    r = cli("sweep", spec, "--cpus", "2", "--resume", "--dry-run", "data.num_workers=1",
+            "logger.wandb.mode=disabled")
+    assert r.returncode == 0, r.stderr  # retries, workers and logging a resume may change
+
+
+def test_the_dry_run_refuses_what_the_run_would(tmp_path, cli, no_ray):
+    spec = write_spec(tmp_path, epochs=1, depths=(8,))
+    out = sweep_dir(spec)
+    r = cli("sweep", spec, "--cpus", "2", "--resume", "--dry-run")
+    assert r.returncode == 2 and "nothing to resume" in r.stderr
+    out.results.parent.mkdir(parents=True)
+    out.results.write_text("trial,status\n")
+    r = cli("sweep", spec, "--cpus", "2", "--dry-run")
+    assert r.returncode == 2 and "already holds a sweep: pass --resume" in r.stderr
+    random = tmp_path / "random.yaml"  # only the ends were checked: 8 and 26 are depths, 9 not
+    random.write_text(spec.read_text().replace("name: tiny", "name: rnd").replace(
+        "model.depth: [8]", "model.depth: {randint: [8, 27]}").replace(
+        "model.shortcut: [none, A]", "model.shortcut: [A]") + "search: random\nnum_samples: 5\n")
+    for args in [["--dry-run"], []]:
+        r = cli("sweep", random, "--cpus", "2", *args)
+        assert r.returncode == 2 and "model.depth" in r.stderr and "6n+2" in r.stderr, r.stderr
+    assert not sweep_dir(random).path.exists()
+
+
+@pytest.mark.parametrize("address,said", [
+    ("foo:bar", "must be a Ray cluster's HOST:PORT"), ("", "must be a Ray cluster's HOST:PORT"),
+    ("host:0", "port 1 to 65535"), ("127.0.0.1:1", "no Ray cluster answers at --address"),
+])
+def test_an_address_without_a_ray_cluster_is_one_sentence(tmp_path, cli, no_ray, address, said):
+    """`127.0.0.1:1` left ray.init retrying for minutes, deaf to Ctrl-C; `foo:bar` was a
+    traceback; '' was taken for no address."""
+    spec = write_spec(tmp_path, epochs=1, depths=(8,))
+    r = cli("sweep", spec, "--address", address)
+    assert r.returncode == 2 and said in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not sweep_dir(spec).path.exists()
+
+
+def test_a_running_sweep_refuses_a_second_driver(tmp_path, cli, no_ray):
+    spec = write_spec(tmp_path, epochs=1, depths=(8,))
+    s = S.load_spec(spec)
+    out = S.sweep_dir(s)
+    open_run(s.trial_cfg(S.grid_points(s)[0]), S.trial_name(S.grid_points(s)[0]))
+    with locked(out):  # the first driver's
+        before = snapshot(out.path)
+        r = cli("sweep", spec, "--cpus", "2", "--resume")
+        assert r.returncode == 2 and f"sweep directory {out.path} is in use by pid" in r.stderr
+        assert snapshot(out.path) == before
+
+
+def test_settle_records_the_trials_a_stopped_sweep_left_behind(tmp_path):
+    """Ray gone, the trials that were running (or that Tune ended as if the scheduler had) are
+    `interrupted`, which a resume continues; a trial ASHA stopped early, and a finished one, stay
+    as they are."""
+    spec = write_spec(tmp_path, epochs=1, depths=(8, 14))
+    s = S.load_spec(spec)
+    out = S.sweep_dir(s)
+    points = S.grid_points(s)
+    statuses = ["running", "stopped", "stopped", "completed"]
+    for point, status in zip(points, statuses):
+        write_summary(open_run(s.trial_cfg(point), S.trial_name(point)), {"status": status})
+    pruned = {S.trial_name(points[2])}
+    tune.settle(out, points, pruned)
+    after = [json.loads(out.trial(S.trial_name(p)).summary.read_text())["status"] for p in points]
+    assert after == ["interrupted", "interrupted", "stopped", "completed"]
+    assert [trials.completed(out, p) for p in points] == [False, False, True, True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 from reslab.commands import split_args
@@ -13,12 +14,17 @@ from reslab.sweep import results, spec, tune
 def run(args) -> int:
     recipes, overrides = split_args(args.items)
     s = spec.load_spec(shipped.resolve(args.spec, "sweep spec"), overrides, recipes)
-    if args.dry_run:  # refuses what the run would: a trial that no local node could hold
-        if not args.address:
-            tune.check_local_resources(s, args.cpus)
+    if args.dry_run:  # refuses what the run would refuse before Ray starts
+        tune.prepare(s, args.resume, args.address, args.cpus)
         print(spec.plan(s, args.cpus or os.cpu_count()))
         return 0
-    rows = tune.run(s, resume=args.resume, address=args.address, cpus=args.cpus)
+    try:
+        rows = tune.run(s, resume=args.resume, address=args.address, cpus=args.cpus)
+    except KeyboardInterrupt:
+        print(f"[sweep] interrupted: the trials that had not finished are recorded "
+              f"`interrupted`; `reslab sweep {shlex.join([args.spec, *args.items])} --resume` continues them",
+              file=sys.stderr)
+        raise
     out = spec.sweep_dir(s)
     print(results.format_table(rows))
     print(f"results: {out.results}  best config: {out.best_config}")

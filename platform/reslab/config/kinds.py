@@ -6,11 +6,13 @@ true/false given booleans, no interpolation. Each refusal is the domain's senten
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Any
 
 from reslab.config import domain
 from reslab.config.schema import Config
+from reslab.config.yaml12 import reads_as_number
 from reslab.errors import ConfigError
 from reslab.registry import did_you_mean
 
@@ -75,8 +77,11 @@ def wrong_kind(key: str, v: Any, kind: Any, d: domain.Domain | None) -> str | No
     if "dict" in text or "Any" in text:
         return None
     is_list, is_bool = "list[" in text, kind in (bool, bool | None)
+    number = re.search(r"\b(int|float)\b", text) is not None
+    items = v if isinstance(v, list) else [v]
     if is_list == isinstance(v, list) and not isinstance(v, dict) and \
-            (not is_bool or isinstance(v, bool)):
+            (not is_bool or isinstance(v, bool)) and \
+            not (number and any(isinstance(x, str) and not reads_as_number(x) for x in items)):
         return None
     words = "true or false" if is_bool or d is None else domain.describe(d, "int" in text)
     return f"{key} must be {null}{words}, got {domain.shown(v)}"

@@ -8,7 +8,6 @@ import functools
 import re
 import types
 import typing
-from collections.abc import Hashable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from reslab.config.kinds import (
     schema_keys,
 )
 from reslab.config.schema import Config, ModelConfig
+from reslab.config.yaml12 import BadKey, SafeLoader, UniqueKeyLoader, dump
 from reslab.errors import ConfigError
 from reslab.models.catalog import ARCH_KEYS, MODELS
 from reslab.registry import did_you_mean
@@ -52,9 +52,10 @@ def defaults() -> DictConfig:
     return OmegaConf.structured(Config)
 
 
-def derive(cfg: Config, changes: dict[str, Any]) -> Config:
+def derive(cfg: Config, changes: dict[str, Any], source: str = "the derived config") -> Config:
     """A new validated config: `cfg` with dotted keys set (`{"trainer.max_steps": 35}`). The
-    code's way to vary a config (sweep trials, bench, SLURM geometry): `cfg` stays as it was."""
+    code's way to vary a config (sweep trials, bench, SLURM geometry): `cfg` stays as it was.
+    `source` names where the changes came from in a refusal."""
     nested: dict = {}
     for key, value in changes.items():
         *parents, leaf = key.split(".")
@@ -63,7 +64,7 @@ def derive(cfg: Config, changes: dict[str, Any]) -> Config:
             node = node.setdefault(part, {})
         node[leaf] = value
     base = OmegaConf.structured(cfg)
-    return to_config(merge(base, reset_to_preset(base, nested), source="the derived config"))
+    return to_config(merge(base, reset_to_preset(base, nested), source=source))
 
 
 def reset_to_preset(cfg: DictConfig, layer: dict) -> dict:
@@ -113,7 +114,7 @@ def read_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0]
         raise ConfigError(f"recipe file '{path}' is not valid YAML: {first}") from None
-    except DuplicateKey as e:
+    except BadKey as e:
         raise ConfigError(f"recipe file '{path}': {e}") from None
     except OSError as e:
         raise ConfigError(f"recipe file '{path}' cannot be read: {e.strerror}") from None
@@ -123,27 +124,6 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"recipe file '{path}' must hold a mapping of keys, got "
                           f"{type(data).__name__}")
     return data
-
-
-class DuplicateKey(ConfigError):
-    """A key written twice in one YAML mapping."""
-
-
-SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: 20x faster
-
-
-class UniqueKeyLoader(SafeLoader):
-    """Safe YAML that refuses a key written twice in one mapping (YAML would keep the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise DuplicateKey(f"the key '{key}' appears twice in one mapping "
-                                   f"(line {key_node.start_mark.line + 1}); keep one")
-            seen.add(key) if isinstance(key, Hashable) else None
-        return super().construct_mapping(node, deep=deep)
 
 
 def parse_overrides(overrides: list[str]) -> dict:
@@ -172,7 +152,7 @@ def _value(key: str, raw: str) -> Any:
     if kind is not None and _is_text(kind):
         return None if raw in ("null", "~") and type(None) in typing.get_args(kind) else raw
     try:
-        return yaml.safe_load(raw) if raw else ""
+        return yaml.load(raw, Loader=UniqueKeyLoader) if raw else ""
     except yaml.YAMLError:
         return raw
     except RecursionError:
@@ -226,7 +206,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 def to_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    return dump(to_dict(cfg), sort_keys=False)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

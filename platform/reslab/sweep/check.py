@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
 from typing import Any
 
 from reslab import environment
 from reslab.config import domain
-from reslab.config.load import all_keys
+from reslab.config.load import all_keys, flatten, parse_overrides
 from reslab.config.schema import Config
 from reslab.config.validate import check_run_name
 from reslab.data import task_of
@@ -27,7 +26,6 @@ from reslab.sweep.schema import (
     SEED_COUNT,
     Spec,
     grid_points,
-    overrides_of,
     trial_name,
     trial_settings,
 )
@@ -58,9 +56,22 @@ def seeds_of(seeds: Any) -> list[int]:
 def validate_spec(spec: Spec, named: bool = True) -> None:
     """What the whole spec must be (its keys' domains are checked by check_fields)."""
     check_run_name(spec.name, "name" if named else "the sweep's name (its file's name)")
+    check_overrides(spec)
     check_space(spec)
     check_search(spec)
     check_points(spec)
+
+
+def check_overrides(spec: Spec) -> None:
+    """An override of a key the sweep sets in every trial would be silently undone: refused
+    (run.root is the sweep's own: it places the sweep directory)."""
+    fixed = {*trial_settings(spec, {}), "seed"} - {"run.root"}
+    for key in flatten(parse_overrides(list(spec.overrides))):
+        if key in fixed:
+            how = {"seed": "from `seeds:`", "run.name": "from `name:`"}.get(
+                key, f"as {trial_settings(spec, {}).get(key)!r} or per trial")
+            raise UserError(f"override {key}=... has no effect in a sweep: the sweep sets "
+                            f"{key} in every trial ({how}); leave it out")
 
 
 def check_space(spec: Spec) -> None:
@@ -125,7 +136,7 @@ def check_points(spec: Spec) -> None:
     is a folder name of its own."""
     combos = grid_points(dataclasses.replace(spec, seeds=spec.seeds[:1]))
     for point in combos:
-        check_config(spec, spec.base_cfg(overrides_of(point)))
+        check_config(spec, spec.point_cfg(point))
         check_folder(point)
     for key, dist in spec.space.items():
         if isinstance(dist, dict):
@@ -133,16 +144,32 @@ def check_points(spec: Spec) -> None:
                 point = {k: drawn if k == key else combos[0][k] for k in [*spec.space, "seed"]
                          if k == key or k in combos[0]}
                 try:
-                    spec.base_cfg(overrides_of(point))
+                    spec.point_cfg(point)
                 except UserError as e:
                     raise UserError(f"space.{key}: {next(iter(dist))} can draw "
                                     f"{domain.shown(drawn)}, which a trial cannot take: "
                                     f"{e}") from None
                 check_folder(point)
-    names = Counter(trial_name(p) for p in grid_points(spec))
-    if dup := next((n for n, count in names.items() if count > 1), None):
-        raise UserError(f"the sweep has trial {dup} twice (a value repeated in space or seeds); "
-                        "each trial needs a directory of its own")
+    check_names(grid_points(spec))
+
+
+def check_names(points: list[dict]) -> None:
+    """Each trial has a directory of its own: no value repeated, and no two values that its
+    name (4 significant digits of a number) cannot tell apart."""
+    seen: dict[str, dict] = {}
+    for point in points:
+        name = trial_name(point)
+        if name not in seen:
+            seen[name] = point
+        elif seen[name] == point:
+            raise UserError(f"the sweep has trial {name} twice (a value repeated in space or "
+                            "seeds); each trial needs a directory of its own")
+        else:
+            a, b = (", ".join(f"{k}={v!r}" for k, v in p.items() if seen[name][k] != point[k])
+                    for p in (seen[name], point))
+            raise UserError(f"trials {a} and {b} would share the directory {name}: a trial's "
+                            "name keeps 4 significant digits of a number; make the values "
+                            "differ within them")
 
 
 def extremes(dist: dict) -> list:

@@ -38,8 +38,9 @@ class SchedulerFile:
 
 @dataclass
 class ResourcesFile:
-    cpu: float = value(1.0, gt=0, le=4096)
-    gpu: float = value(0.0, ge=0, le=1)    # fractions share a GPU between trials; > 1: not yet
+    # Ray counts resources in units of 0.0001 (a smaller share is a ValueError inside Tune)
+    cpu: float = value(1.0, ge=0.0001, le=4096)
+    gpu: float = value(0.0, special=(0,), ge=0.0001, le=1)  # fractions share a GPU; > 1: not yet
 
 
 @dataclass
@@ -85,16 +86,22 @@ class Spec:
     def grid_keys(self) -> list[str]:
         return [k for k, v in self.space.items() if isinstance(v, list)]
 
-    def base_cfg(self, extra: list[str] = ()) -> Config:
-        return load(list(self.recipes), [*self.overrides, *extra])
+    def base_cfg(self) -> Config:
+        return load(list(self.recipes), list(self.overrides))
+
+    def point_cfg(self, point: dict) -> Config:
+        """The base config with a point's values, as the space holds them (a YAML null stays
+        None, a number the number written)."""
+        return derive(self.base_cfg(), values_of(point), source=f"space (trial {trial_name(point)})")
 
     def trial_cfg(self, point: dict) -> Config:
         """The base config with a trial's values, placed and named as a sweep trial."""
-        return derive(self.base_cfg(overrides_of(point)), trial_settings(self, point))
+        return derive(self.point_cfg(point), trial_settings(self, point))
 
 
 def trial_settings(spec: Spec, point: dict) -> dict[str, Any]:
-    """What the sweep sets in every trial's config (so a space may not sweep these keys)."""
+    """What the sweep sets in every trial's config (so a space may not sweep these keys, nor
+    an override set the ones that are not its own: check.check_overrides)."""
     return {"run.root": str(spec.root), "run.name": spec.name, "trainer.devices": 1,
             "trainer.num_nodes": 1, "trainer.progress_bar": False,
             "logger.wandb.group": spec.name, "logger.wandb.job_type": "sweep-trial",
@@ -108,8 +115,9 @@ def grid_points(spec: Spec) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
-def overrides_of(point: dict) -> list[str]:
-    return [f"{k}={v}" for k, v in point.items() if not k.startswith("_")]
+def values_of(point: dict) -> dict[str, Any]:
+    """The config keys a point sets (`_sample`, the sample's index, is not one)."""
+    return {k: v for k, v in point.items() if not k.startswith("_")}
 
 
 def trial_name(point: dict) -> str:

@@ -14,10 +14,10 @@ from reslab.config import recipes as shipped
 from reslab.config.load import merge, read_yaml
 from reslab.errors import UserError
 from reslab.sweep.check import check_fields, seeds_of, validate_spec
-from reslab.sweep.schema import Spec, SpecFile, grid_points, overrides_of, trial_name
+from reslab.sweep.schema import Spec, SpecFile, grid_points, trial_name
 from reslab.tracking.rundir import SweepDir, check_outside_runs
 
-__all__ = ["Spec", "grid_points", "load_spec", "overrides_of", "plan", "sweep_dir", "trial_name"]
+__all__ = ["Spec", "grid_points", "load_spec", "plan", "sweep_dir", "trial_name"]
 
 
 def load_spec(path: str | Path, overrides: list[str] = (), recipes: list[str] = ()) -> Spec:

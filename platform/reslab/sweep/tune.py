@@ -3,9 +3,13 @@ point, each calling the one `run.train.fit` path in its own run directory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -13,13 +17,14 @@ import torch
 
 from reslab.compat import ray_local_init_args
 from reslab.config.load import load
-from reslab.errors import TrainingError, UserError
+from reslab.errors import TrainingError, UserError, reason
 from reslab.run import train
 from reslab.sweep.check import check_resources
+from reslab.sweep.definition import check_same_sweep, write_definition
 from reslab.sweep.results import format_timing, timing, write_results, write_timing
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
 from reslab.sweep.trials import all_trials, check_places, completed, started
-from reslab.tracking.records import open_run, read_summary
+from reslab.tracking.records import locked, open_run, read_summary, write_summary
 from reslab.tracking.rundir import SweepDir
 
 
@@ -28,44 +33,72 @@ def run(spec: Spec, resume: bool = False, address: str | None = None,
     """Run (or continue) the sweep; returns the sweep.csv rows. The trials are rebuilt from the
     spec and the trial directories (sweep/trials.py): a resume is a fresh Tuner over the trials
     that have not completed, each continuing from its own checkpoint. Ray Tune's saved state is
-    pickle and is never restored."""
+    pickle and is never restored. Everything is checked before anything is written (prepare);
+    then the driver holds the sweep directory's lock until Ray is gone (a second driver is
+    refused)."""
+    out, points, todo = prepare(spec, resume, address, cpus)
+    out.path.mkdir(parents=True, exist_ok=True)
+    with locked(out):
+        check_state(out, resume)  # again, holding the lock: another driver may have run meanwhile
+        write_definition(spec, out)
+        if resume:
+            print(f"[sweep] resuming: {len(points) - len(todo)} of {len(points)} trials "
+                  f"completed, {len(todo)} to run", flush=True)
+        if not todo:
+            return write_results(spec, out, points, {})
+        names = [trial_name(p) for p in todo]
+        before = {n: read_summary(out.trial(n)).get("wall_s") or 0.0 for n in names}
+        t0, began = time.perf_counter(), time.time()
+        results, slots = run_tune(spec, out, todo, address, cpus, len(points) - len(todo))
+        t = timing(out, names, before, time.perf_counter() - t0, slots, began)
+        rows = write_results(spec, out, points, results)
+        write_timing(out, t)
+    print(format_timing(t), flush=True)
+    return rows
+
+
+def prepare(spec: Spec, resume: bool, address: str | None,
+            cpus: int | None) -> tuple[SweepDir, list[dict], list[dict]]:
+    """What a run checks before it writes anything, and a dry run too: the sweep directory's
+    state, the resources, every trial's place and config (random draws too), and on resume that
+    the spec is the sweep's own. Returns the sweep directory, every trial's point and those
+    still to run."""
     out = sweep_dir(spec)
+    check_state(out, resume)
+    if address is None:
+        check_local_resources(spec, cpus)
+    else:
+        check_reachable(address)
+    points = all_trials(spec, out)
+    check_places(out, points)
+    todo = [p for p in points if not completed(out, p)]
+    for point in todo:
+        spec.trial_cfg(point)
+    check_same_sweep(spec, out)
+    return out, points, todo
+
+
+def check_state(out: SweepDir, resume: bool) -> None:
+    """`--resume` needs a sweep to continue; a new sweep needs a directory that holds none."""
     if resume and not started(out):
         raise UserError(f"nothing to resume: {out.path} holds no sweep (no trial directories, "
                         "sweep.csv or tune/)")
     if not resume and started(out):
         raise UserError(f"sweep directory {out.path} already holds a sweep: pass --resume to "
                         "continue it, or set name/run.root to start a new one")
-    if address is None:
-        check_local_resources(spec, cpus)
-    points = all_trials(spec, out)
-    check_places(out, points)
-    todo = [p for p in points if not completed(out, p)]
-    for point in todo:  # every trial's values (random draws too) are a valid config: before Ray
-        spec.trial_cfg(point)
-    if resume:
-        print(f"[sweep] resuming: {len(points) - len(todo)} of {len(points)} trials completed, "
-              f"{len(todo)} to run", flush=True)
-    if not todo:
-        return write_results(spec, out, points, {})
-    names = [trial_name(p) for p in todo]
-    before = {n: read_summary(out.trial(n)).get("wall_s") or 0.0 for n in names}
-    t0, began = time.perf_counter(), time.time()
-    results, slots = run_tune(spec, out, todo, address, cpus, len(points) - len(todo))
-    t = timing(out, names, before, time.perf_counter() - t0, slots, began)
-    rows = write_results(spec, out, points, results)
-    write_timing(out, t)
-    print(format_timing(t), flush=True)
-    return rows
 
 
 def run_tune(spec: Spec, out: SweepDir, todo: list[dict], address: str | None,
              cpus: int | None, done: int) -> tuple[dict, int]:
     """A fresh Tuner over `todo` (one grid axis, `point`, holding each trial's whole point);
-    returns Tune's result per trial name, and how many trials the resources let run at once."""
+    returns Tune's result per trial name, and how many trials the resources let run at once.
+    Ctrl-C or SIGTERM unwinds the driver (Tune's own handlers, which would end the running trials
+    as if the scheduler had stopped them, are put back to the driver's); Ray goes down with its
+    workers, and each trial they left behind is recorded `interrupted` (settle)."""
     import ray
     from ray import tune
 
+    scheduler = make_scheduler(spec)
     tmp = start_ray(address, cpus)
     try:
         if address:
@@ -75,14 +108,35 @@ def run_tune(spec: Spec, out: SweepDir, todo: list[dict], address: str | None,
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec),
                                         {"cpu": spec.cpu, "gpu": spec.gpu})
         tuner = tune.Tuner(trainable, param_space={"point": tune.grid_search(todo)},
-                           tune_config=tune_config(spec), run_config=run_config(spec, out, done))
+                           tune_config=tune_config(spec, scheduler),
+                           run_config=run_config(spec, out, done))
         slots = concurrency(spec, ray.cluster_resources())
         grid = tuner.fit()
     finally:
         ray.shutdown()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+        settle(out, todo, getattr(scheduler, "stopped", set()))
     return {trial_name(r.config["point"]): r for r in grid}, slots
+
+
+def settle(out: SweepDir, todo: list[dict], pruned: set[str]) -> None:
+    """After Ray is gone: a trial of this run that records `running` (its worker went down with
+    the driver) or `stopped` without the scheduler having stopped it (Tune ends the running trials
+    that way when it stops early) did not finish: it is recorded `interrupted`, and a resume
+    continues it from its checkpoint. Each is rewritten holding its lock, once its worker has
+    let go of it."""
+    for name in (trial_name(p) for p in todo):
+        run = out.trial(name)
+        if name in pruned or read_summary(run).get("status") not in ("running", "stopped"):
+            continue
+        try:
+            with locked(run, wait=15):
+                write_summary(run, {**read_summary(run), "status": "interrupted",
+                                    "error": "the sweep ended before this trial did; "
+                                             "`reslab sweep SPEC --resume` continues it"})
+        except UserError:  # its worker still holds it: it stays `running`, which resumes too
+            pass
 
 
 def check_local_resources(spec: Spec, cpus: int | None) -> None:
@@ -124,32 +178,85 @@ def start_ray(address: str | None, cpus: int | None) -> Path | None:
     logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's start-up notices; errors still show
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    if address:
-        ray.init(address=address, log_to_driver=False)
-        return None
-    tmp = Path(tempfile.gettempdir()) / f"reslab-ray-{os.getuid()}-{os.getpid()}"
-    ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
-             log_to_driver=False, configure_logging=False, **ray_local_init_args(tmp))
-    return tmp
+    with driver_signals():  # Ray's core installs a crash handler over SIGTERM's
+        if address:
+            ray.init(address=address, log_to_driver=False)
+            return None
+        tmp = Path(tempfile.gettempdir()) / f"reslab-ray-{os.getuid()}-{os.getpid()}"
+        ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False, **ray_local_init_args(tmp))
+        return tmp
 
 
-def tune_config(spec: Spec):
-    from ray import tune
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Something listens at HOST:PORT: else ray.init retries for minutes, deaf to Ctrl-C."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"no Ray cluster answers at --address {address} ({reason(e)}); start "
+                        "one there (`ray start --head`), or leave --address out for a private "
+                        "Ray on this machine") from None
+
+
+@contextlib.contextmanager
+def driver_signals():
+    """The driver's signal handlers (Ctrl-C and SIGTERM unwind it, cli.py) put back after the
+    block, whatever Ray installed meanwhile."""
+    handlers = signal_handlers()
+    try:
+        yield
+    finally:
+        put_back(handlers)
+
+
+def signal_handlers() -> dict:
+    """SIGINT's, SIGTERM's and SIGUSR1's handlers ({} outside the main thread: none are set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+
+
+def put_back(handlers: dict) -> None:
+    for signum, handler in handlers.items():
+        if handler is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signum, handler)
+
+
+def make_scheduler(spec: Spec):
+    """ASHA (keeping the names of the trials it stopped early: those are finished) or FIFO."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     s = spec.scheduler
-    if s.name == "asha":
-        # The epoch, not Tune's iteration count: a resumed trial continues its epochs.
-        sched = ASHAScheduler(time_attr="epoch", grace_period=s.grace_period,
-                              reduction_factor=s.reduction_factor,
-                              max_t=int(spec.base_cfg().trainer.max_epochs))
-    else:
-        sched = FIFOScheduler()
+    if s.name != "asha":
+        return FIFOScheduler()
+
+    class Asha(ASHAScheduler):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.stopped: set[str] = set()
+
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if decision == self.STOP:
+                self.stopped.add(trial_name(trial.config["point"]))
+            return decision
+
+    # The epoch, not Tune's iteration count: a resumed trial continues its epochs.
+    return Asha(time_attr="epoch", grace_period=s.grace_period,
+                reduction_factor=s.reduction_factor,
+                max_t=int(spec.base_cfg().trainer.max_epochs))
+
+
+def tune_config(spec: Spec, scheduler):
+    from ray import tune
+
     # reuse_actors: the next trial runs in the worker the last one finished in, so torch,
     # Lightning and reslab are imported once per slot, not once per trial (on the 2-core build
     # machine a fresh worker cost ~12 s between trials: +57 % on the degradation sweep).
-    return tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=sched, num_samples=1,
-                           max_concurrent_trials=spec.max_concurrent or None, reuse_actors=True)
+    return tune.TuneConfig(metric=spec.metric, mode=spec.mode, scheduler=scheduler,
+                           num_samples=1, max_concurrent_trials=spec.max_concurrent or None,
+                           reuse_actors=True)
 
 
 def run_config(spec: Spec, out: SweepDir, done: int = 0):
@@ -157,7 +264,7 @@ def run_config(spec: Spec, out: SweepDir, done: int = 0):
 
     return tune.RunConfig(storage_path=str(out.tune.parent), name=out.tune.name, verbose=0,
                           failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                          callbacks=[Progress(done)])
+                          callbacks=[Progress(done), DriverSignals()])
 
 
 def run_trial(config: dict, spec: Spec) -> None:
@@ -226,6 +333,23 @@ def TuneReport():  # noqa: N802 - a Callback built lazily so `import reslab.swee
                          "global_step": summary.get("global_step", 0)})
 
     return _TuneReport()
+
+
+def DriverSignals():  # noqa: N802 - see TuneReport
+    from ray.tune import Callback
+
+    class _DriverSignals(Callback):
+        """Tuner.fit installs its own handlers on SIGINT and SIGUSR1 (they end the running trials
+        as a scheduler's stop would, and fit returns as if the sweep were done); set up after
+        them, this puts back the driver's, as they were when it was made."""
+
+        def __init__(self):
+            self.handlers = signal_handlers()
+
+        def setup(self, **info):
+            put_back(self.handlers)
+
+    return _DriverSignals()
 
 
 def Progress(done: int = 0):  # noqa: N802 - see TuneReport

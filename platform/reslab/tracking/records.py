@@ -13,18 +13,19 @@ import io
 import json
 import os
 import socket
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from reslab.config.load import flatten, load, to_dict
+from reslab.config.load import dump, flatten, load, to_dict
 from reslab.config.schema import Config
 from reslab.errors import UserError, reason
 from reslab.fileio import naming, read_regular, write_atomic
 from reslab.tracking.redaction import redact, redact_overrides
-from reslab.tracking.rundir import RunDir, is_run_dir, new_run_id, run_path, runs_in
+from reslab.tracking.rundir import RunDir, SweepDir, is_run_dir, new_run_id, run_path, runs_in
 
 
 def open_run(cfg: Config, run_id: str | None = None) -> RunDir:
@@ -36,7 +37,7 @@ def open_run(cfg: Config, run_id: str | None = None) -> RunDir:
 
 
 def write_config(run: RunDir, cfg: Config) -> None:
-    write_atomic(run.config, yaml.safe_dump(redact(to_dict(cfg)), sort_keys=False))
+    write_atomic(run.config, dump(redact(to_dict(cfg)), sort_keys=False))
 
 
 def begin_attempt(run: RunDir, cfg: Config, overrides: list[str], resumed_at: int | None) -> None:
@@ -79,24 +80,27 @@ def covered(key: str, keys: tuple[str, ...]) -> bool:
 
 
 @contextlib.contextmanager
-def locked(run: RunDir):
+def locked(run: RunDir | SweepDir, wait: float = 0.0):
     """Held by every process that writes a run's records: training in it (a requeued job whose
-    old attempt still runs, two `--resume`), `reslab test`, an export into it. A second one is
-    refused, naming the holder. The kernel releases the lock when the holder dies, however it
+    old attempt still runs, two `--resume`), `reslab test`, an export into it; and by a sweep's
+    driver over its sweep directory. A second one is refused, naming the holder (after polling
+    for up to `wait` seconds). The kernel releases the lock when the holder dies, however it
     dies."""
+    what = "sweep directory" if isinstance(run, SweepDir) else "run directory"
     try:
         f = open(run.lock_file, "a+b", buffering=0)  # unbuffered: a full disk fails the write
     except OSError as e:  # a read-only run directory, a .lock that is not a file
-        raise UserError(f"run directory {run.path} cannot be written ({run.lock_file.name}: "
+        raise UserError(f"{what} {run.path} cannot be written ({run.lock_file.name}: "
                         f"{e.strerror or e}); give it back its write permission") from None
     try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().decode(errors="replace").strip() or "another process"
-            raise UserError(f"run directory {run.path} is in use by {holder}; wait for it to "
-                            "finish (or stop it), then try again") from None
+        deadline = time.monotonic() + wait
+        while not _try_flock(f):
+            if time.monotonic() >= deadline:
+                f.seek(0)
+                holder = f.read().decode(errors="replace").strip() or "another process"
+                raise UserError(f"{what} {run.path} is in use by {holder}; wait for it to "
+                                "finish (or stop it), then try again")
+            time.sleep(0.1)
         f.seek(0)
         f.truncate()
         with naming(run.lock_file):
@@ -106,7 +110,15 @@ def locked(run: RunDir):
         f.close()
 
 
-def own_file(run: RunDir, path: Path) -> bytes:
+def _try_flock(f) -> bool:
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def own_file(run: RunDir | SweepDir, path: Path) -> bytes:
     """One of the run's records (summary.json, config.yaml, metrics.csv): a regular file inside
     the run directory. A link that leads out of it, a FIFO or a device is not read (OSError):
     what a run directory holds is read inside it."""

@@ -102,8 +102,10 @@ class SweepDir:
     results = property(lambda self: self.path / "sweep.csv")
     best_config = property(lambda self: self.path / "best_config.yaml")
     timing = property(lambda self: self.path / "timing.json")  # the invocation's time split
+    definition = property(lambda self: self.path / "sweep.yaml")  # what the sweep is (resume)
     tune = property(lambda self: self.path / "tune")
     slurm = property(lambda self: self.path / "slurm")
+    lock_file = property(lambda self: self.path / ".lock")  # held by the sweep's driver
 
     def trial(self, name: str) -> RunDir:
         return RunDir(self.path / name)
