@@ -83,6 +83,16 @@ FILES = {
     "spec_v_axis.yaml": b"space:\n  optim.lr: [" + b", ".join(b"0.%04d" % i for i in range(1, 1002)) + b"]\n",
     "spec_v_trials.yaml": b"space:\n  optim.lr: [" + b", ".join(b"0.%02d" % i for i in range(1, 41))
                           + b"]\n  data.batch_size: [" + b", ".join(b"%d" % i for i in range(1, 31)) + b"]\n",
+    "spec_v_cpu_tiny.yaml": b"resources_per_trial: {cpu: 0.00001}\n",
+    "spec_v_near.yaml": b"space:\n  optim.lr: [0.10001, 0.10002]\n",
+    "spec_v_null.yaml": b"space:\n  model.weights: [null]\n",
+    "spec_v_seed_override.yaml": b"base:\n  overrides: [seed=3]\n",
+    "spec_v_randint_depth.yaml": b"search: random\nnum_samples: 5\nspace:\n"
+                                 b"  model.depth: {randint: [8, 27]}\n",
+    "complex_key.yaml": b"? [a, b]\n: 1\n",
+    "date.yaml": b"seed: 2020-01-01\n",
+    "octal.yaml": b"trainer:\n  max_epochs: 0b101\n",
+    "sexagesimal.yaml": b"trainer:\n  max_epochs: 1:50\n",
 }
 
 
@@ -135,6 +145,28 @@ OTHER = [
     ["test", "configs/quickstart.yaml"], ["compare", "configs"],
     ["config", "configs/quickstart.yaml", "model.name=plain20", "model.shortcut=A"],
     ["config", "configs/quickstart.yaml", "model.depth=164"],
+    ["config", ""], ["config", "{T}/complex_key.yaml"], ["config", "{T}/date.yaml"],
+    ["config", "{T}/octal.yaml"], ["config", "{T}/sexagesimal.yaml"], ["config", "seed=2020-01-01"],
+    ["config", "trainer.max_epochs=1_0"], ["config", "optim.lr=1_0.0_1"],
+    ["status", "--root", ""], ["compare", "{RUN}", "--out", "-"], ["compare", "{RUN}", "--by", ""],
+    ["compare", "{RUN}", "--metric", ""], ["compare", "{RUN}", "--metric", "params"],
+    ["compare", "{RUN}", "--by", "model.depth,"],
+    ["sweep", "sweeps/degradation_digits.yaml", "--address", "", "{ROOT}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "--address", "foo:bar", "{ROOT}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "--address", "127.0.0.1:1", "{ROOT}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "seed=3", "{ROOT}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "run.name=x", "--dry-run", "{ROOT}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "trainer.devices=2", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--array", "seed=00,0", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--array", "seed=0,,1", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--array", "seed=0", "--array", "seed=1", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--sweep", "", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--sweep", "degradation_digits", "--array", "seed=1",
+     "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "slurm.extra=[--no-requeue]", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "slurm.extra=['-o /tmp/x']", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--array",
+     "seed=" + ",".join(map(str, range(2001))), "--dry-run", "{ROOT}"],
 ]
 
 # Values outside a config key's domain (the schema declares each one beside its field).
@@ -255,6 +287,10 @@ SWEEP_CASES = [
     ["sweep", "{T}/spec_v_metric.yaml", "{ROOT}"], ["sweep", "{T}/spec_v_space_list.yaml", "{ROOT}"],
     ["sweep", "sweeps/degradation_digits.yaml", "--resume", "{ROOT}"],
     ["sweep", "sweeps/depth_shortcut.yaml", "--cpus", "1", "{ROOT}"],
+    ["sweep", "{T}/spec_v_cpu_tiny.yaml", "{ROOT}"], ["sweep", "{T}/spec_v_near.yaml", "{ROOT}"],
+    ["sweep", "{T}/spec_v_null.yaml", "{ROOT}"], ["sweep", "{T}/spec_v_seed_override.yaml", "{ROOT}"],
+    ["sweep", "{T}/spec_v_randint_depth.yaml", "{ROOT}"],
+    ["sweep", "{T}/spec_v_randint_depth.yaml", "--dry-run", "{ROOT}"],
     # Shipped specs with overrides that make them impossible.
     ["sweep", "sweeps/degradation_digits.yaml", "model.depth=57", "--dry-run", "{ROOT}"],
     ["sweep", "sweeps/lr_wd_asha.yaml", "trainer.max_epochs=2", "--dry-run", "{ROOT}"],

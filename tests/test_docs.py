@@ -158,6 +158,14 @@ class Docs:
         args = args if "--dry-run" in args else [*args, "--dry-run"]
         if sub == "submit" and "--sweep" not in args:
             return self.if_here("submit", items(args), args)
+        # A sweep's dry run refuses what the run would: a resume needs the sweep (its stand-in),
+        # a first run a place that holds none (the docs' compare made stand-ins there).
+        if "--resume" in args:
+            name = Path(args[0]).stem
+            if not (self.tmp / "runs" / name).exists():
+                self.sweep_stand_in(name)
+        else:
+            args = [*args, f"run.root={self.tmp / 'first-runs'}"]
         return run_main(sub, *args)
 
     def if_here(self, sub: str, config_args: list[str], args: list[str], cfg=None) -> Result:

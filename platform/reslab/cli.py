@@ -127,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "USR1 -> checkpoint at the next step -> requeue -> resume.")
     s.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
     s.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
-    s.add_argument("--sweep", metavar="SPEC.yaml",
+    s.add_argument("--sweep", metavar="SPEC.yaml", action="append",
                    help="submit a sweep: a Ray cluster over the job's nodes runs its trials")
-    s.add_argument("--array", metavar="KEY=V1,V2,...",
+    s.add_argument("--array", metavar="KEY=V1,V2,...", action="append",
                    help="one sbatch --array job, a task (own run dir, own W&B run) per value")
 
     w = sub.add_parser("sweep", help="run a sweep spec with Ray Tune",

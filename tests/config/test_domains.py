@@ -93,7 +93,8 @@ def test_domain_sentences_name_the_key_the_value_and_what_is_allowed():
              "trainer.max_steps=0": "trainer.max_steps must be -1 or a whole number >= 1",
              "model.preact=3": "model.preact must be true or false, got 3",
              "seed=1.5": "seed must be a whole number >= 0 and < 4294967296, got 1.5",
-             "data.split_seed=99999999999999999999999": "got 1e+23",
+             "data.split_seed=99999999999999999999999": "got 99999999999999999999999$",
+                 "seed=" + "9" * 1000: "got a whole number of 1000 digits",
              "trainer.channels_last=maybe": "one of true, false, auto, got 'maybe'"}
     for override, expected in cases.items():
         with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("+", r"\+")):

@@ -175,6 +175,18 @@ def test_numbers_no_mean_can_take_are_left_out_not_a_traceback(sweep_dir, tmp_pa
     assert (tmp_path / "out" / "table.csv").is_file() and "params" in result["table"]
 
 
+def test_a_control_sequence_in_a_record_reaches_no_terminal(sweep_dir, tmp_path, cli):
+    """A summary.json whose status holds an escape sequence (a crafted or damaged run) was
+    printed raw by compare and status: it could recolour, retitle or clear the terminal."""
+    run = sorted(sweep_dir.iterdir())[0]
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "\x1b[2J\x1b]0;x\x07"}))
+    for args in (["compare", run, "--out", tmp_path / "out"], ["status", run]):
+        r = cli(*args)
+        assert r.returncode == 0, r.stderr
+        assert "\x1b" not in r.stdout and "\\x1b[2J" in r.stdout, r.stdout
+
+
 @pytest.fixture
 def drawn(monkeypatch):
     """The figures compare draws, by file name, kept for reading their artists."""

@@ -221,3 +221,20 @@ space:
     nodes = {json.loads((out / r["trial"] / "summary.json").read_text())["env"]["ray_node_id"]
              for r in rows}
     assert len(nodes) == 2, "trials ran on both SLURM nodes' Ray workers"
+
+
+@pytest.mark.parametrize("extra", [[], ["--array", "seed=0,1"]])
+def test_a_job_sbatch_refuses_leaves_no_run_directory(tmp_path, extra):
+    """sbatch's refusal (a partition the cluster has not) left config.yaml, checkpoints/ and
+    slurm/job.sbatch behind, which `reslab status` listed as a submitted run."""
+    r = run_main("submit", *JOB, f"run.root={tmp_path}", "slurm.nodes=1",
+                 "slurm.partition=nosuch", *extra)
+    assert r.returncode == 2 and "sbatch refused the job" in r.stderr, r.stderr
+    assert list(tmp_path.rglob("*")) == []
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: s\nbase:\n  recipes: [{Path.cwd()}/configs/quickstart.yaml]\n"
+                    f"  overrides: ['run.root={tmp_path}/runs']\nspace:\n  model.depth: [8]\n")
+    r = run_main("submit", "configs/slurm/local.yaml", "slurm.partition=nosuch", "--sweep",
+                 str(spec))
+    assert r.returncode == 2 and "sbatch refused the job" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 
@@ -119,3 +120,62 @@ def test_rendered_job_scripts_pass_shellcheck(tmp_path):
         out = subprocess.run(["shellcheck", "-s", "bash", "-"], input=script, text=True,
                              capture_output=True)
         assert out.returncode == 0, f"{name}:\n{out.stdout}"
+
+
+@pytest.mark.parametrize("array,match", [
+    ("seed=00,0", "gives seed=0 and seed=00, the same value"),
+    ("optim.lr=0.1,0.10", "the same value"),
+    ("seed=0,,1", "no value empty"),
+    ("seed=", "no value empty"),
+    ("seed=" + ",".join(map(str, range(1001))), "1001 values; at most 1000"),
+])
+def test_array_values_are_each_a_task_of_their_own(tmp_path, array, match):
+    with pytest.raises(UserError, match=match):
+        dry(f"run.root={tmp_path}", "slurm.nodes=1", array=array)
+
+
+@pytest.mark.parametrize("line,match", [
+    ("--no-requeue", "sets --no-requeue, which reslab writes itself; reslab always sets it"),
+    ("--output=/tmp/x.out", "sets --output, .* set run.root instead"),
+    ("-o /tmp/x.out", "sets --output"),
+    ("-N 3", "sets --nodes, .* set slurm.nodes instead"),
+    ("--signal=B:USR1@1", "sets --signal, .* slurm.signal_margin_s"),
+    ("--time=1", "sets --time"),
+    ("#SBATCH --mail-type=END", "must be one sbatch option"),
+    ("mail-type=END", "must be one sbatch option"),
+])
+def test_extra_lines_cannot_undo_what_reslab_writes(tmp_path, line, match):
+    with pytest.raises(ConfigError, match=match):
+        dry(f"run.root={tmp_path}", f"slurm.extra=[{line!r}]")
+
+
+def test_extra_lines_add_other_options(tmp_path):
+    script = dry(f"run.root={tmp_path}", "slurm.extra=['--mail-type=END', '-x node3']")["script"]
+    assert "#SBATCH --mail-type=END" in script and "#SBATCH -x node3" in script
+
+
+def test_a_percent_in_the_run_s_path_is_not_a_slurm_pattern(tmp_path):
+    out = dry(f"run.root={tmp_path}/100%", "run.name=a%jb")
+    output, = [line for line in out["script"].splitlines() if line.startswith("#SBATCH --output")]
+    assert output == f"#SBATCH --output={out['run_dirs'][0].replace('%', '%%')}/slurm/slurm-%j.out"
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--sweep", "degradation_digits", "--array", "seed=0,1"], "--array and --sweep do not go"),
+    (["--array", "seed=0", "--array", "seed=1"], "--array is given 2 times; give it once"),
+    (["--sweep", ""], "empty path"),
+])
+def test_submit_options_that_cannot_all_hold_are_refused(tmp_path, cli, args, match):
+    r = cli("submit", *LOCAL, f"run.root={tmp_path}", "--dry-run", *args)
+    assert r.returncode == 2 and re.search(match, r.stderr), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_is_not_submitted_over_one_that_ran(tmp_path, cli):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: s\nbase:\n  recipes: [{LOCAL[0]}]\n  overrides: "
+                    f"['run.root={tmp_path}/runs']\nspace:\n  model.depth: [8]\n")
+    (tmp_path / "runs/s").mkdir(parents=True)
+    (tmp_path / "runs/s/sweep.csv").write_text("trial,status\n")
+    r = cli("submit", LOCAL[1], "--sweep", spec, "--dry-run")
+    assert r.returncode == 2 and "already holds a sweep" in r.stderr and "--resume" in r.stderr

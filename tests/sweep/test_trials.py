@@ -16,7 +16,7 @@ from reslab.config.load import derive
 from reslab.errors import TrainingError, UserError
 from reslab.sweep import spec as S
 from reslab.sweep import trials as T
-from reslab.sweep import tune
+from reslab.sweep import tune, worker
 from reslab.tracking import records
 from reslab.tracking.records import open_run, write_summary
 from support import ROOT
@@ -136,13 +136,13 @@ def test_a_trial_that_failed_by_its_own_numerics_is_not_retried(tmp_path):
     write_summary(run, {"status": "failed", "error": nan})
     before = run.summary.read_bytes()
     with pytest.raises(TrainingError, match="NaN or Inf at step 1.*not retried"):
-        tune.run_trial({"point": point}, spec)
+        worker.run_trial({"point": point}, spec)
     assert run.summary.read_bytes() == before
-    assert tune.failed_by_itself(run, spec.trial_cfg(point))
+    assert worker.failed_by_itself(run, spec.trial_cfg(point))
     # Another kind of failure, or the same trial with a changed config, is retried.
-    assert not tune.failed_by_itself(run, derive(spec.trial_cfg(point), {"optim.lr": 0.01}))
+    assert not worker.failed_by_itself(run, derive(spec.trial_cfg(point), {"optim.lr": 0.01}))
     write_summary(run, {"status": "failed", "error": "OSError: [Errno 28] No space left"})
-    assert not tune.failed_by_itself(run, spec.trial_cfg(point))
+    assert not worker.failed_by_itself(run, spec.trial_cfg(point))
 
 
 def test_a_trial_s_record_says_completed_once_and_is_final_then(tmp_path, monkeypatch):
@@ -156,7 +156,7 @@ def test_a_trial_s_record_says_completed_once_and_is_final_then(tmp_path, monkey
     writes, write = [], records.write_summary
     monkeypatch.setattr(records, "write_summary",
                         lambda run, summary: (writes.append(dict(summary)), write(run, summary)))
-    tune.run_trial({"point": point}, spec)
+    worker.run_trial({"point": point}, spec)
     statuses = [w.get("status") for w in writes]
     assert statuses.count("completed") == 1 and statuses[-1] == "completed", statuses
     final = json.loads(out.trial(S.trial_name(point)).summary.read_text())

@@ -105,7 +105,7 @@ def start_sweep():
     for proc in started:
         kill_session(proc.pid)
         proc.wait(timeout=30)
-        # A killed driver leaves its private Ray's temp dir (tune.start_ray) behind.
+        # A killed driver leaves its private Ray's temp dir (session.start_ray) behind.
         shutil.rmtree(Path(tempfile.gettempdir()) / f"reslab-ray-{os.getuid()}-{proc.pid}",
                       ignore_errors=True)
 

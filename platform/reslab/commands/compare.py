@@ -7,7 +7,12 @@ from reslab.report import compare
 
 
 def run(args) -> int:
-    by = args.by.split(",") if args.by else None
+    by = args.by.split(",") if args.by is not None else None
+    if by is not None and "" in [k.strip() for k in by]:
+        raise UserError(f"--by takes config keys separated by commas (e.g. model.depth,"
+                        f"model.shortcut), got {args.by!r}")
+    if args.metric is not None and not args.metric.strip():
+        raise UserError("--metric is empty; give a metric such as val/err")
     if args.wandb:
         result = compare.compare_wandb(args.wandb, by, args.metric, args.out, args.group,
                                        args.filter, args.publish, args.force)

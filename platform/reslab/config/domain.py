@@ -175,12 +175,15 @@ def length(d: Domain) -> str:
 
 
 def shown(x: Any) -> str:
-    """A value as the user would type it: numbers plainly (1e+20 for huge), text quoted and
+    """A value as the user would type it: numbers plainly (a huge one by its length), text quoted and
     escaped (a NUL or newline is never printed raw)."""
     if isinstance(x, bool) or x is None:
         return "null" if x is None else str(x).lower()
-    if isinstance(x, int) and abs(x) >= 10**15:
-        return f"{x:.3g}"
+    if isinstance(x, int) and abs(x) >= 10**30:
+        try:
+            return f"a whole number of {len(str(abs(x)))} digits"
+        except ValueError:  # Python writes out at most 4300 digits
+            return "a whole number of more than 4300 digits"
     if isinstance(x, (list, tuple)):
         return "[" + ", ".join(shown(e) for e in x[:8]) + (", ..." if len(x) > 8 else "") + "]"
     if isinstance(x, str):

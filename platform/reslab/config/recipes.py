@@ -33,6 +33,8 @@ def resolve(arg: str | Path, kind: str = "recipe") -> str:
     """`arg` itself when that path exists; else the shipped file it names (`quickstart`,
     `experiment/cifar10_paper`, also written `configs/experiment/cifar10_paper.yaml`)."""
     text = str(arg)
+    if not text.strip():  # Path("") is the current folder
+        raise ConfigError(f"the {kind} is an empty path; give a file or a shipped {kind} name")
     if "\x00" in text:
         raise ConfigError(f"{kind} file {text!r} contains a NUL byte, which no path can hold")
     if Path(text).exists():

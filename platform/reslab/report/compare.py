@@ -53,9 +53,16 @@ def check_names(runs: list[Run], by: list[str], metric: str) -> None:
         raise UserError(f"--by key '{unknown[0]}' is in no run's config"
                         f"{did_you_mean(unknown[0], keys) or ' (e.g. model.depth, model.shortcut)'}")
     metrics = sorted({k for r in runs for k in r.summary if "/" in k})
-    if metric not in metrics:
-        raise UserError(f"--metric {metric} is in no run's summary"
-                        f"{did_you_mean(metric, metrics) or ' (they have ' + ', '.join(metrics[:8]) + ')'}")
+    if metric in metrics:
+        return
+    if any(metric in r.summary for r in runs):
+        raise UserError(f"--metric {metric} is not a metric: metrics are split/name keys such "
+                        f"as {', '.join(metrics[:4]) or 'val/err'}")
+    if not metrics:
+        raise UserError(f"--metric {metric}: no run here has recorded a metric yet (still "
+                        "running, or stopped before its first validation)")
+    raise UserError(f"--metric {metric} is in no run's summary"
+                    f"{did_you_mean(metric, metrics) or ' (they have ' + ', '.join(metrics[:8]) + ')'}")
 
 
 def compare_wandb(path: str, by: list[str] | None = None, metric: str | None = None,

@@ -8,6 +8,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from reslab.errors import escaped
 from reslab.metrics import COLUMNS
 from reslab.report.runs import Run
 
@@ -163,6 +164,9 @@ def _paper_depth(run: Run) -> int | None:
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns; a control character in a cell (an escape sequence in a damaged
+    summary.json) is shown escaped, never sent to the terminal."""
+    header, rows = [escaped(h) for h in header], [[escaped(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]

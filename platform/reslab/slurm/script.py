@@ -43,17 +43,56 @@ def header(cfg: Config, log: Path, array: int = 0, signal: str = "USR1",
             ("account", "slurm.account", s.account), ("qos", "slurm.qos", s.qos),
             ("mem", "slurm.mem", s.mem), ("constraint", "slurm.constraint", s.constraint),
             ("array", "--array", f"0-{array - 1}" if array > 1 else None),
-            ("output", "run.root", log),
+            ("output", "run.root", log_pattern(log)),
             ("signal", "slurm.signal_margin_s", f"{signal}@{int(s.signal_margin_s)}")]
     lines = ["#!/bin/bash"]
     for opt, key, value in opts:
         if value is not None:
             lines.append(f"#SBATCH --{opt}={_sbatch_quote(check_value(key, value))}")
     lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
-    lines += [f"#SBATCH {check_value('slurm.extra', e)}" for e in s.extra]
+    lines += [f"#SBATCH {check_extra(e)}" for e in s.extra]
     lines += ["", "set -euo pipefail", 'echo "reslab: job $SLURM_JOB_ID attempt '
               '$((${SLURM_RESTART_COUNT:-0} + 1)) on $SLURM_JOB_NODELIST"']
     return lines + [check_value("slurm.setup", line) for line in s.setup]
+
+
+def log_pattern(log: Path) -> str:
+    """The --output value: SLURM expands % in the whole path, so a % of the run's directory
+    (a run.name with one) is written %%; the file name's %j, %A and %a are reslab's own."""
+    return f"{str(log.parent).replace('%', '%%')}/{log.name}"
+
+
+# The options reslab writes itself, and the key that sets each: a slurm.extra line that set one
+# again would change the job's shape behind the config, split or move its log, or undo the
+# requeue and the warning signal that preemption relies on.
+OWN_OPTIONS = {
+    "job-name": "run.name", "nodes": "slurm.nodes", "ntasks": "slurm.gpus_per_node",
+    "ntasks-per-node": "slurm.gpus_per_node", "gpus": "slurm.gpus_per_node",
+    "gpus-per-node": "slurm.gpus_per_node", "cpus-per-task": "slurm.cpus_per_task",
+    "time": "slurm.time", "partition": "slurm.partition", "account": "slurm.account",
+    "qos": "slurm.qos", "mem": "slurm.mem", "constraint": "slurm.constraint",
+    "array": "--array", "output": "run.root", "error": "run.root",
+    "signal": "slurm.signal_margin_s", "requeue": None, "no-requeue": None, "open-mode": None,
+}
+SHORT_OPTIONS = {"J": "job-name", "N": "nodes", "n": "ntasks", "G": "gpus", "c": "cpus-per-task",
+                 "t": "time", "p": "partition", "A": "account", "q": "qos", "C": "constraint",
+                 "a": "array", "o": "output", "e": "error"}
+
+
+def check_extra(line: str) -> str:
+    """A slurm.extra line: one sbatch option (`--mail-type=END`, `-x node3`) that reslab does
+    not write itself."""
+    text = check_value("slurm.extra", line).strip()
+    m = re.match(r"(--([A-Za-z][\w-]*)|-([A-Za-z]))(?=[=\s]|$)", text)
+    if m is None:
+        raise ConfigError(f"slurm.extra {text!r} must be one sbatch option, such as "
+                          "--mail-type=END or -x node3")
+    name = m.group(2) or SHORT_OPTIONS.get(m.group(3))
+    if name in OWN_OPTIONS:
+        key = OWN_OPTIONS[name]
+        how = f"set {key} instead" if key else "reslab always sets it (preemption requeues the job)"
+        raise ConfigError(f"slurm.extra {text!r} sets --{name}, which reslab writes itself; {how}")
+    return text
 
 
 def _sbatch_quote(value: str) -> str:

@@ -3,16 +3,20 @@ folder and sbatch it. Everything that can refuse happens before anything is writ
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
-from reslab.config.load import derive, load
+from reslab.config.load import derive, flatten, load, parse_overrides
 from reslab.config.schema import Config, select
 from reslab.errors import ConfigError, UserError
 from reslab.run import build
 from reslab.slurm.script import render, render_sweep
 from reslab.sweep.spec import load_spec, sweep_dir
+from reslab.sweep.trials import started
 from reslab.tracking.records import open_run
 from reslab.tracking.rundir import RunDir, new_run_id, run_path
 
@@ -31,20 +35,30 @@ def with_geometry(cfg: Config) -> Config:
     return derive(cfg, {**want, "trainer.accelerator": "gpu" if s.gpus_per_node else "cpu"})
 
 
+MAX_ARRAY = 1000  # tasks; SLURM's default MaxArraySize (1001) allows indices 0 to 1000
+
+
 def parse_array(spec: str | None) -> tuple[str, list[str]] | None:
-    """`--array seed=0,1,2` -> ("seed", ["0", "1", "2"])."""
+    """`--array seed=0,1,2` -> ("seed", ["0", "1", "2"]): each value given once (as the config
+    reads it: 00 and 0 are one seed), none empty, at most MAX_ARRAY."""
     if spec is None:
         return None
     key, sep, values = spec.partition("=")
-    items = [v for v in values.split(",") if v != ""]
-    if not sep or not key or not items:
-        raise UserError(f"--array must look like KEY=V1,V2,... (e.g. seed=0,1,2), got {spec!r}")
+    items = values.split(",")
+    if not sep or not key or "" in items:
+        raise UserError(f"--array must look like KEY=V1,V2,... with no value empty (e.g. "
+                        f"seed=0,1,2), got {spec!r}")
     if key.startswith("slurm.") or key in ("trainer.num_nodes", "trainer.devices"):
         raise UserError(f"--array cannot vary {key}: every task of an array has the same shape")
-    if len(set(items)) < len(items):
-        again = next(v for i, v in enumerate(items) if v in items[:i])
-        raise UserError(f"--array {spec} gives {key}={again} twice: each task would train the "
-                        "same run; give each value once")
+    if len(items) > MAX_ARRAY:
+        raise UserError(f"--array gives {len(items)} values; at most {MAX_ARRAY} (SLURM's "
+                        "default MaxArraySize): submit several arrays, or a sweep")
+    read = [flatten(parse_overrides([f"{key}={v}"])).get(key) for v in items]
+    for i, value in enumerate(read):
+        if value in read[:i]:
+            raise UserError(f"--array {spec} gives {key}={items[i]} and {key}="
+                            f"{items[read.index(value)]}, the same value: each task would train "
+                            "the same run; give each value once")
     return key, items
 
 
@@ -65,10 +79,11 @@ def submit(recipes: list[str], overrides: list[str], dry_run: bool = False,
     script = render(cfgs[0], runs, log)
     if dry_run:
         return {"script": script, "run_dirs": [str(r.path) for r in runs]}
-    for cfg, run in zip(cfgs, runs):
-        open_run(cfg, run.run_id)
-    base.mkdir(parents=True, exist_ok=True)
-    return _sbatch(script, base, runs, log, array=bool(spec))
+    with undone_on_failure([r.path for r in runs] + [base] * bool(spec)):
+        for cfg, run in zip(cfgs, runs):
+            open_run(cfg, run.run_id)
+        base.mkdir(parents=True, exist_ok=True)
+        return _sbatch(script, base, runs, log, array=bool(spec))
 
 
 def submit_sweep(spec_path: str, recipes: list[str], overrides: list[str],
@@ -76,13 +91,39 @@ def submit_sweep(spec_path: str, recipes: list[str], overrides: list[str],
     spec = load_spec(spec_path, overrides, recipes)
     cfg = derive(spec.base_cfg(), {"run.name": spec.name})  # the job's name
     sweep = sweep_dir(spec)
+    if started(sweep) or os.path.lexists(sweep.slurm):
+        raise UserError(f"sweep directory {sweep.path} already holds a sweep (or a submitted "
+                        f"one); the job's first attempt would be refused there: continue it "
+                        f"with `reslab sweep {shlex.quote(spec_path)} --resume`, or give the "
+                        "sweep another name")
     items = [str(Path(r).resolve()) for r in recipes] + overrides
     script = render_sweep(cfg, Path(spec_path).resolve(), items, sweep)
     if dry_run:
         return {"script": script, "run_dirs": [str(sweep.path)]}
-    sweep.slurm.mkdir(parents=True, exist_ok=True)
-    return _sbatch(script, sweep.slurm, [RunDir(sweep.path)], sweep.slurm / "slurm-%j.out",
-                   array=False)
+    with undone_on_failure([sweep.slurm]):
+        sweep.slurm.mkdir(parents=True)
+        return _sbatch(script, sweep.slurm, [RunDir(sweep.path)],
+                       sweep.slurm / "slurm-%j.out", array=False)
+
+
+@contextlib.contextmanager
+def undone_on_failure(paths: list[Path]):
+    """The directories a submission creates for `paths` (with their parents that did not exist)
+    go again if it fails (sbatch refuses the job, an interrupt): a run directory whose job never
+    queued would be listed by `reslab status`."""
+    created = {outermost_missing(p) for p in paths if not os.path.lexists(p)}
+    try:
+        yield
+    except BaseException:
+        for path in created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def outermost_missing(path: Path) -> Path:
+    while not os.path.lexists(path.parent):
+        path = path.parent
+    return path
 
 
 def _sbatch(script: str, folder: Path, runs: list[RunDir], log: Path, array: bool) -> dict:
@@ -96,7 +137,13 @@ def _sbatch(script: str, folder: Path, runs: list[RunDir], log: Path, array: boo
         raise UserError(f"sbatch refused the job: {out.stderr.strip().splitlines()[-1]}")
     jid = out.stdout.strip().split(";")[0]
     for i, run in enumerate(runs):
-        task_log = str(log).replace("%A", jid).replace("%a", str(i)).replace("%j", jid)
-        run.record_job(f"{jid}_{i}" if array else jid, task_log)
+        run.record_job(f"{jid}_{i}" if array else jid, expand(log, jid, i))
     return {"job_id": jid, "run_dirs": [str(r.path) for r in runs],
-            "log": str(log).replace("%A", jid).replace("%j", jid), "script": script}
+            "log": str(log.parent / log.name.replace("%A", jid).replace("%j", jid)),
+            "script": script}
+
+
+def expand(log: Path, jid: str, task: int) -> str:
+    """The log path of a task: the file name's %A/%a/%j, as SLURM expands them."""
+    name = log.name.replace("%A", jid).replace("%a", str(task)).replace("%j", jid)
+    return str(log.parent / name)

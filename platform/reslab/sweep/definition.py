@@ -1,8 +1,9 @@
 """What a sweep is, recorded in its directory (sweep.yaml) when it first runs: the space, the
 seeds, the search, the scheduler, the metric and the base config every trial starts from.
-`--resume` continues that sweep: a spec that differs in anything else than the resources,
-concurrency and retries, or how the trials compute and log (RESUMABLE_IN_SWEEP), is refused before Ray starts (else new trials would train another experiment beside the old
-ones, and the table would mix them). No Ray here."""
+`--resume` continues that sweep: a spec that differs in anything but the resources,
+concurrency and retries, or how the trials compute and log (RESUMABLE_IN_SWEEP), is refused
+before Ray starts (else new trials would train another experiment beside the old ones, and the
+table would mix them). No Ray here."""
 
 from __future__ import annotations
 

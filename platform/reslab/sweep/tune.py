@@ -3,28 +3,22 @@ point, each calling the one `run.train.fit` path in its own run directory."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 
-from reslab.compat import ray_local_init_args
-from reslab.config.load import load
-from reslab.errors import TrainingError, UserError, reason
-from reslab.run import train
+from reslab.errors import UserError
 from reslab.sweep.check import check_resources
 from reslab.sweep.definition import check_same_sweep, write_definition
 from reslab.sweep.results import format_timing, timing, write_results, write_timing
+from reslab.sweep.session import DriverSignals, check_reachable, start_ray
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
 from reslab.sweep.trials import all_trials, check_places, completed, started
-from reslab.tracking.records import locked, open_run, read_summary, write_summary
+from reslab.sweep.worker import run_trial
+from reslab.tracking.records import locked, read_summary, write_summary
 from reslab.tracking.rundir import SweepDir
 
 
@@ -168,61 +162,6 @@ def empty_dir(path: Path) -> None:
             p.unlink()
 
 
-def start_ray(address: str | None, cpus: int | None) -> Path | None:
-    """A private local Ray (own temp dir, localhost only, never someone else's instance), or the
-    cluster at `address`. Returns the private instance's temp dir."""
-    import logging
-
-    import ray
-
-    logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's start-up notices; errors still show
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    with driver_signals():  # Ray's core installs a crash handler over SIGTERM's
-        if address:
-            ray.init(address=address, log_to_driver=False)
-            return None
-        tmp = Path(tempfile.gettempdir()) / f"reslab-ray-{os.getuid()}-{os.getpid()}"
-        ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False, **ray_local_init_args(tmp))
-        return tmp
-
-
-def check_reachable(address: str, timeout: float = 10.0) -> None:
-    """Something listens at HOST:PORT: else ray.init retries for minutes, deaf to Ctrl-C."""
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise UserError(f"no Ray cluster answers at --address {address} ({reason(e)}); start "
-                        "one there (`ray start --head`), or leave --address out for a private "
-                        "Ray on this machine") from None
-
-
-@contextlib.contextmanager
-def driver_signals():
-    """The driver's signal handlers (Ctrl-C and SIGTERM unwind it, cli.py) put back after the
-    block, whatever Ray installed meanwhile."""
-    handlers = signal_handlers()
-    try:
-        yield
-    finally:
-        put_back(handlers)
-
-
-def signal_handlers() -> dict:
-    """SIGINT's, SIGTERM's and SIGUSR1's handlers ({} outside the main thread: none are set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
-
-
-def put_back(handlers: dict) -> None:
-    for signum, handler in handlers.items():
-        if handler is not None:  # None: a handler not set from Python, which cannot be put back
-            signal.signal(signum, handler)
-
-
 def make_scheduler(spec: Spec):
     """ASHA (keeping the names of the trials it stopped early: those are finished) or FIFO."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -265,91 +204,6 @@ def run_config(spec: Spec, out: SweepDir, done: int = 0):
     return tune.RunConfig(storage_path=str(out.tune.parent), name=out.tune.name, verbose=0,
                           failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                           callbacks=[Progress(done), DriverSignals()])
-
-
-def run_trial(config: dict, spec: Spec) -> None:
-    """One trial, inside a Ray worker: the sweep's base config + this point, trained by
-    train.fit in the trial's own run directory (resuming from its checkpoint on a retry or after
-    `--resume`). Its summary.json gets `trial_s`: this attempt's time in the trial function up
-    to its final record (the sweep's timing counts the rest as Ray's: start-up, workers,
-    scheduling), and `trial_window`: when it began and ended (Unix time). They go into the one
-    final write of the record: a second write after `completed` would change a finished trial's
-    record after the sweep (or a resume) had read it as finished."""
-    t0, began = time.perf_counter(), time.time()
-
-    def timing() -> dict:
-        return {"trial_s": round(time.perf_counter() - t0, 3),
-                "trial_window": [round(began, 3), round(time.time(), 3)]}
-
-    point = config["point"]
-    for key in [k for k in os.environ if k.startswith("SLURM_")]:
-        del os.environ[key]  # else Lightning picks SLURMEnvironment inside the trial
-    cfg = spec.trial_cfg(point)
-    run = sweep_dir(spec).trial(trial_name(point))
-    if not run.config.is_file():
-        open_run(cfg, run.run_id)
-    elif failed_by_itself(run, cfg):
-        raise TrainingError(f"{read_summary(run)['error']} (not retried: the same config "
-                            "fails the same way)")
-    torch.set_num_threads(max(1, int(spec.cpu)))
-    report = TuneReport()
-    summary = train.fit(cfg, resume=run, callbacks=[report], record=timing)
-    if not report.reported:  # resumed at its last epoch: Tune still needs one result
-        report.final(summary, spec.metric)
-
-
-def failed_by_itself(run, cfg) -> bool:
-    """The trial's run failed by its own numerics (a NaN loss) with this very config: a retry,
-    Ray's or `--resume`'s, would fail again, and its record of why must stay as it is."""
-    record = read_summary(run)
-    return (record.get("status") == "failed" and
-            str(record.get("error", "")).startswith(f"{TrainingError.__name__}:") and
-            load([run.config]) == cfg)
-
-
-def TuneReport():  # noqa: N802 - a Callback built lazily so `import reslab.sweep` needs no Ray
-    from lightning.pytorch.callbacks import Callback
-    from ray import tune
-
-    class _TuneReport(Callback):
-        """Reports the epoch's metrics to Tune once per validation (ASHA decides on them)."""
-
-        reported = False
-
-        def on_validation_end(self, trainer, pl_module) -> None:
-            if trainer.sanity_checking:
-                return
-            m = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
-            self.reported = True
-            tune.report({**m, "epoch": trainer.current_epoch + 1,
-                         "global_step": trainer.global_step})
-
-        def final(self, summary: dict, metric: str) -> None:
-            """The summary's metrics, for a trial that trained no further (a resume from its
-            last checkpoint): Tune fails a trial that reports nothing."""
-            m = {k: float(v) for k, v in summary.items()
-                 if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
-            tune.report({metric: float("nan"), **m, "epoch": summary.get("epoch", 0),
-                         "global_step": summary.get("global_step", 0)})
-
-    return _TuneReport()
-
-
-def DriverSignals():  # noqa: N802 - see TuneReport
-    from ray.tune import Callback
-
-    class _DriverSignals(Callback):
-        """Tuner.fit installs its own handlers on SIGINT and SIGUSR1 (they end the running trials
-        as a scheduler's stop would, and fit returns as if the sweep were done); set up after
-        them, this puts back the driver's, as they were when it was made."""
-
-        def __init__(self):
-            self.handlers = signal_handlers()
-
-        def setup(self, **info):
-            put_back(self.handlers)
-
-    return _DriverSignals()
 
 
 def Progress(done: int = 0):  # noqa: N802 - see TuneReport

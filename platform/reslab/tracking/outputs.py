@@ -16,6 +16,9 @@ def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> 
     refused in a run's or a sweep's records (anywhere in one but its OUTPUT_AREAS folders), over
     a device, a FIFO or a folder, and over an existing file or into a non-empty folder without
     --force. The one rule for every such output."""
+    if str(path) == "-":
+        raise UserError(f"{option} - would be a {'folder' if folder else 'file'} named '-' "
+                        f"(this command writes files, not standard output); give a path")
     p = resolved(path, option)
     for parent in (p, *p.parents):
         if holds_records(parent):  # the innermost one: a sweep's trial is a run directory
@@ -31,10 +34,11 @@ def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> 
 
 def holds_records(folder: Path) -> bool:
     """A run directory (config.yaml, summary.json) or a sweep directory (sweep.csv,
-    best_config.yaml, tune/)."""
+    best_config.yaml, sweep.yaml, tune/)."""
     run, sweep = RunDir(folder), SweepDir(folder)
     try:
         return any(p.is_file() for p in (run.config, run.summary, sweep.results,
-                                         sweep.best_config)) or sweep.tune.is_dir()
+                                         sweep.best_config, sweep.definition)) \
+            or sweep.tune.is_dir()
     except OSError:  # a folder this user cannot look into holds no records of theirs
         return False
