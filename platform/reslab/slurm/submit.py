@@ -83,7 +83,8 @@ def submit(recipes: list[str], overrides: list[str], dry_run: bool = False,
         for cfg, run in zip(cfgs, runs):
             open_run(cfg, run.run_id)
         base.mkdir(parents=True, exist_ok=True)
-        return _sbatch(script, base, runs, log, array=bool(spec))
+        jid = sbatch(script, base)
+    return queued(jid, script, runs, log, array=bool(spec))
 
 
 def submit_sweep(spec_path: str, recipes: list[str], overrides: list[str],
@@ -102,15 +103,15 @@ def submit_sweep(spec_path: str, recipes: list[str], overrides: list[str],
         return {"script": script, "run_dirs": [str(sweep.path)]}
     with undone_on_failure([sweep.slurm]):
         sweep.slurm.mkdir(parents=True)
-        return _sbatch(script, sweep.slurm, [RunDir(sweep.path)],
-                       sweep.slurm / "slurm-%j.out", array=False)
+        jid = sbatch(script, sweep.slurm)
+    return queued(jid, script, [RunDir(sweep.path)], sweep.slurm / "slurm-%j.out", array=False)
 
 
 @contextlib.contextmanager
 def undone_on_failure(paths: list[Path]):
     """The directories a submission creates for `paths` (with their parents that did not exist)
-    go again if it fails (sbatch refuses the job, an interrupt): a run directory whose job never
-    queued would be listed by `reslab status`."""
+    go again if it fails before its job is queued (sbatch refuses it, an interrupt): a run
+    directory whose job never queued would be listed by `reslab status`."""
     created = {outermost_missing(p) for p in paths if not os.path.lexists(p)}
     try:
         yield
@@ -126,7 +127,8 @@ def outermost_missing(path: Path) -> Path:
     return path
 
 
-def _sbatch(script: str, folder: Path, runs: list[RunDir], log: Path, array: bool) -> dict:
+def sbatch(script: str, folder: Path) -> str:
+    """job.sbatch written into `folder` and queued; the job id (or one sentence: sbatch's)."""
     if not shutil.which("sbatch"):
         raise UserError("sbatch is not on PATH: run this on a SLURM login node (or "
                         "`slurm/local-cluster.sh up` for the local cluster)")
@@ -134,8 +136,13 @@ def _sbatch(script: str, folder: Path, runs: list[RunDir], log: Path, array: boo
     out = subprocess.run(["sbatch", "--parsable", str(folder / "job.sbatch")],
                          capture_output=True, text=True)
     if out.returncode != 0:
-        raise UserError(f"sbatch refused the job: {out.stderr.strip().splitlines()[-1]}")
-    jid = out.stdout.strip().split(";")[0]
+        said = out.stderr.strip().splitlines() or [f"exit status {out.returncode}"]
+        raise UserError(f"sbatch refused the job: {said[-1]}")
+    return out.stdout.strip().split(";")[0]
+
+
+def queued(jid: str, script: str, runs: list[RunDir], log: Path, array: bool) -> dict:
+    """Each run directory records its job id and log; what the command prints."""
     for i, run in enumerate(runs):
         run.record_job(f"{jid}_{i}" if array else jid, expand(log, jid, i))
     return {"job_id": jid, "run_dirs": [str(r.path) for r in runs],
