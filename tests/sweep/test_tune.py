@@ -329,11 +329,17 @@ def test_a_resume_that_changes_the_sweep_is_refused_before_anything_is_written(t
     spec.write_text(spec.read_text().replace("[none, A]", "[none, B]"))
     r = cli("sweep", spec, "--cpus", "2", "--resume")
     assert r.returncode == 2 and "cannot change space.model.shortcut" in r.stderr, r.stderr
+    text = spec.read_text().replace("[none, B]", "[none, A]")  # keys reordered: other trials
+    depth, shortcut = (line for line in text.splitlines() if line.startswith("  model."))
+    spec.write_text(text.replace(f"{depth}\n{shortcut}", f"{shortcut}\n{depth}"))
+    r = cli("sweep", spec, "--cpus", "2", "--resume")
+    assert r.returncode == 2 and "cannot change space_keys" in r.stderr, r.stderr
+    spec.write_text(text)
     assert snapshot(out.path) == before
     spec.write_text(spec.read_text().replace("[none, B]", "[none, A]").replace(
         "max_failures: 1", "max_failures: 3"))
     r = cli("sweep", spec, "--cpus", "2", "--resume", "--dry-run", "data.num_workers=1",
-            "logger.wandb.mode=disabled")
+            "logger.wandb.mode=disabled", f"run.root={tmp_path}/./runs/")
     assert r.returncode == 0, r.stderr  # retries, workers and logging a resume may change
 
 

@@ -24,10 +24,13 @@ from reslab.tracking.rundir import SweepDir
 
 def definition(spec: Spec) -> dict[str, Any]:
     """The flat keys that make the sweep the experiment it is."""
+    base = to_dict(spec.base_cfg())
+    del base["run"]["root"]  # where the sweep is, not what it is (it may move, or be spelt anew)
     return yaml.safe_load(dump(flatten({
-        "space": spec.space, "seeds": list(spec.seeds), "search": spec.search,
+        "space": spec.space, "space_keys": list(spec.space),  # the order names the trials
+        "seeds": list(spec.seeds), "search": spec.search,
         "num_samples": spec.num_samples, "scheduler": dataclasses.asdict(spec.scheduler),
-        "metric": spec.metric, "mode": spec.mode, "base": to_dict(spec.base_cfg())})))
+        "metric": spec.metric, "mode": spec.mode, "base": base})))
 
 
 def recorded(out: SweepDir) -> dict[str, Any] | None:

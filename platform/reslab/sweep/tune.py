@@ -14,7 +14,7 @@ from reslab.errors import UserError
 from reslab.sweep.check import check_resources
 from reslab.sweep.definition import check_same_sweep, write_definition
 from reslab.sweep.results import format_timing, timing, write_results, write_timing
-from reslab.sweep.session import DriverSignals, check_reachable, start_ray
+from reslab.sweep.session import DriverSignals, check_reachable, driver_signals, start_ray
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
 from reslab.sweep.trials import all_trials, check_places, completed, started
 from reslab.sweep.worker import run_trial
@@ -107,7 +107,8 @@ def run_tune(spec: Spec, out: SweepDir, todo: list[dict], address: str | None,
         slots = concurrency(spec, ray.cluster_resources())
         grid = tuner.fit()
     finally:
-        ray.shutdown()
+        with driver_signals():  # ray.shutdown leaves SIGTERM to the default action
+            ray.shutdown()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
         settle(out, todo, getattr(scheduler, "stopped", set()))
