@@ -46,6 +46,9 @@ FILES = {
     "spec_v_space_list.yaml": b"space: [1, 2]\n",
     "spec_v_space_null.yaml": b"space: null\n",
     "spec_v_space_int_key.yaml": b"space:\n  1: [2]\n",
+    "spec_v_space_null_key.yaml": b"space: {null: [2]}\n",
+    "spec_v_space_zero_key.yaml": b"space: {0: [2]}\n",
+    "spec_v_yaml11.yaml": b"%YAML 1.1\n---\nseeds: [017]\n",
     "spec_v_two_dists.yaml": b"space:\n  optim.lr: {uniform: [0, 1], choice: [1]}\n",
     "spec_v_seeds0.yaml": b"seeds: 0\n",
     "spec_v_seeds_neg.yaml": b"seeds: -3\n",
@@ -93,6 +96,14 @@ FILES = {
     "date.yaml": b"seed: 2020-01-01\n",
     "octal.yaml": b"trainer:\n  max_epochs: 0b101\n",
     "sexagesimal.yaml": b"trainer:\n  max_epochs: 1:50\n",
+    # Explicit tags: YAML 1.1's readings, and types no config value has.
+    "tag_timestamp.yaml": b"seed: !!timestamp 2020-01-01\n",
+    "tag_bool.yaml": b"run:\n  test: !!bool yes\n",
+    "tag_int.yaml": b"seed: !!int 1_0\n",
+    "tag_float.yaml": b"optim:\n  lr: !!float 1_0.5\n",
+    "tag_set.yaml": b"data: !!set {x, y}\n",
+    "tag_binary.yaml": b"run:\n  name: !!binary aGk=\n",
+    "tag_omap.yaml": b"optim: !!omap [{lr: 1}]\n",
 }
 
 
@@ -122,7 +133,8 @@ TRAIN = [["train", *TINY, "{ROOT}", *c] for c in (
     ["configs/experiment/sr_vdsr_sample.yaml", "data.patch_size=400"],
     ["configs/nope.yaml"], ["{T}/binary.yaml"], ["{T}/nested.yaml"],
     ["{T}/duplicate.yaml"], ["{T}/list.yaml"], ["{T}/tags.yaml"], ["{T}/alias.yaml"],
-    ["{T}/secret.yaml"], ["{T}"], ["run.root={T}/a_file"])]
+    ["{T}/secret.yaml"], ["{T}"], ["run.root={T}/a_file"],
+    *[[f"{{T}}/{name}"] for name in FILES if name.startswith("tag_")])]
 
 OTHER = [
     ["train", "--resume", ""], ["train", "--resume", " "], ["test", ""],
@@ -157,6 +169,9 @@ OTHER = [
     ["sweep", "sweeps/degradation_digits.yaml", "seed=3", "{ROOT}"],
     ["sweep", "sweeps/degradation_digits.yaml", "run.name=x", "--dry-run", "{ROOT}"],
     ["sweep", "sweeps/degradation_digits.yaml", "trainer.devices=2", "{ROOT}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "model.shortcut=B", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--sweep", "sweeps/degradation_digits.yaml",
+     "model.depth=32", "--dry-run", "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "--array", "seed=00,0", "--dry-run", "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "--array", "seed=0,,1", "--dry-run", "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "--array", "seed=0", "--array", "seed=1", "{ROOT}"],
@@ -165,6 +180,9 @@ OTHER = [
      "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "slurm.extra=[--no-requeue]", "--dry-run", "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "slurm.extra=['-o /tmp/x']", "--dry-run", "{ROOT}"],
+    *[["submit", "configs/slurm/local.yaml", f"slurm.extra=['{option}']", "--dry-run", "{ROOT}"]
+      for option in ("--out={T}/stolen_%j.log", "--no-req", "--parti=debug", "--gres=gpu:4",
+                     "--sig=USR2@10", "--gpus-per-task=3")],  # sbatch reads a start as the option
     ["submit", "configs/slurm/local.yaml", "--array",
      "seed=" + ",".join(map(str, range(2001))), "--dry-run", "{ROOT}"],
 ]
@@ -232,6 +250,10 @@ RUN_CASES = [
     ["train", *TINY, "run.root={RUN}/..", "run.name={RUN_ID}"],
     ["sweep", "sweeps/degradation_digits.yaml", "run.root={RUN}"],
     ["sweep", "sweeps/degradation_digits.yaml", "--dry-run", "run.root={RUN}/slurm"],
+    # A folder that loops back on itself.
+    ["train", *TINY, "run.root={T}/loop"], ["train", *TINY, "run.root={T}/loop/deeper"],
+    ["sweep", "sweeps/degradation_digits.yaml", "--dry-run", "run.root={T}/loop"],
+    ["submit", "configs/slurm/local.yaml", "--dry-run", "run.root={T}/loop"],
     ["train", "--resume", "{CKPT}", "trainer.max_epochs=1"],
     *[["export", "{RUN}", "--format", "state_dict", "--out", *c] for c in (
         ["{CKPT}", "--force"], ["{RUN}/config.yaml", "--force"], ["{RUN}/summary.json"],
@@ -296,6 +318,9 @@ SWEEP_CASES = [
     ["sweep", "sweeps/lr_wd_asha.yaml", "trainer.max_epochs=2", "--dry-run", "{ROOT}"],
     ["sweep", "sweeps/sr_residual.yaml", "data.name=digits", "--dry-run", "{ROOT}"],
     ["sweep", "sweeps/depth_shortcut.yaml", "--cpus", "1", "--dry-run", "{ROOT}"],
+    # What `train` refuses on this machine (no GPU), a trial with resources gpu 0 refuses too.
+    ["sweep", "sweeps/degradation_digits.yaml", "trainer.accelerator=gpu", "--dry-run", "{ROOT}"],
+    ["sweep", "sweeps/degradation_digits.yaml", "trainer.precision=16-mixed", "{ROOT}"],
 ]
 
 
@@ -406,6 +431,7 @@ def environment(env: dict[str, str]):
 def write_files(t: Path) -> None:
     for name, data in FILES.items():
         (t / name).write_bytes(data)
+    (t / "loop").symlink_to(t / "loop")
     for split in ("train", "val"):  # image folders: classes without images; one class only
         for c in ("cat", "dog"):
             (t / "empty_classes" / split / c).mkdir(parents=True)

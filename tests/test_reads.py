@@ -113,7 +113,23 @@ def test_no_new_run_or_sweep_goes_into_a_run_s_records(cli, crafted):
     before = sorted(crafted.path.rglob("*"))
     for root in (crafted.path, crafted.path / "checkpoints", crafted.path / "slurm" / "deeper"):
         r = cli("train", f"run.root={root}", "trainer.max_epochs=1")
-        assert r.returncode == 2 and f"inside the run directory {crafted.path}" in r.stderr
+        assert r.returncode == 2 and f"inside the records of {crafted.path}" in r.stderr
     r = cli("sweep", "sweeps/degradation_digits.yaml", "--dry-run", f"run.root={crafted.path}")
-    assert r.returncode == 2 and "inside the run directory" in r.stderr
+    assert r.returncode == 2 and "inside the records of" in r.stderr
     assert sorted(crafted.path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("record", ["sweep.csv", "sweep.yaml", "best_config.yaml", "tune/"])
+def test_no_new_run_or_sweep_goes_into_a_sweep_s_records(cli, tmp_path, record):
+    """`train run.root=<a sweep>` made <sweep>/quickstart/<id>, which `compare <sweep>` then
+    showed among the sweep's trials; a sweep inside a sweep ran too."""
+    sweep = tmp_path / "s4"
+    (sweep / record).parent.mkdir(parents=True, exist_ok=True)
+    (sweep / record).mkdir() if record.endswith("/") else (sweep / record).write_text("x\n")
+    before = sorted(sweep.rglob("*"))
+    for root in (sweep, sweep / "deeper"):
+        r = cli("train", f"run.root={root}", "trainer.max_epochs=1")
+        assert r.returncode == 2 and f"inside the records of {sweep}" in r.stderr, r.stderr
+        r = cli("sweep", "sweeps/degradation_digits.yaml", "--dry-run", f"run.root={root}")
+        assert r.returncode == 2 and f"inside the records of {sweep}" in r.stderr, r.stderr
+    assert sorted(sweep.rglob("*")) == before

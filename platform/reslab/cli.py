@@ -96,6 +96,9 @@ def ray_address(text: str) -> str:
             or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"must be a Ray cluster's HOST:PORT (port 1 to 65535, "
                                          f"e.g. 10.0.0.5:6379), got {text!r}")
+    if ":" in host or "[" in host:  # ray.init('[::1]:6379') connects to another address
+        raise argparse.ArgumentTypeError(f"must be a host name or an IPv4 address and a port "
+                                         f"(Ray does not connect to IPv6 addresses), got {text!r}")
     return text
 
 

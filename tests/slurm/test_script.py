@@ -135,7 +135,10 @@ def test_array_values_are_each_a_task_of_their_own(tmp_path, array, match):
 
 
 @pytest.mark.parametrize("line,match", [
-    ("--no-requeue", "sets --no-requeue, which reslab writes itself; reslab always sets it"),
+    ("--no-requeue", "sets --no-requeue, which reslab decides itself; reslab always sets it"),
+    ("--no-req", "sets --no-requeue"),  # sbatch takes a start of an option for it
+    ("--out=/tmp/x.out", "sets --output"), ("--parti=debug", "sets --partition"),
+    ("--gres=gpu:4", "sets --gres, .* set slurm.gpus_per_node instead"),
     ("--output=/tmp/x.out", "sets --output, .* set run.root instead"),
     ("-o /tmp/x.out", "sets --output"),
     ("-N 3", "sets --nodes, .* set slurm.nodes instead"),
@@ -150,8 +153,9 @@ def test_extra_lines_cannot_undo_what_reslab_writes(tmp_path, line, match):
 
 
 def test_extra_lines_add_other_options(tmp_path):
-    script = dry(f"run.root={tmp_path}", "slurm.extra=['--mail-type=END', '-x node3']")["script"]
-    assert "#SBATCH --mail-type=END" in script and "#SBATCH -x node3" in script
+    extra = ["--mail-type=END", "-x node3", "--time-min=10", "--mem-per-cpu=1G"]
+    script = dry(f"run.root={tmp_path}", f"slurm.extra={extra}")["script"]
+    assert all(f"#SBATCH {line}" in script for line in extra)
 
 
 def test_a_percent_in_the_run_s_path_is_not_a_slurm_pattern(tmp_path):

@@ -128,6 +128,12 @@ LR_GRID = "[" + ", ".join(f"0.{i:02d}" for i in range(1, 41)) + "]"
      r"override run.name=... has no effect .*from `name:`"),
     ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [trainer.num_nodes=2]\n",
      r"override trainer.num_nodes=... has no effect in a sweep"),
+    ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [logger.wandb.name=n]\n",
+     r"override logger.wandb.name=... .* \(as the trial's name\)"),
+    # ... and the space's own keys (the override was dropped: the plan showed the space's values).
+    ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [model.shortcut=B]\n"
+     "space:\n  model.shortcut: [A, none]\n", r"its space sets model.shortcut in every trial"),
+    ("space: {0: [2]}\n", r"space key 0 in .* is not a config key"),
     # YAML 1.1 would have read these as other numbers (0b101 is 5, 1:50 is 110).
     ("space:\n  data.batch_size: [0b101]\n", r"data.batch_size must be .* got '0b101'"),
     ("space:\n  trainer.max_epochs: [1:50]\n", r"trainer.max_epochs must be .* got '1:50'"),

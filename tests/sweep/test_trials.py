@@ -40,7 +40,7 @@ def load(tmp_path, body: str, overrides: tuple[str, ...] = ()):
 
 
 def make_trial(spec, point: dict, status: str | None = None):
-    run = open_run(spec.trial_cfg(point), S.trial_name(point))
+    run = open_run(spec.trial_cfg(point), S.sweep_dir(spec).trial(S.trial_name(point)))
     if status:
         write_summary(run, {"status": status})
     return run
@@ -177,8 +177,7 @@ def test_a_trial_folder_that_is_a_link_or_a_file_is_refused_before_ray(tmp_path,
     spec, out = load(tmp_path, GRID)
     first, second = T.all_trials(spec, out)[:2]
     make_trial(spec, first, "running")
-    elsewhere = open_run(derive(spec.trial_cfg(second), {"run.root": str(tmp_path / "other")}),
-                         "victim")
+    elsewhere = open_run(derive(spec.trial_cfg(second), {"run.root": str(tmp_path / "other")}))
     write_summary(elsewhere, {"status": "running"})
     place = out.trial(S.trial_name(second)).path
     if kind == "link":

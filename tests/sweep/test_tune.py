@@ -12,8 +12,10 @@ import os
 import pickle
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +46,11 @@ max_failures: {max_failures}
 max_concurrent: {concurrent}
 """)
     return spec
+
+
+def open_trial(spec: S.Spec, point: dict):
+    """A trial's run directory, as the sweep's worker opens it."""
+    return open_run(spec.trial_cfg(point), S.sweep_dir(spec).trial(S.trial_name(point)))
 
 
 def sweep_dir(spec: Path) -> SweepDir:
@@ -212,12 +219,12 @@ def test_resume_reads_no_pickle_from_tune_s_state_and_finishes_the_sweep(tmp_pat
     s = S.load_spec(spec)
     out = S.sweep_dir(s)
     point, other = (p for p in S.grid_points(s))
-    finished = open_run(s.trial_cfg(point), S.trial_name(point))
+    finished = open_trial(s, point)
     write_summary(finished, {"status": "completed", "val/err": 0.25, "epoch": 1, "wall_s": 1.0})
     before = finished.summary.read_bytes()
     # The other trial trained to its last epoch but was stopped there (as ASHA stops the trials
     # that reach max_t): resumed, it trains no further and still reports to Tune.
-    stopped = open_run(s.trial_cfg(other), S.trial_name(other))
+    stopped = open_trial(s, other)
     train.fit(derive(s.trial_cfg(other), {"logger.wandb.mode": "disabled"}), resume=stopped)
     write_summary(stopped, {**json.loads(stopped.summary.read_text()), "status": "failed",
                             "error": "SystemExit: 0"})
@@ -314,7 +321,7 @@ def test_a_resume_that_changes_the_sweep_is_refused_before_anything_is_written(t
     s = S.load_spec(spec)
     out = S.sweep_dir(s)
     point = S.grid_points(s)[0]
-    open_run(s.trial_cfg(point), S.trial_name(point))  # a sweep that had begun
+    open_trial(s, point)  # a sweep that had begun
     tune.write_definition(s, out)
     before = snapshot(out.path)
     for args, said in [(["data.batch_size=128"], "cannot change data.batch_size (256 -> 128)"),
@@ -365,6 +372,7 @@ def test_the_dry_run_refuses_what_the_run_would(tmp_path, cli, no_ray):
 @pytest.mark.parametrize("address,said", [
     ("foo:bar", "must be a Ray cluster's HOST:PORT"), ("", "must be a Ray cluster's HOST:PORT"),
     ("host:0", "port 1 to 65535"), ("127.0.0.1:1", "no Ray cluster answers at --address"),
+    ("[::1]:6379", "Ray does not connect to IPv6"), ("::1:6379", "Ray does not connect to IPv6"),
 ])
 def test_an_address_without_a_ray_cluster_is_one_sentence(tmp_path, cli, no_ray, address, said):
     """`127.0.0.1:1` left ray.init retrying for minutes, deaf to Ctrl-C; `foo:bar` was a
@@ -375,11 +383,26 @@ def test_an_address_without_a_ray_cluster_is_one_sentence(tmp_path, cli, no_ray,
     assert len(r.stderr.strip().splitlines()) == 1 and not sweep_dir(spec).path.exists()
 
 
+def test_an_address_where_another_service_answers_is_one_sentence(tmp_path, cli, no_ray):
+    """slurmctld's port answered the TCP connect: ray.init then retried for minutes and the
+    driver had written .lock and sweep.yaml. Here a server that reads and closes, as one that
+    does not speak gRPC does."""
+    server = socket.create_server(("127.0.0.1", 0))
+    closer = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+    closer.start()
+    spec = write_spec(tmp_path, epochs=1, depths=(8,))
+    r = cli("sweep", spec, "--address", f"127.0.0.1:{server.getsockname()[1]}")
+    closer.join(timeout=30)
+    server.close()
+    assert r.returncode == 2 and "answers, but not as a Ray cluster" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not sweep_dir(spec).path.exists()
+
+
 def test_a_running_sweep_refuses_a_second_driver(tmp_path, cli, no_ray):
     spec = write_spec(tmp_path, epochs=1, depths=(8,))
     s = S.load_spec(spec)
     out = S.sweep_dir(s)
-    open_run(s.trial_cfg(S.grid_points(s)[0]), S.trial_name(S.grid_points(s)[0]))
+    open_trial(s, S.grid_points(s)[0])
     with locked(out):  # the first driver's
         before = snapshot(out.path)
         r = cli("sweep", spec, "--cpus", "2", "--resume")
@@ -397,7 +420,7 @@ def test_settle_records_the_trials_a_stopped_sweep_left_behind(tmp_path):
     points = S.grid_points(s)
     statuses = ["running", "stopped", "stopped", "completed"]
     for point, status in zip(points, statuses):
-        write_summary(open_run(s.trial_cfg(point), S.trial_name(point)), {"status": status})
+        write_summary(open_trial(s, point), {"status": status})
     pruned = {S.trial_name(points[2])}
     tune.settle(out, points, pruned)
     after = [json.loads(out.trial(S.trial_name(p)).summary.read_text())["status"] for p in points]

@@ -88,41 +88,45 @@ def to_config(cfg: DictConfig) -> Config:
     return obj
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, what: str = "recipe file") -> dict:
     """Safe YAML only: a regular file, bounded size, no Python tags, no aliases (expansion
-    bombs), no interpolation."""
-    p = Path(path)
+    bombs), no interpolation. `what` names the file in a refusal (a recipe, a sweep spec)."""
+    p, what = Path(path), f"{what} '{path}'"
     if p.is_dir():
-        raise ConfigError(f"recipe file '{path}' is a directory, not a YAML file")
+        raise ConfigError(f"{what} is a directory, not a YAML file")
     if not p.exists():
-        raise ConfigError(f"recipe file '{path}' does not exist")
+        raise ConfigError(f"{what} does not exist")
     if not p.is_file():  # read, a FIFO or /dev/stdin would wait and /dev/zero never end
-        raise ConfigError(f"recipe file '{path}' is not a regular file (a FIFO, device or "
-                          "socket); give a YAML file")
+        raise ConfigError(f"{what} is not a regular file (a FIFO, device or socket); give a "
+                          "YAML file")
     if p.stat().st_size > MAX_YAML_BYTES:
-        raise ConfigError(f"recipe file '{path}' is larger than {MAX_YAML_BYTES} bytes")
+        raise ConfigError(f"{what} is larger than {MAX_YAML_BYTES} bytes")
     try:
         text = p.read_text()
-        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=SafeLoader)):
-            raise ConfigError(f"recipe file '{path}' uses YAML aliases (*name), which reslab "
-                              "does not allow; write the values out")
+        for event in yaml.parse(text, Loader=SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError(f"{what} uses YAML aliases (*name), which reslab does not "
+                                  "allow; write the values out")
+            if getattr(event, "version", None) not in (None, (1, 2)):
+                raise ConfigError(f"{what} declares %YAML "
+                                  f"{'.'.join(map(str, event.version))}; reslab reads YAML 1.2 "
+                                  "(017 is 17, yes is text): remove the %YAML line")
         data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python tags
     except UnicodeDecodeError:
-        raise ConfigError(f"recipe file '{path}' is not text (UTF-8 YAML)") from None
+        raise ConfigError(f"{what} is not text (UTF-8 YAML)") from None
     except RecursionError:
-        raise ConfigError(f"recipe file '{path}' is nested too deeply") from None
+        raise ConfigError(f"{what} is nested too deeply") from None
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0]
-        raise ConfigError(f"recipe file '{path}' is not valid YAML: {first}") from None
+        raise ConfigError(f"{what} is not valid YAML: {first}") from None
     except BadKey as e:
-        raise ConfigError(f"recipe file '{path}': {e}") from None
+        raise ConfigError(f"{what}: {e}") from None
     except OSError as e:
-        raise ConfigError(f"recipe file '{path}' cannot be read: {e.strerror}") from None
+        raise ConfigError(f"{what} cannot be read: {e.strerror}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"recipe file '{path}' must hold a mapping of keys, got "
-                          f"{type(data).__name__}")
+        raise ConfigError(f"{what} must hold a mapping of keys, got {type(data).__name__}")
     return data
 
 

@@ -30,6 +30,8 @@ CORE_SCALARS = [
               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
 ]
 YAML_11_ONLY = {f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp")}
+# YAML types no config value has (PyYAML would give a datetime, a set, bytes, a list of pairs).
+NOT_CONFIG = {f"tag:yaml.org,2002:{t}" for t in ("timestamp", "set", "binary", "omap", "pairs")}
 
 
 class UniqueKeyLoader(SafeLoader):
@@ -54,16 +56,25 @@ class UniqueKeyLoader(SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
-    def construct_yaml_int(self, node):
-        """1.2's integers: decimal (a leading 0 is not octal), 0o octal, 0x hexadecimal."""
+    def construct_core(self, node):
+        """A boolean or a number, implicit or tagged (!!int 1_0, !!bool yes), only as YAML 1.2
+        writes it; a date, a set, bytes or pairs are not config values."""
+        tag = node.tag.rsplit(":", 1)[-1]
+        if node.tag in NOT_CONFIG:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"!!{tag} values are not config values", node.start_mark)
         text = self.construct_scalar(node)
-        digits = text.lstrip("+-")
+        pattern = next((rx for t, rx, _ in CORE_SCALARS if t == tag), None)
+        if pattern is None or not re.match(pattern, text):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{text!r} is not a YAML 1.2 {tag}", node.start_mark)
+        if tag == "bool":
+            return text.lower() == "true"
+        if tag == "float":
+            return SafeLoader.construct_yaml_float(self, node)
+        digits = text.lstrip("+-")  # 1.2's integers: decimal (a leading 0 is not octal), 0o, 0x
         base = {"0o": 8, "0x": 16}.get(digits[:2].lower(), 10)
-        try:
-            value = int(digits[2:] if base != 10 else digits, base)
-        except ValueError:  # an explicit !!int on something else
-            raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not an integer",
-                                                    node.start_mark) from None
+        value = int(digits[2:] if base != 10 else digits, base)
         return -value if text.startswith("-") else value
 
 
@@ -75,7 +86,8 @@ class Dumper(yaml.SafeDumper):
 for tag, pattern, first in CORE_SCALARS:
     for cls in (UniqueKeyLoader, Dumper):
         cls.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", re.compile(pattern), list(first))
-UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", UniqueKeyLoader.construct_yaml_int)
+for tag in YAML_11_ONLY | NOT_CONFIG:
+    UniqueKeyLoader.add_constructor(tag, UniqueKeyLoader.construct_core)
 
 
 def dump(data: Any, **options) -> str:

@@ -29,7 +29,7 @@ def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool =
     """Everything that can refuse the config — the accelerator and precision, data present and
     readable (opened: labels, sizes, splits), model buildable, weights that fit — happens here,
     before any file of the run is written. `here`: it runs on this machine (not a job's nodes)."""
-    check_device(cfg, here)
+    check_device(cfg, torch.cuda.is_available() if here else None)
     source = weights.resolve(cfg)
     dm = data.build_datamodule(cfg.data, cfg.seed, data_stats(cfg, source))
     dm.check()
@@ -49,15 +49,16 @@ def build_net_and_data(cfg: Config, device: str | None = None, open_data: bool =
     return Built(dm, net, info)
 
 
-def check_device(cfg: Config, here: bool) -> None:
-    """The accelerator and precision exist where the run goes: on this machine (`here`), or on
-    a SLURM job's nodes, whose GPUs only an explicit trainer.accelerator=cpu rules out."""
+def check_device(cfg: Config, gpus: bool | None, where: str = "this machine") -> None:
+    """The accelerator and precision exist where the run trains: `gpus` says whether `where`
+    has a CUDA GPU, None where that is not known here (a SLURM job's nodes, whose GPUs only an
+    explicit trainer.accelerator=cpu rules out)."""
     t = cfg.trainer
-    if here and t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise UserError(f"trainer.accelerator={t.accelerator} but this machine has no "
-                        "CUDA GPU; use trainer.accelerator=auto or cpu")
-    on_cpu = t.accelerator == "cpu" or (here and not torch.cuda.is_available())
-    if t.precision == "16-mixed" and on_cpu:  # Lightning would train bf16-mixed instead
+    if gpus is False and t.accelerator in ("gpu", "cuda"):
+        raise UserError(f"trainer.accelerator={t.accelerator} but {where} has no CUDA GPU; use "
+                        "trainer.accelerator=auto or cpu")
+    if t.precision == "16-mixed" and (t.accelerator == "cpu" or gpus is False):
+        # Lightning would train bf16-mixed instead
         raise UserError("trainer.precision=16-mixed needs a CUDA GPU (PyTorch has no fp16 "
                         "autocast for training on the CPU); use auto, bf16-mixed or 32-true")
 

@@ -68,7 +68,8 @@ def log_pattern(log: Path) -> str:
 OWN_OPTIONS = {
     "job-name": "run.name", "nodes": "slurm.nodes", "ntasks": "slurm.gpus_per_node",
     "ntasks-per-node": "slurm.gpus_per_node", "gpus": "slurm.gpus_per_node",
-    "gpus-per-node": "slurm.gpus_per_node", "cpus-per-task": "slurm.cpus_per_task",
+    "gpus-per-node": "slurm.gpus_per_node", "gpus-per-task": "slurm.gpus_per_node",
+    "gres": "slurm.gpus_per_node", "cpus-per-task": "slurm.cpus_per_task",
     "time": "slurm.time", "partition": "slurm.partition", "account": "slurm.account",
     "qos": "slurm.qos", "mem": "slurm.mem", "constraint": "slurm.constraint",
     "array": "--array", "output": "run.root", "error": "run.root",
@@ -87,11 +88,12 @@ def check_extra(line: str) -> str:
     if m is None:
         raise ConfigError(f"slurm.extra {text!r} must be one sbatch option, such as "
                           "--mail-type=END or -x node3")
-    name = m.group(2) or SHORT_OPTIONS.get(m.group(3))
-    if name in OWN_OPTIONS:
+    given = m.group(2) or SHORT_OPTIONS.get(m.group(3))
+    # sbatch takes any unambiguous start of a long option for it (--out= is --output=)
+    if name := next((o for o in OWN_OPTIONS if given and o.startswith(given)), None):
         key = OWN_OPTIONS[name]
         how = f"set {key} instead" if key else "reslab always sets it (preemption requeues the job)"
-        raise ConfigError(f"slurm.extra {text!r} sets --{name}, which reslab writes itself; {how}")
+        raise ConfigError(f"slurm.extra {text!r} sets --{name}, which reslab decides itself; {how}")
     return text
 
 

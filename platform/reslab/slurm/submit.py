@@ -81,7 +81,7 @@ def submit(recipes: list[str], overrides: list[str], dry_run: bool = False,
         return {"script": script, "run_dirs": [str(r.path) for r in runs]}
     with undone_on_failure([r.path for r in runs] + [base] * bool(spec)):
         for cfg, run in zip(cfgs, runs):
-            open_run(cfg, run.run_id)
+            open_run(cfg, run)
         base.mkdir(parents=True, exist_ok=True)
         jid = sbatch(script, base)
     return queued(jid, script, runs, log, array=bool(spec))

@@ -63,15 +63,19 @@ def validate_spec(spec: Spec, named: bool = True) -> None:
 
 
 def check_overrides(spec: Spec) -> None:
-    """An override of a key the sweep sets in every trial would be silently undone: refused
-    (run.root is the sweep's own: it places the sweep directory)."""
-    fixed = {*trial_settings(spec, {}), "seed"} - {"run.root"}
+    """An override of a key the sweep sets in every trial, or of a key its space sweeps, would
+    be silently undone: refused (run.root is the sweep's own: it places the sweep directory)."""
+    how = {key: f"as {value!r}" for key, value in trial_settings(spec, {}).items()}
+    how.update({"seed": "from `seeds:`", "run.name": "from `name:`",
+                "logger.wandb.name": "as the trial's name"})
+    del how["run.root"]
     for key in flatten(parse_overrides(list(spec.overrides))):
-        if key in fixed:
-            how = {"seed": "from `seeds:`", "run.name": "from `name:`"}.get(
-                key, f"as {trial_settings(spec, {}).get(key)!r} or per trial")
-            raise UserError(f"override {key}=... has no effect in a sweep: the sweep sets "
-                            f"{key} in every trial ({how}); leave it out")
+        if key in spec.space:
+            raise UserError(f"override {key}=... has no effect in this sweep: its space sets "
+                            f"{key} in every trial; change space.{key} in the spec instead")
+        if key in how:
+            raise UserError(f"override {key}=... has no effect in a sweep: the sweep sets {key} "
+                            f"in every trial ({how[key]}); leave it out")
 
 
 def check_space(spec: Spec) -> None:

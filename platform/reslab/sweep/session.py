@@ -36,15 +36,31 @@ def start_ray(address: str | None, cpus: int | None) -> Path | None:
         return tmp
 
 
+# An HTTP/2 client's preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers
+# with its own SETTINGS frame (frame type 4, the fourth byte).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def check_reachable(address: str, timeout: float = 10.0) -> None:
-    """Something listens at HOST:PORT: else ray.init retries for minutes, deaf to Ctrl-C."""
+    """A gRPC server (what Ray's GCS is) answers at HOST:PORT: else ray.init retries for
+    minutes, deaf to Ctrl-C, at a port that refuses or at one that is some other service."""
     host, _, port = address.rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        s = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as e:
         raise UserError(f"no Ray cluster answers at --address {address} ({reason(e)}); start "
                         "one there (`ray start --head`), or leave --address out for a private "
                         "Ray on this machine") from None
+    try:
+        with s:
+            s.sendall(HTTP2_PREFACE)
+            answer = s.recv(9)
+    except OSError:  # reset, or silent until the timeout
+        answer = b""
+    if len(answer) < 4 or answer[3] != 4:
+        raise UserError(f"--address {address} answers, but not as a Ray cluster (no gRPC "
+                        "server there); give the address `ray start --head` printed (its GCS, "
+                        "port 6379 by default)")
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from reslab.config.load import merge, read_yaml
 from reslab.errors import UserError
 from reslab.sweep.check import check_fields, seeds_of, validate_spec
 from reslab.sweep.schema import Spec, SpecFile, grid_points, trial_name
-from reslab.tracking.rundir import SweepDir, check_outside_runs
+from reslab.tracking.rundir import SweepDir, check_outside_records, is_run_dir, resolved
 
 __all__ = ["Spec", "grid_points", "load_spec", "plan", "sweep_dir", "trial_name"]
 
@@ -23,10 +23,13 @@ __all__ = ["Spec", "grid_points", "load_spec", "plan", "sweep_dir", "trial_name"
 def load_spec(path: str | Path, overrides: list[str] = (), recipes: list[str] = ()) -> Spec:
     """Read and validate a sweep spec; extra recipes (a cluster profile) and KEY=VALUE
     overrides apply to the base config after the spec's own."""
-    data = read_yaml(path)
+    data = read_yaml(path, "sweep spec")
     if not isinstance(data.get("space", {}), dict):  # OmegaConf cannot merge it (a TypeError)
         raise UserError(f"space must be a mapping of config key -> list or distribution, got "
                         f"{domain.shown(data['space'])} in {path}")
+    if bad := [k for k in data.get("space") or {} if not isinstance(k, str)]:
+        raise UserError(f"space key {domain.shown(bad[0])} in {path} is not a config key; keys "
+                        "name one, such as model.depth")
     raw = OmegaConf.to_object(merge(OmegaConf.structured(SpecFile), data, source=str(path),
                                     what="sweep key"))
     raw.seeds = seeds_of(raw.seeds)
@@ -41,8 +44,11 @@ def load_spec(path: str | Path, overrides: list[str] = (), recipes: list[str] = 
         seeds=tuple(raw.seeds), cpu=res.cpu, gpu=res.gpu, max_concurrent=raw.max_concurrent,
         max_failures=raw.max_failures, root=Path("."))
     validate_spec(spec, named=raw.name is not None)
-    root = Path(spec.base_cfg().run.root).resolve()
-    check_outside_runs(root / spec.name, "the sweep folder")
+    root = resolved(spec.base_cfg().run.root, "run.root")
+    check_outside_records(root, "run.root")
+    if is_run_dir(root / spec.name):
+        raise UserError(f"the sweep folder {root / spec.name} is a run directory; name the "
+                        "sweep or its run.root differently")
     return Spec(**{**spec.__dict__, "root": root})
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from reslab.errors import UserError
+from reslab.run.build import check_device
 from reslab.sweep.check import check_resources
 from reslab.sweep.definition import check_same_sweep, write_definition
 from reslab.sweep.results import format_timing, timing, write_results, write_timing
@@ -66,10 +67,19 @@ def prepare(spec: Spec, resume: bool, address: str | None,
     points = all_trials(spec, out)
     check_places(out, points)
     todo = [p for p in points if not completed(out, p)]
+    gpus, where = trial_gpus(spec, address)
     for point in todo:
-        spec.trial_cfg(point)
+        check_device(spec.trial_cfg(point), gpus, where)
     check_same_sweep(spec, out)
     return out, points, todo
+
+
+def trial_gpus(spec: Spec, address: str | None) -> tuple[bool | None, str]:
+    """Whether a trial trains where there is a CUDA GPU (None: a cluster's, not known here), and
+    that place in words."""
+    if spec.gpu == 0:
+        return False, "a trial (resources_per_trial.gpu is 0)"
+    return (torch.cuda.is_available(), "this machine") if address is None else (None, "")
 
 
 def check_state(out: SweepDir, resume: bool) -> None:

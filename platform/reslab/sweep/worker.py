@@ -35,7 +35,7 @@ def run_trial(config: dict, spec: Spec) -> None:
     cfg = spec.trial_cfg(point)
     run = sweep_dir(spec).trial(trial_name(point))
     if not run.config.is_file():
-        open_run(cfg, run.run_id)
+        open_run(cfg, run)
     elif failed_by_itself(run, cfg):
         raise TrainingError(f"{read_summary(run)['error']} (not retried: the same config "
                             "fails the same way)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reslab.errors import UserError
 from reslab.fileio import check_new_file, check_new_folder
-from reslab.tracking.rundir import OUTPUT_AREAS, RunDir, SweepDir, check_writable, resolved
+from reslab.tracking.rundir import OUTPUT_AREAS, check_writable, holds_records, resolved
 
 
 def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> Path:
@@ -30,15 +30,3 @@ def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> 
     (check_new_folder if folder else check_new_file)(p, option, force)
     check_writable(p.parent, option)
     return p
-
-
-def holds_records(folder: Path) -> bool:
-    """A run directory (config.yaml, summary.json) or a sweep directory (sweep.csv,
-    best_config.yaml, sweep.yaml, tune/)."""
-    run, sweep = RunDir(folder), SweepDir(folder)
-    try:
-        return any(p.is_file() for p in (run.config, run.summary, sweep.results,
-                                         sweep.best_config, sweep.definition)) \
-            or sweep.tune.is_dir()
-    except OSError:  # a folder this user cannot look into holds no records of theirs
-        return False

@@ -28,9 +28,10 @@ from reslab.tracking.redaction import redact, redact_overrides
 from reslab.tracking.rundir import RunDir, SweepDir, is_run_dir, new_run_id, run_path, runs_in
 
 
-def open_run(cfg: Config, run_id: str | None = None) -> RunDir:
-    """Create the run directory and write its resolved, redacted config.yaml."""
-    run = RunDir(run_path(cfg, run_id or new_run_id()))
+def open_run(cfg: Config, run: RunDir | None = None) -> RunDir:
+    """Create the run directory (a new one in run.root/run.name, or `run`: a job's that submit
+    placed, a sweep's trial) and write its resolved, redacted config.yaml."""
+    run = run or RunDir(run_path(cfg, new_run_id()))
     run.checkpoints.mkdir(parents=True, exist_ok=True)
     write_config(run, cfg)
     return run

@@ -135,10 +135,20 @@ def resolved(path: str | Path, option: str) -> Path:
         if dangling := next((p for p in (given, *given.parents)
                              if p.is_symlink() and not p.exists()), None):
             raise UserError(f"{option} {str(path)!r} goes through {dangling}, a link to "
-                            f"{os.readlink(dangling)!r}, which does not exist; give a real path")
+                            f"{os.readlink(dangling)!r}, which {leads(dangling)}; give a real "
+                            "path")
         return given.resolve()
     except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
         raise UserError(f"{option} {str(path)!r} is not a usable path ({reason(e)})") from None
+
+
+def leads(link: Path) -> str:
+    """Where a link that leads nowhere goes: to a missing path, or round in a loop."""
+    try:
+        link.resolve()
+    except RuntimeError:
+        return "leads back to itself (a loop)"
+    return "does not exist"
 
 
 def runs_in(folder: Path) -> list[Path]:
@@ -155,27 +165,34 @@ def new_run_id() -> str:
 def run_path(cfg: Config, run_id: str) -> Path:
     """<run.root>/<run.name>/<run_id>, refusing anything that would land outside run.root."""
     check_run_name(cfg.run.name)
-    root = Path(cfg.run.root).resolve()
+    root = resolved(cfg.run.root, "run.root")
     path = (root / cfg.run.name / run_id).resolve()
     if root not in path.parents:
         raise UserError(f"run directory {path} would be outside run.root {root}")
-    check_outside_runs(path.parent, "run.root/run.name")
+    check_outside_records(path.parent, "run.root/run.name")
     check_writable(root, "run.root")
     return path
 
 
-def check_outside_runs(folder: Path, key: str) -> None:
-    """A new run or sweep never goes into another run's records: `folder` (resolved) is not in
-    a run directory. A sweep's folder may hold runs (its trials), a run's may not."""
-    for p in (folder, *folder.parents):
-        try:
-            inside = is_run_dir(p)
-        except OSError:  # a folder this user cannot look into holds no run of theirs
-            continue
-        if inside:
-            raise UserError(f"{key} {folder} is inside the run directory {p}; give a folder "
-                            "outside every run (new runs and sweeps never go into another's "
-                            "records)")
+def check_outside_records(folder: Path, key: str) -> None:
+    """A new run or sweep never goes into another run's or sweep's records: neither `folder`
+    (resolved) nor a folder above it is a run or a sweep directory. (A sweep's trials are made
+    in its folder by the sweep itself, never through here.)"""
+    if inside := next((p for p in (folder, *folder.parents) if holds_records(p)), None):
+        raise UserError(f"{key} {folder} is inside the records of {inside} (a run or a sweep "
+                        "directory); give a folder outside every run and sweep")
+
+
+def holds_records(folder: Path) -> bool:
+    """A run directory (config.yaml, summary.json) or a sweep directory (sweep.csv,
+    best_config.yaml, sweep.yaml, tune/)."""
+    run, sweep = RunDir(folder), SweepDir(folder)
+    try:
+        return any(p.is_file() for p in (run.config, run.summary, sweep.results,
+                                         sweep.best_config, sweep.definition)) \
+            or sweep.tune.is_dir()
+    except OSError:  # a folder this user cannot look into holds no records of theirs
+        return False
 
 
 def check_writable(folder: Path, key: str) -> None:
