@@ -104,6 +104,8 @@ FILES = {
     "tag_set.yaml": b"data: !!set {x, y}\n",
     "tag_binary.yaml": b"run:\n  name: !!binary aGk=\n",
     "tag_omap.yaml": b"optim: !!omap [{lr: 1}]\n",
+    "huge_int.yaml": b"seed: " + b"9" * 5001 + b"\n",
+    "huge_tagged_int.yaml": b"seed: !!int 0x" + b"f" * 5001 + b"\n",
 }
 
 
@@ -134,7 +136,7 @@ TRAIN = [["train", *TINY, "{ROOT}", *c] for c in (
     ["configs/nope.yaml"], ["{T}/binary.yaml"], ["{T}/nested.yaml"],
     ["{T}/duplicate.yaml"], ["{T}/list.yaml"], ["{T}/tags.yaml"], ["{T}/alias.yaml"],
     ["{T}/secret.yaml"], ["{T}"], ["run.root={T}/a_file"],
-    *[[f"{{T}}/{name}"] for name in FILES if name.startswith("tag_")])]
+    *[[f"{{T}}/{name}"] for name in FILES if name.startswith(("tag_", "huge_"))])]
 
 OTHER = [
     ["train", "--resume", ""], ["train", "--resume", " "], ["test", ""],
@@ -180,6 +182,9 @@ OTHER = [
      "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "slurm.extra=[--no-requeue]", "--dry-run", "{ROOT}"],
     ["submit", "configs/slurm/local.yaml", "slurm.extra=['-o /tmp/x']", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "trainer.accelerator=gpu", "--dry-run", "{ROOT}"],
+    ["submit", "configs/slurm/local.yaml", "--array", "trainer.accelerator=cpu,gpu", "--dry-run",
+     "{ROOT}"],
     *[["submit", "configs/slurm/local.yaml", f"slurm.extra=['{option}']", "--dry-run", "{ROOT}"]
       for option in ("--out={T}/stolen_%j.log", "--no-req", "--parti=debug", "--gres=gpu:4",
                      "--sig=USR2@10", "--gpus-per-task=3")],  # sbatch reads a start as the option
@@ -268,7 +273,8 @@ RUN_CASES = [
         ["data.classes=[0,1]"], ["data.val_size=0.3"], ["optim.lr=1"], ["seed=2"],
         ["trainer.max_epochs=3"], ["run.name=x"])],
     ["test", "{CKPT}", "data.normalize=none"],
-    ["export", "{RUN}", "--out", ""], ["compare", "{RUN}", "--out", " "], ["compare"],
+    ["export", "{RUN}", "--out", "-"], ["export", "{RUN}", "--out", ""],
+    ["compare", "{RUN}", "--out", " "], ["compare"],
 ]
 
 # Data that cannot train: too small, corrupt, unreadable.

@@ -14,8 +14,10 @@ class UserError(Exception):
         return escaped(str(self.args[0])) if self.args else ""
 
 
-def escaped(text: str) -> str:
-    """`text` with each non-printable character as its Python escape (`\\x00`, `\\n`)."""
+def escaped(text: str, limit: int | None = None) -> str:
+    """`text` with each non-printable character as its Python escape (`\\x00`, `\\n`); at most
+    `limit` characters of it, the rest cut to `…` (a damaged file's 100 000-character value)."""
+    text = text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

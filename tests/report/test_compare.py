@@ -187,6 +187,22 @@ def test_a_control_sequence_in_a_record_reaches_no_terminal(sweep_dir, tmp_path,
         assert "\x1b" not in r.stdout and "\\x1b[2J" in r.stdout, r.stdout
 
 
+def test_a_huge_value_in_a_record_is_shown_short_and_drawn_without_warnings(sweep_dir, tmp_path,
+                                                                           cli):
+    """val/err 1e308 printed 309 digits and 6 numpy warnings came from the error bars; a
+    100 000-character status was printed whole by compare and status."""
+    first, second = sorted(sweep_dir.iterdir())[:2]
+    for run, change in ((first, {"val/err": 1e308}), (second, {"status": "x" * 100_000})):
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, **change}))
+    r = cli("compare", sweep_dir, "--out", tmp_path / "out")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "e+30" in r.stdout and "0" * 20 not in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) < 1000
+    r = cli("status", second)
+    assert r.returncode == 0 and "x" * 999 + "…" in r.stdout and "x" * 1001 not in r.stdout
+
+
 @pytest.fixture
 def drawn(monkeypatch):
     """The figures compare draws, by file name, kept for reading their artists."""

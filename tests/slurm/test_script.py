@@ -42,6 +42,9 @@ def test_gpu_geometry_sets_one_task_per_gpu(tmp_path):
 @pytest.mark.parametrize("overrides,match", [
     (["trainer.num_nodes=3"], "trainer.num_nodes=3 conflicts with the slurm section"),
     (["trainer.devices=4"], "trainer.devices=4 conflicts"),
+    # a GPU asked of a job without GPUs was quietly trained on the CPU
+    (["trainer.accelerator=gpu"], "trainer.accelerator=gpu but the job asks for no GPU"),
+    (["trainer.accelerator=cuda"], r"trainer.accelerator=cuda but .*\(slurm.gpus_per_node=0\)"),
     (["run.name=x$(reboot)"], r"run.name='x\$\(reboot\)' contains"),
     (["run.name=x`id`"], "backtick"),
     (["slurm.partition=gpu$(id)"], "slurm.partition"),
@@ -86,10 +89,22 @@ def test_arrays_get_one_run_directory_per_task(tmp_path):
     assert len(set(out["run_dirs"])) == 3
     assert "#SBATCH --array=0-2" in out["script"]
     assert '"${RUNS[$SLURM_ARRAY_TASK_ID]}"' in out["script"]
-    with pytest.raises(UserError, match="cannot vary slurm.nodes"):
-        dry(f"run.root={tmp_path}", array="slurm.nodes=1,2")
+    for key in ("slurm.nodes", "trainer.accelerator"):
+        with pytest.raises(UserError, match=f"cannot vary {key}"):
+            dry(f"run.root={tmp_path}", array=f"{key}=1,2")
     with pytest.raises(UserError, match="KEY=V1,V2"):
         dry(f"run.root={tmp_path}", array="seed")
+
+
+def test_a_one_value_array_is_a_plain_job(tmp_path):
+    """`--array seed=0` recorded the log as slurm-<job>_%a.out: SLURM runs one task as a plain
+    job (it wrote slurm-<job>_4294967294.out), so that file never existed."""
+    out = dry(f"run.root={tmp_path}", "slurm.nodes=1", array="seed=7")
+    run, = out["run_dirs"]
+    assert "--array" not in out["script"] and f"--output={run}/slurm/slurm-%j.out" in out["script"]
+    plain = dry(f"run.root={tmp_path}", "slurm.nodes=1", "seed=7")
+    assert out["script"].replace(run, "RUN") == plain["script"].replace(plain["run_dirs"][0],
+                                                                        "RUN")
 
 
 @pytest.mark.parametrize("value", ["12;rm -rf ~", "$(id)", "12\n13", "abc"])

@@ -308,6 +308,22 @@ def no_ray(monkeypatch):
     monkeypatch.setattr(tune, "start_ray", refuse)
 
 
+def test_an_interrupt_before_any_trial_started_says_how_to_start_again(tmp_path, cli,
+                                                                         monkeypatch):
+    """Ctrl-C while Ray was starting printed "`--resume` continues them", and `--resume` then
+    said "nothing to resume"; the same command starts the sweep."""
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "start_ray", interrupted)
+    spec = write_spec(tmp_path, epochs=1, depths=(8,))
+    r = cli("sweep", spec, "--cpus", "2")
+    assert r.returncode == 130 and "no trial had started; `reslab sweep " in r.stderr, r.stderr
+    assert "--resume" not in r.stderr
+    monkeypatch.setattr(tune, "start_ray", lambda *_: pytest.fail("Ray was started"))
+    assert cli("sweep", spec, "--cpus", "2", "--dry-run").returncode == 0
+
+
 def snapshot(path: Path) -> dict:
     return {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
@@ -405,9 +421,12 @@ def test_a_running_sweep_refuses_a_second_driver(tmp_path, cli, no_ray):
     open_trial(s, S.grid_points(s)[0])
     with locked(out):  # the first driver's
         before = snapshot(out.path)
-        r = cli("sweep", spec, "--cpus", "2", "--resume")
-        assert r.returncode == 2 and f"sweep directory {out.path} is in use by pid" in r.stderr
-        assert snapshot(out.path) == before
+        for dry in ([], ["--dry-run"]):  # the dry run refuses what the run would
+            r = cli("sweep", spec, "--cpus", "2", "--resume", *dry)
+            assert r.returncode == 2, r.stderr
+            assert f"sweep directory {out.path} is in use by pid" in r.stderr
+            assert snapshot(out.path) == before
+    assert cli("sweep", spec, "--cpus", "2", "--resume", "--dry-run").returncode == 0
 
 
 def test_settle_records_the_trials_a_stopped_sweep_left_behind(tmp_path):

@@ -22,7 +22,7 @@ def run(args) -> int:
         return 0
     for r in status.status_rows(paths):
         # A run's files say what is shown: a control character in them is printed escaped.
-        r = {k: v if isinstance(v, float) else escaped(str(v)) for k, v in r.items()}
+        r = {k: v if isinstance(v, float) else escaped(str(v), 1000) for k, v in r.items()}
         value = f"{r['value']:.4g}" if isinstance(r["value"], float) else r["value"]
         print(f"{r['run']}\n  job {r['job']}  {r['state']}  restarts {r['restarts']}  "
               f"status {r['status']}  epoch {r['epoch']}  {r['metric']} {value}\n"

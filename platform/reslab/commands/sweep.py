@@ -9,6 +9,7 @@ import sys
 from reslab.commands import split_args
 from reslab.config import recipes as shipped
 from reslab.sweep import results, spec, tune
+from reslab.sweep.trials import started
 
 
 def run(args) -> int:
@@ -21,9 +22,11 @@ def run(args) -> int:
     try:
         rows = tune.run(s, resume=args.resume, address=args.address, cpus=args.cpus)
     except KeyboardInterrupt:
-        print(f"[sweep] interrupted: the trials that had not finished are recorded "
-              f"`interrupted`; `reslab sweep {shlex.join([args.spec, *args.items])} --resume` continues them",
-              file=sys.stderr)
+        again = f"reslab sweep {shlex.join([args.spec, *args.items])}"
+        print("[sweep] interrupted: " + (
+            f"the trials that had not finished are recorded `interrupted`; `{again} --resume` "
+            "continues them" if started(spec.sweep_dir(s)) else
+            f"no trial had started; `{again}` starts the sweep"), file=sys.stderr)
         raise
     out = spec.sweep_dir(s)
     print(results.format_table(rows))

@@ -52,10 +52,10 @@ def defaults() -> DictConfig:
     return OmegaConf.structured(Config)
 
 
-def derive(cfg: Config, changes: dict[str, Any], source: str = "the derived config") -> Config:
+def derive(cfg: Config, changes: dict[str, Any], source: str | None = None) -> Config:
     """A new validated config: `cfg` with dotted keys set (`{"trainer.max_steps": 35}`). The
     code's way to vary a config (sweep trials, bench, SLURM geometry): `cfg` stays as it was.
-    `source` names where the changes came from in a refusal."""
+    `source` names where the changes came from in a refusal (a sweep's space)."""
     nested: dict = {}
     for key, value in changes.items():
         *parents, leaf = key.split(".")
@@ -64,7 +64,13 @@ def derive(cfg: Config, changes: dict[str, Any], source: str = "the derived conf
             node = node.setdefault(part, {})
         node[leaf] = value
     base = OmegaConf.structured(cfg)
-    return to_config(merge(base, reset_to_preset(base, nested), source=source))
+    merged = merge(base, reset_to_preset(base, nested), source=source or "the derived config")
+    try:
+        return to_config(merged)
+    except ConfigError as e:
+        if source is None:
+            raise
+        raise ConfigError(f"{e} (values from {source})") from None
 
 
 def reset_to_preset(cfg: DictConfig, layer: dict) -> dict:

@@ -74,6 +74,9 @@ class UniqueKeyLoader(SafeLoader):
             return SafeLoader.construct_yaml_float(self, node)
         digits = text.lstrip("+-")  # 1.2's integers: decimal (a leading 0 is not octal), 0o, 0x
         base = {"0o": 8, "0x": 16}.get(digits[:2].lower(), 10)
+        if len(digits) > 4000:  # Python refuses to convert more than 4300 digits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(digits)} digits is too large", node.start_mark)
         value = int(digits[2:] if base != 10 else digits, base)
         return -value if text.startswith("-") else value
 

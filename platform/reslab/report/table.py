@@ -117,11 +117,20 @@ def table(runs: list[Run], by: list[str], metric: str) -> tuple[list[str], list[
                                                      for r in rows]
 
 
+CELL = 80  # characters of a table cell
+
+
+def decimals(x: float) -> str:
+    """A metric to four decimals; one no metric reaches (1e308 in a damaged summary.json) in
+    scientific notation, not 309 digits."""
+    return f"{x:.4f}" if abs(x) < 1e9 else f"{x:.4g}"
+
+
 def shown(column: str, v) -> str:
     if v is None:
         return "-"
     if isinstance(v, Stat):
-        return f"{v.mean:.4f}" if v.std is None else f"{v.mean:.4f} ± {v.std:.4f}"
+        return decimals(v.mean) if v.std is None else f"{decimals(v.mean)} ± {decimals(v.std)}"
     if column in ("params", "images_per_s"):
         return f"{v:,.0f}"
     if column == "wall_s":
@@ -165,8 +174,9 @@ def _paper_depth(run: Run) -> int | None:
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
     """Aligned columns; a control character in a cell (an escape sequence in a damaged
-    summary.json) is shown escaped, never sent to the terminal."""
-    header, rows = [escaped(h) for h in header], [[escaped(c) for c in r] for r in rows]
+    summary.json) is shown escaped, never sent to the terminal, and a cell at most CELL wide."""
+    header, rows = [escaped(h, CELL) for h in header], [[escaped(c, CELL) for c in r]
+                                                        for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]

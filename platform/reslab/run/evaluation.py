@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from reslab import environment, tasks
 from reslab.config.load import load
 from reslab.config.schema import Config
 from reslab.errors import UserError
-from reslab.run.build import build_net_and_data
+from reslab.run.build import build_net_and_data, check_device
 from reslab.run.stopping import lightning_interrupts
 from reslab.run.trainer import prepare_process, test_trainer
 from reslab.tracking import checkpoint, records
@@ -37,6 +39,7 @@ def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> di
     check_overrides(run, cfg)
     environment.slurm_numbers()
     wandb_mode(cfg)  # a WANDB_MODE that W&B would refuse, before the record is written
+    check_device(cfg, torch.cuda.is_available())
     ckpt = run.checkpoint_to_read(ckpt)  # before the lock, which would create .lock
     with records.locked(run):
         summary = records.checked_summary(run)

@@ -26,7 +26,7 @@ from reslab.data.base import ArrayData, Normalizer, keep_classes
 from reslab.errors import TrainingError, UserError
 from reslab.run import weights
 from reslab.run.build import data_stats, model_kwargs
-from reslab.tracking import checkpoint, outputs, records, rundir
+from reslab.tracking import checkpoint, outputs, records
 from reslab.tracking.rundir import RunDir, find_run
 
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx",
@@ -125,7 +125,7 @@ def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> P
     if out is None:
         p = run.exports / FILES[fmt]
     else:
-        p = rundir.resolved(out, "--out")
+        p = outputs.resolved_output(out, "--out", folder=False)
         if p.is_dir() or str(out).endswith(("/", os.sep)):
             outputs.output_path(p, "--out", folder=True, force=force)  # empty, or --force
             p = p / FILES[fmt]

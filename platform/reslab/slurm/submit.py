@@ -22,8 +22,9 @@ from reslab.tracking.rundir import RunDir, new_run_id, run_path
 
 
 def with_geometry(cfg: Config) -> Config:
-    """trainer.num_nodes / trainer.devices / accelerator come from the slurm section alone; an
-    explicit trainer value that disagrees is refused before anything is queued."""
+    """trainer.num_nodes / trainer.devices / accelerator come from the slurm section alone (a
+    laptop recipe's accelerator=cpu trains on the job's GPUs); an explicit trainer value that
+    disagrees is refused before anything is queued, as is a GPU asked of a job without one."""
     s = cfg.slurm
     want = {"trainer.num_nodes": s.nodes, "trainer.devices": max(1, s.gpus_per_node)}
     for key, value in want.items():
@@ -32,6 +33,10 @@ def with_geometry(cfg: Config) -> Config:
             raise ConfigError(f"{key}={have} conflicts with the slurm section ({key} = {value} "
                               f"from slurm.nodes={s.nodes}, slurm.gpus_per_node="
                               f"{s.gpus_per_node}); set slurm.* instead")
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not s.gpus_per_node:
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} but the job asks for no "
+                          "GPU (slurm.gpus_per_node=0); set slurm.gpus_per_node, or use "
+                          "trainer.accelerator=auto or cpu")
     return derive(cfg, {**want, "trainer.accelerator": "gpu" if s.gpus_per_node else "cpu"})
 
 
@@ -48,7 +53,8 @@ def parse_array(spec: str | None) -> tuple[str, list[str]] | None:
     if not sep or not key or "" in items:
         raise UserError(f"--array must look like KEY=V1,V2,... with no value empty (e.g. "
                         f"seed=0,1,2), got {spec!r}")
-    if key.startswith("slurm.") or key in ("trainer.num_nodes", "trainer.devices"):
+    if key.startswith("slurm.") or key in ("trainer.num_nodes", "trainer.devices",
+                                           "trainer.accelerator"):
         raise UserError(f"--array cannot vary {key}: every task of an array has the same shape")
     if len(items) > MAX_ARRAY:
         raise UserError(f"--array gives {len(items)} values; at most {MAX_ARRAY} (SLURM's "
@@ -66,6 +72,8 @@ def submit(recipes: list[str], overrides: list[str], dry_run: bool = False,
            array: str | None = None) -> dict:
     """Render, write into the run's slurm/ folder and sbatch; nothing is created on dry runs."""
     spec = parse_array(array)
+    if spec and len(spec[1]) == 1:  # one task is a plain job (SLURM names no array's %a log)
+        overrides, spec = [*overrides, f"{spec[0]}={spec[1][0]}"], None
     variants = [[f"{spec[0]}={v}"] for v in spec[1]] if spec else [[]]
     cfgs = [with_geometry(load(recipes, overrides + extra)) for extra in variants]
     for cfg in cfgs:

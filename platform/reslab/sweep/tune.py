@@ -19,7 +19,7 @@ from reslab.sweep.session import DriverSignals, check_reachable, driver_signals,
 from reslab.sweep.spec import Spec, sweep_dir, trial_name
 from reslab.sweep.trials import all_trials, check_places, completed, started
 from reslab.sweep.worker import run_trial
-from reslab.tracking.records import locked, read_summary, write_summary
+from reslab.tracking.records import check_free, locked, read_summary, write_summary
 from reslab.tracking.rundir import SweepDir
 
 
@@ -60,6 +60,7 @@ def prepare(spec: Spec, resume: bool, address: str | None,
     still to run."""
     out = sweep_dir(spec)
     check_state(out, resume)
+    check_free(out)  # another driver runs it (the run takes the lock; a dry run only looks)
     if address is None:
         check_local_resources(spec, cpus)
     else:

@@ -16,10 +16,7 @@ def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> 
     refused in a run's or a sweep's records (anywhere in one but its OUTPUT_AREAS folders), over
     a device, a FIFO or a folder, and over an existing file or into a non-empty folder without
     --force. The one rule for every such output."""
-    if str(path) == "-":
-        raise UserError(f"{option} - would be a {'folder' if folder else 'file'} named '-' "
-                        f"(this command writes files, not standard output); give a path")
-    p = resolved(path, option)
+    p = resolved_output(path, option, folder)
     for parent in (p, *p.parents):
         if holds_records(parent):  # the innermost one: a sweep's trial is a run directory
             inside = p.relative_to(parent).parts
@@ -30,3 +27,12 @@ def output_path(path: str | Path, option: str, *, folder: bool, force: bool) -> 
     (check_new_folder if folder else check_new_file)(p, option, force)
     check_writable(p.parent, option)
     return p
+
+
+def resolved_output(path: str | Path, option: str, folder: bool) -> Path:
+    """`path` resolved (rundir.resolved); `-`, which names standard output to most tools, is
+    refused rather than written as a file named '-'."""
+    if str(path) == "-":
+        raise UserError(f"{option} - would be a {'folder' if folder else 'file'} named '-' "
+                        f"(this command writes files, not standard output); give a path")
+    return resolved(path, option)

@@ -97,10 +97,7 @@ def locked(run: RunDir | SweepDir, wait: float = 0.0):
         deadline = time.monotonic() + wait
         while not _try_flock(f):
             if time.monotonic() >= deadline:
-                f.seek(0)
-                holder = f.read().decode(errors="replace").strip() or "another process"
-                raise UserError(f"{what} {run.path} is in use by {holder}; wait for it to "
-                                "finish (or stop it), then try again")
+                raise in_use(run, f)
             time.sleep(0.1)
         f.seek(0)
         f.truncate()
@@ -111,12 +108,32 @@ def locked(run: RunDir | SweepDir, wait: float = 0.0):
         f.close()
 
 
-def _try_flock(f) -> bool:
+def _try_flock(f, how: int = fcntl.LOCK_EX) -> bool:
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(f, how | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
+
+
+def check_free(run: RunDir | SweepDir) -> None:
+    """What `locked` would refuse, found without writing (a dry run): the lock is held."""
+    try:
+        f = open(run.lock_file, "rb")
+    except OSError:  # no .lock: never held; one that cannot be read: `locked` says so
+        return
+    with f:
+        if not _try_flock(f, fcntl.LOCK_SH):
+            raise in_use(run, f)
+
+
+def in_use(run: RunDir | SweepDir, lock) -> UserError:
+    """The refusal of a second process, naming the holder the lock file names."""
+    what = "sweep directory" if isinstance(run, SweepDir) else "run directory"
+    lock.seek(0)
+    holder = lock.read(4096).decode(errors="replace").strip() or "another process"
+    return UserError(f"{what} {run.path} is in use by {holder}; wait for it to finish (or stop "
+                     "it), then try again")
 
 
 def own_file(run: RunDir | SweepDir, path: Path) -> bytes:
