@@ -15,7 +15,11 @@ for node in "${nodes[@]:1}"; do
   srun --nodes=1 --ntasks=1 -w "$node" "$RAY" start --disable-usage-stats \
       --address="$head_ip:$port" --num-cpus="$SLURM_CPUS_PER_TASK" --block &
 done
-for _ in $(seq 120); do
-  [ "$("$RAY" status --address "$head_ip:$port" 2>/dev/null | grep -c ' node_')" -ge ${#nodes[@]} ] && break
+joined=0
+for _ in $(seq 300); do  # a busy node can take minutes to start its worker
+  joined=$("$RAY" status --address "$head_ip:$port" 2>/dev/null | grep -c ' node_' || true)
+  [ "$joined" -ge ${#nodes[@]} ] && break
   sleep 1
 done
+[ "$joined" -ge ${#nodes[@]} ] ||
+  echo "[sweep] only $joined of ${#nodes[@]} nodes joined Ray within 300 s; the trials run on those"
