@@ -273,6 +273,12 @@ RUN_CASES = [
         ["data.classes=[0,1]"], ["data.val_size=0.3"], ["optim.lr=1"], ["seed=2"],
         ["trainer.max_epochs=3"], ["run.name=x"])],
     ["test", "{CKPT}", "data.normalize=none"],
+    # A trial of a sweep resumed alone (the sweep's resume keeps its trials the same experiment).
+    ["train", "--resume", "{T}/sweep/trial"], ["train", "--resume", "{T}/sweep/trial",
+                                              "trainer.max_epochs=3"],
+    # What is not a run directory, said as what it is.
+    *[[cmd, *c] for cmd in ("test", "export") for c in (
+        ["{T}/nope"], ["{T}/a_fifo"], ["{RUN}/config.yaml"], ["{T}/loop"])],
     ["export", "{RUN}", "--out", "-"], ["export", "{RUN}", "--out", ""],
     ["compare", "{RUN}", "--out", " "], ["compare"],
 ]
@@ -365,6 +371,8 @@ def link(path: Path, target: Path | str) -> None:
 
 def craft(t: Path, run: Path) -> None:
     (t / "done_config.yaml").write_bytes((run / "config.yaml").read_bytes())
+    shutil.copytree(run, t / "sweep" / "trial")  # a trial of a sweep
+    (t / "sweep" / "sweep.yaml").write_text("name: sweep\n")
     os.mkfifo(t / "a_fifo")
     for name, damage in CRAFTED.items():
         copy = t / "crafted" / name
@@ -382,6 +390,12 @@ ENV_CASES = [
     ({"SLURM_JOB_ID": "12", "SLURM_NTASKS": "2", "SLURM_PROCID": "-1"}, ["train", *TINY, "{ROOT}"]),
     ({"SLURM_RESTART_COUNT": "1e3"}, ["train", *TINY, "{ROOT}"]),
     ({"SLURM_JOB_ID": "12", "SLURM_NTASKS": "x"}, ["test", "{RUN}"]),
+    # a leftover rank (tests/slurm/test_env.py): it trained without writing its records
+    ({"LOCAL_RANK": "1"}, ["train", "--resume", "{RUN}", "trainer.max_epochs=3"]),
+    ({"LOCAL_RANK": "1"}, ["test", "{RUN}"]),
+    ({"SLURM_PROCID": "1"}, ["sweep", "sweeps/degradation_digits.yaml", "{ROOT}", "--dry-run"]),
+    ({"RANK": "2"}, ["bench", *TINY, "--steps", "1", "--rounds", "1", "--no-pipelines"]),
+    ({"RANK": "abc"}, ["train", *TINY, "{ROOT}"]),
 ]
 
 
@@ -413,11 +427,10 @@ def completed_run(t: Path) -> Path:
 
 
 def snapshot(t: Path) -> dict[str, str]:
-    """Every path under `t` with the sha256 of each regular file's bytes. A run's `.lock` is left
-    out: it holds the pid of the last process that opened the run (a refused resume reads the
-    checkpoint under the lock), not a record."""
+    """Every path under `t` with the sha256 of each regular file's bytes, a run's `.lock` too (a
+    refusal under the lock, a resume it cannot honour, leaves it as it was)."""
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink()
-            else "" for p in t.rglob("*") if p.name != ".lock"}
+            else "" for p in t.rglob("*")}
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,11 +18,11 @@ import torch
 
 from reslab import fileio
 from reslab.config import load as C
-from reslab.errors import TrainingError
+from reslab.errors import TrainingError, UserError
 from reslab.run import train
 from reslab.tasks.classification import ClassificationTask
 from reslab.tracking import checkpoint, records, rundir
-from support import TINY, file_size_limit
+from support import TINY, file_size_limit, wait_for
 from support import run_dir as _run_dir
 
 
@@ -227,6 +228,47 @@ def test_testing_or_exporting_into_a_run_in_use_is_refused(cli, tmp_path):
             assert r.stderr.count("\n") == 1
         assert cli("export", run, "--out", tmp_path / "elsewhere.pt").returncode == 0
     assert _files(run) == before and not (run / "export").exists()
+
+
+def test_a_refusal_under_the_lock_leaves_no_lock_file_and_a_waiter_holds_the_one_there(tmp_path):
+    """A refusal inside the lock (a resume it cannot honour, a checkpoint that does not fit)
+    wrote .lock into the run. Now the lock file it made goes with it, and a process that was
+    waiting on that file (a sweep's trial waits) locks the file at the path instead of the
+    removed one, so a third process still finds the run in use."""
+    run = rundir.RunDir(tmp_path)
+    held, release = threading.Event(), threading.Event()
+
+    def opened() -> int:  # open descriptions of the lock file in this process
+        return sum(os.readlink(f"/proc/self/fd/{fd}") == str(run.lock_file)
+                   for fd in os.listdir("/proc/self/fd") if os.path.islink(f"/proc/self/fd/{fd}"))
+
+    def waiter():
+        with records.locked(run, wait=30):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=waiter)
+    with pytest.raises(UserError, match="refused"), records.locked(run):
+        thread.start()
+        wait_for(lambda: opened() == 2, 30, "the waiter to open the lock file")
+        raise UserError("refused")
+    try:
+        assert held.wait(30)
+        with pytest.raises(UserError, match=f"is in use by pid {os.getpid()}"):
+            records.check_free(run)
+    finally:
+        release.set()
+        thread.join(30)
+    assert run.lock_file.read_text().startswith(f"pid {os.getpid()} ")  # the waiter's own
+
+
+def test_a_refusal_leaves_an_existing_lock_file_as_it_was(tmp_path):
+    run = rundir.RunDir(tmp_path)
+    run.lock_file.write_text("pid 1 on elsewhere\n")
+    with pytest.raises(UserError), records.locked(run):
+        assert run.lock_file.read_text().startswith(f"pid {os.getpid()} ")
+        raise UserError("refused")
+    assert run.lock_file.read_text() == "pid 1 on elsewhere\n"
 
 
 def test_a_run_directory_that_cannot_be_written_is_one_sentence(cli, tmp_path):

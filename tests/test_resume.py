@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -40,9 +41,9 @@ def run(completed, tmp_path) -> Path:
 
 
 def digests(run: Path) -> dict:
-    """Every record in the run directory (the lock file holds only who trains there)."""
+    """Every file in the run directory, its lock file too."""
     return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
+            for p in sorted(run.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("override,words", [
@@ -85,7 +86,10 @@ def test_resuming_a_completed_run_with_nothing_left_writes_nothing_and_says_so(c
         r = cli("train", "--resume", run, *extra)
         assert r.returncode == 0, r.stderr
         assert f"{run} is complete (2 epochs, step 10): nothing to train" in r.stdout, r.stdout
-        assert digests(run) == before
+        # the lock file names the last process that held the run (it read the checkpoint)
+        assert digests(run).keys() == before.keys()
+        assert {k: v for k, v in digests(run).items() if k != ".lock"} == \
+            {k: v for k, v in before.items() if k != ".lock"}
 
 
 def test_more_epochs_and_another_learning_rate_are_honoured(cli, run):
@@ -149,3 +153,29 @@ def test_a_moved_run_keeps_its_best_score(run):
         best.load_state_dict(saved["callbacks"][key])
     assert best.best_model_score == score and score is not None
     assert best.best_model_path == str(run / "checkpoints" / "best.ckpt")
+
+
+def test_a_trial_of_a_sweep_is_not_resumed_alone(cli, run, tmp_path):
+    """`train --resume` of a finished sweep trial with more epochs retrained it inside the sweep:
+    sweep.yaml and sweep.csv still described one epoch, and compare mixed the two."""
+    trial = Path(shutil.copytree(run, tmp_path / "sweep" / "shortcut=A,seed=0"))
+    (tmp_path / "sweep" / "sweep.yaml").write_text("name: sweep\n")
+    before = digests(trial)
+    r = cli("train", "--resume", trial, "trainer.max_epochs=3")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{trial} is a trial of the sweep {tmp_path / 'sweep'}: `reslab sweep SPEC --resume`" \
+        in r.stderr
+    assert digests(trial) == before
+
+
+@pytest.mark.parametrize("what,said", [
+    ("nope", "does not exist"), ("fifo", "is not a run directory (a FIFO, device or socket)"),
+    ("run/config.yaml", "is a file, not a run directory"), ("loop", "does not exist (a link"),
+    ("empty", "is not a run directory (no config.yaml in it)")])
+def test_what_is_not_a_run_is_said_as_what_it_is(cli, run, tmp_path, what, said):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "empty").mkdir()
+    for command in (["train", "--resume"], ["test"]):
+        r = cli(*command, tmp_path / what)
+        assert r.returncode == 2 and f"{tmp_path / what} {said}" in r.stderr, r.stderr

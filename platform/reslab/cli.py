@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from reslab import __version__
+from reslab import __version__, environment
 from reslab.compat import ParagraphFormatter, parser_actions
 from reslab.config import recipes as shipped
 from reslab.errors import Interrupted, Terminated, TrainingError, UserError, machine_fault
@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     terms: list[int] = []
     try:
         with sigterm_unwinds(terms):
+            environment.check_numbers()  # Lightning reads some when imported: a traceback
             return command(args.command).run(args)
     except UserError as e:
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)

@@ -47,6 +47,78 @@ def check_nodes(num_nodes: int) -> None:
                         "NODE_RANK set; on this machine use trainer.num_nodes=1")
 
 
+# Which process of a distributed launch this one is. Lightning reads the first of RANK,
+# LOCAL_RANK, SLURM_PROCID, JSM_NAMESPACE_RANK when it is imported ('abc' was a traceback), and a
+# process that is not rank 0 writes no records: a stray LOCAL_RANK=1 trained a run silently into
+# checkpoints alone. NODE_RANK places the process on another node.
+RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "NODE_RANK")
+# SLURM's counts, which Lightning and the requeue read as whole numbers.
+COUNTS = ("WORLD_SIZE", "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES", "SLURM_LOCALID",
+          "SLURM_NODEID", "SLURM_RESTART_COUNT")
+
+
+def check_numbers() -> None:
+    """The launchers' ranks and counts are whole numbers where set: Lightning reads some of them
+    when it is imported, the rest after the run directory was made (a traceback either way)."""
+    for key in RANKS + COUNTS:
+        value = os.environ.get(key)
+        if value is not None and not re.fullmatch(r"\d{1,9}", value):
+            raise UserError(f"{key}={value!r} is not a whole number; it says where this process "
+                            "stands in a distributed launch (SLURM, torchrun): run inside one, "
+                            f"or unset {key}")
+
+
+def check_launch(devices: int, num_nodes: int) -> None:
+    """This process's place in a distributed launch fits a run of `devices` x `num_nodes`
+    processes: no stray rank (below); more than one node only under a launcher; in a SLURM step,
+    the step's tasks are the run's processes (Lightning's own check of them was a traceback)."""
+    check_stray_ranks()
+    if node_launcher() is None:
+        check_nodes(num_nodes)
+    elif in_slurm_step() and not slurm_interactive():
+        check_slurm_step(devices, num_nodes)
+
+
+def check_stray_ranks() -> None:
+    """The launchers' numbers are whole numbers, and without a launcher no rank variable says
+    this process is another than the first (a leftover from another shell). The sweep driver
+    checks this too: its trials inherit its environment."""
+    check_numbers()
+    if node_launcher() is None:
+        stray = [k for k in RANKS if int(os.environ.get(k, "0")) != 0]
+        if stray:
+            raise UserError(f"{', '.join(f'{k}={os.environ[k]}' for k in stray)} in the "
+                            "environment says this process is not the first of a distributed "
+                            "launch, but no launcher started it (no SLURM step, torchrun, or "
+                            "MASTER_ADDR with NODE_RANK), and such a process writes no records; "
+                            f"unset {' and '.join(stray)}")
+
+
+def slurm_interactive() -> bool:
+    """An interactive SLURM shell (job name bash or interactive), where Lightning does not
+    check the step's tasks either."""
+    return os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+
+
+def check_slurm_step(devices: int, num_nodes: int) -> None:
+    env = os.environ
+    tasks, task = int(env["SLURM_NTASKS"]), int(env.get("SLURM_PROCID", "0"))
+    wanted = f"trainer.devices={devices} x trainer.num_nodes={num_nodes}"
+    where = ("; `reslab submit` starts one task per device, or run it outside srun "
+             "(unset SLURM_JOB_ID and SLURM_NTASKS)")
+    if task >= tasks:
+        raise UserError(f"SLURM_PROCID={task} is not a task of this SLURM step (SLURM_NTASKS="
+                        f"{tasks}), so this process's SLURM environment is damaged" + where)
+    per_node, nodes = env.get("SLURM_NTASKS_PER_NODE"), env.get("SLURM_NNODES")
+    if tasks != devices * num_nodes or tasks > 1 and per_node is None or \
+            per_node is not None and int(per_node) != devices or \
+            nodes is not None and int(nodes) != num_nodes:
+        step = ", ".join(f"{k}={env[k]}" for k in ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE",
+                                                  "SLURM_NNODES") if k in env)
+        raise UserError(f"this SLURM step ({step}) does not start one task per process of "
+                        f"the run ({wanted}), with --ntasks-per-node set" + where)
+
+
 WANDB_MODES = ("online", "offline", "disabled", "shared")
 WANDB_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's older names for its modes
 
@@ -60,18 +132,6 @@ def wandb_mode(configured: str | None) -> str:
         raise UserError(f"WANDB_MODE={chosen!r} is not a W&B mode ({', '.join(WANDB_MODES)}, or "
                         "the older dryrun and run); set it to one of them or unset it")
     return chosen
-
-
-def slurm_numbers() -> None:
-    """SLURM's counts, which Lightning and the requeue read as whole numbers, are whole numbers
-    where set (else a traceback after the run directory was made)."""
-    for key in ("SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID",
-                "SLURM_RESTART_COUNT"):
-        value = os.environ.get(key)
-        if value is not None and not re.fullmatch(r"\d{1,9}", value):
-            raise UserError(f"{key}={value!r} is not a whole number; this process's SLURM "
-                            "environment is damaged: run inside a job started by sbatch/srun, or "
-                            f"unset {key}")
 
 
 def job_id() -> str | None:

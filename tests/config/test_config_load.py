@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from reslab.config import load as C
+from reslab.config import validate
 from reslab.config.schema import Config, LRSchedule, select
 from support import ROOT
 
@@ -42,6 +43,16 @@ def test_recipes_and_overrides_merge_in_order(tmp_path):
     (["run.name=a/b"], r"run.name must be a single printable path component"),
     (["run.name=..\n"], r"run.name"),
     (["depth"], r"must look like KEY=VALUE"),
+    # the one nullable choice named its domain "a number"
+    (["logger.wandb.mode=Offline"], r"logger.wandb.mode must be null or one of offline, online, "
+                                    r"disabled, got 'Offline' \(did you mean 'offline'\?\)"),
+    # sbatch refuses a --signal time above 65535 s (the dry run had printed it)
+    (["slurm.signal_margin_s=65536"], r"slurm.signal_margin_s must be a whole number >= 0 and "
+                                      r"<= 65535, got 65536"),
+    # the warning at the start of every attempt: checkpoint, requeue, again
+    (["slurm.signal_margin_s=3600", "slurm.time=00:30:00"],
+     r"slurm.signal_margin_s=3600 is not shorter than slurm.time=00:30:00 \(1800 s\)"),
+    (["slurm.signal_margin_s=120", "slurm.time=2"], r"slurm.time=2 \(120 s\)"),
 ])
 def test_bad_values_are_refused_with_a_sentence(overrides, message):
     with pytest.raises(C.ConfigError, match=message) as e:
@@ -96,7 +107,7 @@ def test_no_recipe_means_the_schema_defaults_not_the_quickstart():
 
 
 @pytest.mark.parametrize("override,value", [
-    ("slurm.time=1:30", "1:30"),            # YAML would read 90 (base 60)
+    ("slurm.time=3:30", "3:30"),            # YAML 1.1 would read 210 (base 60)
     ("run.name=007", "007"),                # YAML would read the int 7
     ("model.shortcut=none", "none"),        # the plain network, not null
     ("model.shortcut=null", None),
@@ -124,3 +135,11 @@ def test_a_binary_recipe_is_a_sentence(tmp_path):
     bad.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(C.ConfigError, match="is not text"):
         C.load([bad])
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("30", 1800), ("30:15", 1815), ("01:00:00", 3600), ("2-12", 216000), ("2-12:30", 217800),
+    ("2-12:30:15", 217815), ("0", 0)])
+def test_slurm_times_in_seconds(text, seconds):
+    assert validate.time_seconds(text) == seconds
+    C.load([], [f"slurm.time={text}", "slurm.signal_margin_s=0"])  # a margin of 0 always fits

@@ -19,6 +19,7 @@ import tempfile
 
 import torch
 
+from reslab import environment
 from reslab.bench import loops, spread
 from reslab.bench.pipeline import time_pipelines
 from reslab.bench.spread import format_result
@@ -40,6 +41,7 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
     """Images/s of each loop per round (min/median/max), the ratios with their spread or the
     reason for refusing one, peak memory and (on GPU) MFU; then the input pipelines alone."""
     trainer.prepare_process()
+    environment.check_launch(1, 1)  # one process: a stray rank would time without printing
     torch.manual_seed(cfg.seed)
     # Every schedule spans the window, and no epoch limit ends reslab's path before it (an
     # epoch has at least one step).

@@ -14,6 +14,11 @@ def run(args) -> int:
     recipes, overrides = split_args(args.items)
     if args.resume is not None:
         run = rundir.find_run(args.resume)
+        if sweep := rundir.sweep_of(run):
+            raise UserError(f"{run.path} is a trial of the sweep {sweep}: `reslab sweep SPEC "
+                            "--resume` continues its trials as the sweep defines them (a trial "
+                            "resumed alone would no longer be the experiment its sweep.yaml and "
+                            "sweep.csv describe)")
         if recipes:
             raise UserError("--resume takes the run's own config.yaml; give only KEY=VALUE "
                             f"overrides, not {recipes[0]}")

@@ -190,9 +190,12 @@ def merge(cfg: DictConfig, data: dict, source: str, what: str = "config key") ->
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "?"
         kind = field_type(key, OmegaConf.get_type(cfg))
-        if isinstance(kind, type) and issubclass(kind, Enum):
-            value, allowed = str(OmegaConf.select(OmegaConf.create(data), key)), [m.value for m in kind]
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got '{value}'"
+        choice = next((k for k in (kind, *typing.get_args(kind)) if isinstance(k, type) and
+                       issubclass(k, Enum)), None)  # an Enum, or an Enum or None
+        if choice is not None:
+            value, allowed = str(OmegaConf.select(OmegaConf.create(data), key)), [m.value for m in choice]
+            null = "null or " if choice is not kind else ""
+            raise ConfigError(f"{key} must be {null}one of {', '.join(allowed)}, got '{value}'"
                               f"{did_you_mean(value, allowed)}") from None
         key = re.sub(r"\[\d+\]$", "", key)  # data.classes[0]: the list's key
         if (d := field_domain(key, OmegaConf.get_type(cfg))) is not None:

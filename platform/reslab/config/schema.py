@@ -238,7 +238,7 @@ class SlurmConfig:
                                    shape="a SLURM feature expression (letters, digits, &|!()[]*)")
     setup: list[str] = value([], max_len=1000, each=Domain(text=LINE))  # shell lines before srun
     extra: list[str] = value([], max_len=100, each=Domain(text=LINE))   # extra #SBATCH options
-    signal_margin_s: int = value(120, ge=0, le=86400)  # USR1 this long before the time limit
+    signal_margin_s: int = value(120, ge=0, le=65535)  # USR1 this long before the time limit (sbatch's most)
     max_restarts: int = value(3, ge=0, le=10000)
 
 

@@ -24,6 +24,7 @@ BUILDER_KEYS = ("depth", "shortcut", "block", "preact", "width", "zero_init_resi
 def validate(cfg: Config) -> None:
     check_domains(cfg)
     validate_trainer(cfg)
+    validate_slurm(cfg)
     if cfg.data.name not in data.DATASETS:
         raise ConfigError(f"data.name: unknown dataset '{cfg.data.name}'"
                           f"{suggest(cfg.data.name, data.DATASETS.names())}")
@@ -45,6 +46,28 @@ def validate_trainer(cfg: Config) -> None:
     if limit is not None and limit > 1 and limit != int(limit):
         raise ConfigError(f"trainer.limit_train_batches must be a fraction up to 1 or a whole "
                           f"count of batches, got {limit}")
+
+
+def validate_slurm(cfg: Config) -> None:
+    """The warning signal comes before the time limit: a margin as long as the limit signalled
+    each attempt as it started (checkpoint, requeue, again, up to slurm.max_restarts)."""
+    s = cfg.slurm
+    limit = time_seconds(s.time)
+    if limit and s.signal_margin_s >= limit:
+        raise ConfigError(f"slurm.signal_margin_s={s.signal_margin_s} is not shorter than "
+                          f"slurm.time={s.time} ({limit} s): the job would be told to checkpoint "
+                          "and requeue as it starts; give a margin well below the time limit")
+
+
+def time_seconds(text: str) -> int:
+    """SLURM's --time in seconds: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (0: no limit)."""
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if days or len(parts) == 3:  # D-HH[:MM[:SS]], HH:MM:SS
+        h, m, sec = (parts + [0, 0])[:3]
+    else:  # MM, MM:SS
+        h, m, sec = 0, parts[0], (parts + [0])[1]
+    return ((int(days or 0) * 24 + h) * 60 + m) * 60 + sec
 
 
 def validate_model(cfg: Config) -> None:

@@ -37,7 +37,7 @@ def test(run: RunDir, overrides: list[str] = (), ckpt: Path | None = None) -> di
     (checkpoint, global_step, overrides, metrics). Not while another process writes the run."""
     cfg = load([run.config], overrides)
     check_overrides(run, cfg)
-    environment.slurm_numbers()
+    environment.check_launch(1, 1)  # one process
     wandb_mode(cfg)  # a WANDB_MODE that W&B would refuse, before the record is written
     check_device(cfg, torch.cuda.is_available())
     ckpt = run.checkpoint_to_read(ckpt)  # before the lock, which would create .lock

@@ -60,12 +60,12 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
 
 
 def prepare(cfg: Config, resume: RunDir | None) -> None:
-    """What must hold before anything is built: process settings, a launcher for more than one
-    node (else DDP waits for the other nodes forever), a resume's config (cheap, and before the
+    """What must hold before anything is built: process settings, this process's place in a
+    distributed launch (a launcher for more than one node, else DDP waits for the other nodes
+    forever; no stray rank, which writes no records), a resume's config (cheap, and before the
     network is built), the seed."""
     prepare_process()
-    environment.check_nodes(cfg.trainer.num_nodes)
-    environment.slurm_numbers()
+    environment.check_launch(cfg.trainer.devices, cfg.trainer.num_nodes)
     wandb_mode(cfg)  # a WANDB_MODE that W&B would refuse
     if resume:
         resuming.check_config(resume, cfg)

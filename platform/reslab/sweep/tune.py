@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from reslab import environment
 from reslab.errors import UserError
 from reslab.run.build import check_device
 from reslab.sweep.check import check_resources
@@ -58,6 +59,7 @@ def prepare(spec: Spec, resume: bool, address: str | None,
     state, the resources, every trial's place and config (random draws too), and on resume that
     the spec is the sweep's own. Returns the sweep directory, every trial's point and those
     still to run."""
+    environment.check_stray_ranks()  # the trials inherit the environment
     out = sweep_dir(spec)
     check_state(out, resume)
     check_free(out)  # another driver runs it (the run takes the lock; a dry run only looks)

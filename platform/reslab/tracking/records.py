@@ -86,25 +86,52 @@ def locked(run: RunDir | SweepDir, wait: float = 0.0):
     old attempt still runs, two `--resume`), `reslab test`, an export into it; and by a sweep's
     driver over its sweep directory. A second one is refused, naming the holder (after polling
     for up to `wait` seconds). The kernel releases the lock when the holder dies, however it
-    dies."""
-    what = "sweep directory" if isinstance(run, SweepDir) else "run directory"
+    dies. A refusal inside (UserError: a resume that cannot be honoured, a checkpoint that does
+    not fit) leaves the lock file as it was, or removes the one it made: refused input writes
+    nothing."""
+    existed = run.lock_file.exists()
+    f = _acquire(run, wait)
     try:
-        f = open(run.lock_file, "a+b", buffering=0)  # unbuffered: a full disk fails the write
-    except OSError as e:  # a read-only run directory, a .lock that is not a file
-        raise UserError(f"{what} {run.path} cannot be written ({run.lock_file.name}: "
-                        f"{e.strerror or e}); give it back its write permission") from None
-    try:
-        deadline = time.monotonic() + wait
-        while not _try_flock(f):
-            if time.monotonic() >= deadline:
-                raise in_use(run, f)
-            time.sleep(0.1)
+        f.seek(0)
+        previous = f.read()
         f.seek(0)
         f.truncate()
         with naming(run.lock_file):
             f.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-        yield
+        try:
+            yield
+        except UserError:
+            if existed:
+                f.truncate(0)
+                f.write(previous)
+            else:  # one waiting on this file finds it gone once it holds it, and opens anew
+                run.lock_file.unlink(missing_ok=True)
+            raise
     finally:
+        f.close()
+
+
+def _acquire(run: RunDir | SweepDir, wait: float):
+    """The lock file, open and locked: the one at its path when the lock was taken (a refused
+    holder may have removed the file another process was waiting on)."""
+    what = "sweep directory" if isinstance(run, SweepDir) else "run directory"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            f = open(run.lock_file, "a+b", buffering=0)  # unbuffered: a full disk fails the write
+        except OSError as e:  # a read-only run directory, a .lock that is not a file
+            raise UserError(f"{what} {run.path} cannot be written ({run.lock_file.name}: "
+                            f"{e.strerror or e}); give it back its write permission") from None
+        while not _try_flock(f):
+            if time.monotonic() >= deadline:
+                with f:
+                    raise in_use(run, f)
+            time.sleep(0.1)
+        try:
+            if os.stat(run.lock_file).st_ino == os.fstat(f.fileno()).st_ino:
+                return f
+        except FileNotFoundError:
+            pass
         f.close()
 
 

@@ -215,10 +215,26 @@ def find_run(path: str | Path) -> RunDir:
     if p.is_file() and p.parent.name == "checkpoints":
         p = p.parent.parent
     if not is_run_dir(p):
-        raise UserError(f"{path} is not a run directory (no config.yaml in it)")
+        raise UserError(f"{path} {not_a_run(p)}")
     run = RunDir(p.resolve())
     check_records(run)
     return run
+
+
+def not_a_run(path: Path) -> str:
+    """What `path`, not a run directory, is instead."""
+    if not path.exists():
+        return "does not exist" + (" (a link to nothing, or a loop)" if path.is_symlink() else "")
+    if path.is_file():
+        return "is a file, not a run directory (give the folder that holds config.yaml)"
+    if not path.is_dir():
+        return "is not a run directory (a FIFO, device or socket)"
+    return "is not a run directory (no config.yaml in it)"
+
+
+def sweep_of(run: RunDir) -> Path | None:
+    """The sweep directory `run` is a trial of, if it is one."""
+    return run.path.parent if holds_records(run.path.parent) else None
 
 
 def check_records(run: RunDir) -> None:
