@@ -264,10 +264,11 @@ RUN_CASES = [
         ["{CKPT}", "--force"], ["{RUN}/config.yaml", "--force"], ["{RUN}/summary.json"],
         ["{RUN}/checkpoints", "--force"], ["{RUN}", "--force"], ["/dev/null", "--force"],
         ["/proc/reslab-bad-input/m.pt"], ["{T}/a_file"], ["{T}/a_file/m.pt"], ["a\0b.pt"],
-        ["{T}"], ["{T}/"])],  # a folder that is not empty, without --force
+        ["{T}"], ["{T}/"],  # a folder that is not empty, without --force
+        ["{T}/sweep/trial/export/m.pt"], ["{RUN}/compare/m.pt"])],  # another run's, compare's
     *[["compare", "{RUN}", "--out", *c] for c in (
         ["{RUN}/checkpoints", "--force"], ["{RUN}", "--force"], ["{T}"], ["{T}/a_file"],
-        ["/proc/reslab-bad-input"], ["/dev/null", "--force"])],
+        ["/proc/reslab-bad-input"], ["/dev/null", "--force"], ["{RUN}/export/c"])],
     *[["test", "{RUN}", *c] for c in (
         ["model.depth=14"], ["model.shortcut=none"], ["data.name=synthetic"],
         ["data.classes=[0,1]"], ["data.val_size=0.3"], ["optim.lr=1"], ["seed=2"],
@@ -385,6 +386,7 @@ def craft(t: Path, run: Path) -> None:
 ENV_CASES = [
     ({"WANDB_MODE": "garbage"}, ["train", *TINY, "{ROOT}"]),
     ({"WANDB_MODE": "garbage"}, ["test", "{RUN}"]),
+    ({"WANDB_MODE": ""}, ["train", *TINY, "{ROOT}"]),  # W&B's pydantic dump, as a warning
     ({"WANDB_MODE": "garbage"}, ["sweep", "sweeps/degradation_digits.yaml", "{ROOT}"]),
     ({"SLURM_JOB_ID": "12", "SLURM_NTASKS": "abc"}, ["train", *TINY, "{ROOT}"]),
     ({"SLURM_JOB_ID": "12", "SLURM_NTASKS": "2", "SLURM_PROCID": "-1"}, ["train", *TINY, "{ROOT}"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 
 import pytest
 import torch
@@ -187,3 +188,14 @@ def test_max_steps_mid_epoch_saves_the_state_it_stopped_at(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     run = _run_dir(tmp_path)
     assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 7
+
+
+def test_deterministic_turns_cudnn_benchmark_off(cli, tmp_path):
+    """trainer.deterministic=true with the default cudnn_benchmark=true printed Lightning's
+    warning that PyTorch ignores determinism under benchmark: deterministic wins."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = cli("train", *TINY, "trainer.max_epochs=1", "trainer.deterministic=true",
+                "logger.wandb.mode=disabled", f"run.root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert not [w for w in caught if "benchmark" in str(w.message)], [str(w.message) for w in caught]

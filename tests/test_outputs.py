@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,19 @@ def test_compare_never_writes_into_a_run_s_records(cli, run):
     refused(cli("compare", run, "--out", run / "checkpoints", "--force"), "inside the records")
     refused(cli("compare", run, "--out", run, "--force"), "inside the records")
     assert digests(run) == before
+
+
+def test_each_output_goes_only_into_its_own_area(cli, run, tmp_path):
+    """`export RUN_A --out RUN_B/export/m.pt` wrote one run's model among another's exports; a
+    comparison went into a run's export/ folder and an export into its compare/ folder."""
+    other = Path(shutil.copytree(run, tmp_path / "other", ignore=shutil.ignore_patterns(".lock")))
+    before = digests(other), digests(run)
+    refused(cli("export", run, "--format", "state_dict", "--out", other / "export" / "m.pt"),
+            f"inside the records of {other}; write elsewhere or into its own run's export folder")
+    refused(cli("export", run, "--format", "state_dict", "--out", run / "compare" / "m.pt"),
+            "its own run's export folder")
+    refused(cli("compare", run, "--out", run / "export" / "c"), "into its compare folder")
+    assert (digests(other), digests(run)) == before
 
 
 def test_a_link_into_a_run_s_records_is_refused(cli, run, tmp_path):

@@ -71,6 +71,18 @@ def test_a_damaged_summary_is_shown_as_unknown(cli, crafted):
         assert "status -" in status_of(cli, crafted)
 
 
+def test_a_run_in_training_shows_its_last_validation(cli, crafted):
+    """summary.json has the epoch and val/err only when an attempt ends: a run in training
+    showed `epoch -  val/err -` while metrics.csv held its epochs."""
+    crafted.summary.write_text('{"status": "running"}')
+    crafted.metrics.write_text("step,epoch,val/err,train/loss\n5,1,0.5,2.3\n10,2,0.25,2.1\n"
+                               "12,2,,2.0\n")
+    assert "status running  epoch 2  val/err 0.25" in status_of(cli, crafted)
+    for damage in ("step,epoch,val/err\n5,x,0.5\n", "\0\xff", "step\n"):
+        crafted.metrics.write_text(damage)
+        assert "status running  epoch -  val/err -" in status_of(cli, crafted)
+
+
 def test_array_task_ids_are_job_ids(crafted):
     (crafted.slurm / "job_id").write_text("123_4\n")
     assert crafted.job_id() == "123_4"

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("test", help="evaluate a run's best checkpoint (or the one given) on the "
                        "test split")
     e.add_argument("run", metavar="RUN_DIR|CKPT")
-    e.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    e.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE")  # else "required"
 
     m = sub.add_parser("models", help="list registered models: params and MACs")
     m.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'resnet*'")
@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=whole(1000), default=3,
                    help="alternating rounds (default 3, at most 1000)")
     b.add_argument("--warmup", type=whole(10_000), default=12,  # reslab.bench.WARMUP
-                   help="untimed steps before each round's window (default 12, at most 10000)")
+                   help="untimed steps before each round's window, from 1 to 10000 (default 12): "
+                        "the first steps allocate memory and pick kernels")
     b.add_argument("--threads", type=whole(os.cpu_count() or 1),
                    help="torch CPU threads, at most this machine's CPUs (default: torch's; 1 is "
                         "steadier on a shared machine)")

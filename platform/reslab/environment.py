@@ -126,6 +126,9 @@ WANDB_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's older names
 def wandb_mode(configured: str | None) -> str:
     """The W&B mode a run uses: the recipe's logger.wandb.mode, else W&B's own WANDB_MODE, else
     offline. A WANDB_MODE that W&B would refuse is refused before anything is written."""
+    if not configured and os.environ.get("WANDB_MODE", "x").strip() == "":
+        raise UserError("WANDB_MODE is set but empty, which W&B refuses; set it to one of "
+                        f"{', '.join(WANDB_MODES)} or unset it")
     chosen = configured or os.environ.get("WANDB_MODE") or "offline"
     chosen = WANDB_MODE_ALIASES.get(chosen, chosen)
     if chosen not in WANDB_MODES:

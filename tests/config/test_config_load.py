@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from reslab.config import load as C
-from reslab.config import validate
+from reslab.config import recipes, validate
 from reslab.config.schema import Config, LRSchedule, select
 from support import ROOT
 
@@ -76,6 +76,14 @@ def test_unsafe_or_malformed_yaml_is_refused(tmp_path, text, message):
 def test_missing_recipe_file_is_refused(tmp_path):
     with pytest.raises(C.ConfigError, match="does not exist"):
         C.load([tmp_path / "nope.yaml"])
+
+
+def test_a_recipe_that_is_a_link_loop_is_said_so(tmp_path):
+    """It was "does not exist and is not a shipped recipe name", then every shipped name."""
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    with pytest.raises(C.ConfigError, match=r"is a link to nothing, or a loop of links; give") as e:
+        recipes.resolve(tmp_path / "loop.yaml")
+    assert "shipped" not in str(e.value)
 
 
 def test_flatten_gives_dashboard_keys():

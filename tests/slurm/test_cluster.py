@@ -220,7 +220,9 @@ space:
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     nodes = {json.loads((out / r["trial"] / "summary.json").read_text())["env"]["ray_node_id"]
              for r in rows}
-    assert len(nodes) == 2, f"the trials ran on {len(nodes)} node(s), not both:\n{log[-3000:]}"
+    joined = [line for line in log.splitlines() if "joined Ray" in line]
+    assert len(nodes) == 2, f"the trials ran on {len(nodes)} node(s), not both ({joined}):\n" \
+                            f"{log[-3000:]}"
 
 
 @pytest.mark.parametrize("extra", [[], ["--array", "seed=0,1"]])

@@ -123,13 +123,13 @@ LR_GRID = "[" + ", ".join(f"0.{i:02d}" for i in range(1, 41)) + "]"
     ("space:\n  optim.lr: [0.1, 1e-1]\n", r"the sweep has trial lr=0.1,seed=0 twice"),
     # The sweep sets these in every trial: an override of them would be silently undone.
     ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [seed=3]\n",
-     r"override seed=... has no effect in a sweep: .*from `seeds:`"),
+     r"override seed=... \(the spec's base.overrides .*\) has no effect in a sweep: .*from `seeds:`"),
     ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [run.name=x]\n",
-     r"override run.name=... has no effect .*from `name:`"),
+     r"override run.name=... \(the spec's base.overrides .*\) has no effect .*from `name:`"),
     ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [trainer.num_nodes=2]\n",
-     r"override trainer.num_nodes=... has no effect in a sweep"),
+     r"override trainer.num_nodes=... \(the spec's base.overrides .*\) has no effect in a sweep"),
     ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [logger.wandb.name=n]\n",
-     r"override logger.wandb.name=... .* \(as the trial's name\)"),
+     r"override logger.wandb.name=... \(the spec's base.overrides .* \(as the trial's name\)"),
     # ... and the space's own keys (the override was dropped: the plan showed the space's values).
     ("base:\n  recipes: [configs/quickstart.yaml]\n  overrides: [model.shortcut=B]\n"
      "space:\n  model.shortcut: [A, none]\n", r"its space sets model.shortcut in every trial"),

@@ -359,8 +359,8 @@ def test_a_resume_that_changes_the_sweep_is_refused_before_anything_is_written(t
     assert r.returncode == 2 and "cannot change space_keys" in r.stderr, r.stderr
     spec.write_text(text)
     assert snapshot(out.path) == before
-    spec.write_text(spec.read_text().replace("[none, B]", "[none, A]").replace(
-        "max_failures: 1", "max_failures: 3"))
+    spec.write_text(spec.read_text().replace("[none, B]", "[A, none]").replace(
+        "max_failures: 1", "max_failures: 3"))  # a grid's values in another order: its trials
     r = cli("sweep", spec, "--cpus", "2", "--resume", "--dry-run", "data.num_workers=1",
             "logger.wandb.mode=disabled", f"run.root={tmp_path}/./runs/")
     assert r.returncode == 0, r.stderr  # retries, workers and logging a resume may change

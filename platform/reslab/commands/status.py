@@ -18,7 +18,7 @@ def run(args) -> int:
         raise UserError(f"--root {args.root} is not a directory")
     paths = [Path(p) for p in args.runs] or status.submitted_runs(Path(args.root))
     if not paths:
-        print(f"no submitted runs under {args.root}/")
+        print(f"no submitted runs under {args.root.rstrip('/') or '/'}")
         return 0
     for r in status.status_rows(paths):
         # A run's files say what is shown: a control character in them is printed escaped.

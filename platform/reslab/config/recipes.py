@@ -44,6 +44,9 @@ def resolve(arg: str | Path, kind: str = "recipe") -> str:
     known = names(kind)
     if name in known:
         return str(shipped(name, kind))
+    if Path(text).is_symlink():
+        raise ConfigError(f"{kind} file '{text}' is a link to nothing, or a loop of links; "
+                          "give the file itself")
     hint = did_you_mean(name, known) or f" (shipped: {', '.join(known)})"
     raise ConfigError(f"{kind} file '{text}' does not exist and is not a shipped {kind} name"
                       f"{hint}")

@@ -188,7 +188,7 @@ class TrainerConfig:
     # NHWC tensors: true | false | auto (conv nets, CPU too)
     channels_last: bool | str = value("auto", choices=(True, False, "auto"))
     compile: bool | str = value("auto", choices=(True, False, "auto"))  # torch.compile; auto: when it repays
-    cudnn_benchmark: bool = value(True)         # let cuDNN pick the fastest kernels for fixed shapes
+    cudnn_benchmark: bool = value(True)         # cuDNN picks kernels for fixed shapes (not if deterministic)
     sync_batchnorm: bool = value(False)         # BN statistics across DDP ranks (small per-GPU batches)
     progress_bar: bool = value(True)            # one bar for the run on a sized terminal, else epoch lines
 

@@ -13,6 +13,7 @@ from reslab.report import figures, html, wandb_report, wandb_runs
 from reslab.report.runs import Run, comparison_folder, find_runs
 from reslab.report.table import csv_table, default_metric, format_table, table, varied_keys
 from reslab.tracking.outputs import output_path
+from reslab.tracking.rundir import COMPARE
 
 
 def compare(dirs: list[str], by: list[str] | None = None, metric: str | None = None,
@@ -33,7 +34,7 @@ def write(runs: list[Run], by: list[str] | None, metric: str | None, out: str | 
     by = by or varied_keys(runs) or ["model.name"]
     metric = metric or default_metric(runs)
     check_names(runs, by, metric)
-    out = output_path(out, "--out", folder=True, force=force)
+    out = output_path(out, "--out", folder=True, force=force, area=COMPARE)
     header, rows = table(runs, by, metric)
     with fileio.writing_to(out, "--out"), fileio.staged_folder(out) as stage:
         files = figures.write_all(runs, by, metric, stage)

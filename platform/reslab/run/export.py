@@ -27,7 +27,7 @@ from reslab.errors import TrainingError, UserError
 from reslab.run import weights
 from reslab.run.build import data_stats, model_kwargs
 from reslab.tracking import checkpoint, outputs, records
-from reslab.tracking.rundir import RunDir, find_run
+from reslab.tracking.rundir import EXPORT, RunDir, find_run
 
 FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx",
          "state_dict": "model.state_dict.pt"}
@@ -122,18 +122,19 @@ def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> P
     """--out as given, a folder (empty, or any with --force) for the default file name, or
     RUN_DIR/export/<default name>; the model file and the JSON beside it checked by the one
     output rule (outputs.output_path)."""
+    own = {"area": EXPORT, "owner": run.path}  # into a run's records: this run's export/ only
     if out is None:
         p = run.exports / FILES[fmt]
     else:
         p = outputs.resolved_output(out, "--out", folder=False)
         if p.is_dir() or str(out).endswith(("/", os.sep)):
-            outputs.output_path(p, "--out", folder=True, force=force)  # empty, or --force
+            outputs.output_path(p, "--out", folder=True, force=force, **own)  # empty, or --force
             p = p / FILES[fmt]
-    target = outputs.output_path(p, "--out", folder=False, force=force)
+    target = outputs.output_path(p, "--out", folder=False, force=force, **own)
     if p.suffix == ".json":
         raise UserError(f"--out {out} ends in .json, the name of the metadata file written beside "
                         "the model; name the model file (e.g. model.onnx) or a folder")
-    outputs.output_path(target.with_suffix(".json"), "--out", folder=False, force=force)
+    outputs.output_path(target.with_suffix(".json"), "--out", folder=False, force=force, **own)
     return target
 
 

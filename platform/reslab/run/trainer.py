@@ -50,7 +50,8 @@ def build_trainer(cfg: Config, run: RunDir, task: tasks.Task, loggers: list,
         gradient_clip_val=t.gradient_clip_val, limit_train_batches=t.limit_train_batches,
         enable_progress_bar=False, enable_model_summary=False,
         plugins=plugins(), strategy=strategy(cfg), num_sanity_val_steps=0,
-        benchmark=t.cudnn_benchmark, sync_batchnorm=t.sync_batchnorm,
+        # deterministic wins: cuDNN's choice of kernels by timing is not reproducible
+        benchmark=t.cudnn_benchmark and not t.deterministic, sync_batchnorm=t.sync_batchnorm,
     )
 
 

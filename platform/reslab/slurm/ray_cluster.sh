@@ -21,5 +21,8 @@ for _ in $(seq 300); do  # a busy node can take minutes to start its worker
   [ "$joined" -ge ${#nodes[@]} ] && break
   sleep 1
 done
-[ "$joined" -ge ${#nodes[@]} ] ||
+if [ "$joined" -ge ${#nodes[@]} ]; then
+  echo "[sweep] Ray: all ${#nodes[@]} nodes joined"
+else
   echo "[sweep] only $joined of ${#nodes[@]} nodes joined Ray within 300 s; the trials run on those"
+fi

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 from pathlib import Path
 
 from reslab.errors import UserError
 from reslab.metrics import BY_TASK
-from reslab.tracking.records import read_summary
+from reslab.tracking.records import read_metrics, read_summary
 from reslab.tracking.rundir import RunDir
 
 
@@ -24,6 +25,8 @@ def status_rows(paths: list[Path]) -> list[dict]:
         jid = run.job_id()
         state, n = _scontrol(jid) if jid else ("-", "-")
         s = read_summary(run)
+        if "epoch" not in s:  # still in its first attempt's training: its last validation
+            s = {**last_validation(run), **s}
         rows.append({"run": str(run.path), "job": jid or "-", "state": state, "restarts": n,
                      "status": s.get("status", "-"), "epoch": s.get("epoch", "-"),
                      "metric": (metric := monitored(s)), "value": s.get(metric, "-"),
@@ -44,6 +47,20 @@ def last_line(run: RunDir, window: int = 65536) -> str:
         f.seek(max(0, f.seek(0, 2) - window))
         lines = f.read().decode(errors="replace").strip().splitlines()
     return lines[-1] if lines else ""
+
+
+def last_validation(run: RunDir) -> dict:
+    """The epoch and monitored metric of metrics.csv's last validated row ({} if none, or if
+    the file cannot be read): summary.json has them only when an attempt ends."""
+    try:
+        rows = read_metrics(run)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    for row in reversed(rows):
+        for key in (m.monitor[0] for m in BY_TASK.values()):
+            if row.get(key) and (row.get("epoch") or "").isdigit():
+                return {"epoch": int(row["epoch"]), key: float(row[key])}
+    return {}
 
 
 def monitored(summary: dict) -> str:

@@ -70,12 +70,13 @@ def check_overrides(spec: Spec) -> None:
                 "logger.wandb.name": "as the trial's name"})
     del how["run.root"]
     for key in flatten(parse_overrides(list(spec.overrides))):
+        given = f"override {key}=... (the spec's base.overrides or the command line)"
         if key in spec.space:
-            raise UserError(f"override {key}=... has no effect in this sweep: its space sets "
-                            f"{key} in every trial; change space.{key} in the spec instead")
+            raise UserError(f"{given} has no effect in this sweep: its space sets {key} in every "
+                            f"trial; change space.{key} in the spec instead")
         if key in how:
-            raise UserError(f"override {key}=... has no effect in a sweep: the sweep sets {key} "
-                            f"in every trial ({how[key]}); leave it out")
+            raise UserError(f"{given} has no effect in a sweep: the sweep sets {key} in every "
+                            f"trial ({how[key]}); leave it out")
 
 
 def check_space(spec: Spec) -> None:

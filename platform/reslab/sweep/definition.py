@@ -56,12 +56,21 @@ def check_same_sweep(spec: Spec, out: SweepDir) -> None:
         return
     new = definition(spec)
     for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key) and not resumable(key):
+        if not same(key, old.get(key), new.get(key), spec.search) and not resumable(key):
             raise UserError(f"sweep --resume cannot change {key.removeprefix('base.')} "
                             f"({old.get(key)} -> "
                             f"{new.get(key)}): a resume continues the sweep in {out.path} as "
                             f"it was started (its sweep.yaml); give the sweep another name to "
                             "run that as a new one")
+
+
+def same(key: str, old: Any, new: Any, search: str) -> bool:
+    """A grid's values in another order are the same trials (a random search draws its values
+    in the order of the grid's points: there the order matters)."""
+    if search == "grid" and key.startswith("space.") and isinstance(old, list) and \
+            isinstance(new, list):
+        return sorted(map(repr, old)) == sorted(map(repr, new))
+    return old == new
 
 
 # What a sweep's resume may change in the base config: what a run's resume may, but for how

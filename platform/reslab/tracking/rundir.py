@@ -25,9 +25,8 @@ from reslab.errors import UserError, reason
 from reslab.fileio import write_atomic
 
 # The folders of a run or sweep directory that commands other than training write into
-# (reslab.tracking.outputs): `reslab export`'s and `reslab compare`'s defaults.
+# (reslab.tracking.outputs): `reslab export`'s and `reslab compare`'s, each its own.
 EXPORT, COMPARE = "export", "compare"
-OUTPUT_AREAS = (EXPORT, COMPARE)
 
 
 @dataclass(frozen=True)
