@@ -14,12 +14,13 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 
 from reslab import __version__, environment
 from reslab.compat import ParagraphFormatter, parser_actions
 from reslab.config import recipes as shipped
-from reslab.errors import Interrupted, Terminated, TrainingError, UserError, machine_fault
+from reslab.errors import Interrupted, Terminated, TrainingError, UserError, Warned, machine_fault
 
 EPILOG = """\
 examples:
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         args.items += extra
     terms: list[int] = []
     try:
-        with sigterm_unwinds(terms):
+        with sigterm_unwinds(terms), one_line_warnings(f"reslab {args.command}"):
             environment.check_numbers()  # Lightning reads some when imported: a traceback
             return command(args.command).run(args)
     except UserError as e:
@@ -272,6 +273,26 @@ def main(argv: list[str] | None = None) -> int:
         term = isinstance(e, Terminated) or bool(terms)  # Ray's core re-raises it as Ctrl-C
         print(f"reslab {args.command}: {'terminated' if term else 'interrupted'}", file=sys.stderr)
         return 143 if term else 130
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str):
+    """reslab's own warnings (errors.Warned) as one line, `PROG: warning: ...`, without the
+    source line that raised them (which read like a crash); other libraries' as Python shows
+    them."""
+    shown = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if issubclass(category, Warned):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 @contextlib.contextmanager

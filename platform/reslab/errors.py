@@ -51,6 +51,11 @@ class DataError(UserError):
     """A dataset that is missing or malformed on disk."""
 
 
+class Warned(UserWarning):
+    """reslab's own warning (W&B unreachable: the run goes on): the CLI prints it as one line,
+    `reslab COMMAND: warning: ...`, not with the source line that raised it."""
+
+
 class TrainingError(Exception):
     """Training stopped for a reason the run itself caused (a NaN loss): a sentence, exit 1."""
 

@@ -28,7 +28,8 @@ def run(args) -> int:
     if args.dry_run:
         print(result["script"], end="")
         print(f"# dry run: nothing submitted; directories would be "
-              f"{', '.join(result['run_dirs'])}", file=sys.stderr)
+              f"{', '.join(result['run_dirs'])}; the cluster's partitions, features and sizes "
+              "are checked by `... --dry-run | sbatch --test-only`", file=sys.stderr)
         return 0
     print(f"submitted job {result['job_id']}")
     for run in result["run_dirs"]:

@@ -61,7 +61,8 @@ def check_names(runs: list[Run], by: list[str], metric: str) -> None:
                         f"as {', '.join(metrics[:4]) or 'val/err'}")
     if not metrics:
         raise UserError(f"--metric {metric}: no run here has recorded a metric yet (still "
-                        "running, or stopped before its first validation)")
+                        "in its first attempt, whose summary.json gets them at its end: `reslab "
+                        "status RUN` shows its last validation; or stopped before one)")
     raise UserError(f"--metric {metric} is in no run's summary"
                     f"{did_you_mean(metric, metrics) or ' (they have ' + ', '.join(metrics[:8]) + ')'}")
 

@@ -41,7 +41,7 @@ from reslab.compat import (
 )
 from reslab.config.load import flatten, to_dict
 from reslab.config.schema import Config
-from reslab.errors import UserError
+from reslab.errors import UserError, Warned
 from reslab.metrics import BY_TASK
 from reslab.tracking import checkpoint
 from reslab.tracking.records import is_torchvision_name, weights_file
@@ -88,7 +88,7 @@ class ReslabWandb(WandbLogger):
         except Exception as e:  # noqa: BLE001 - W&B never decides how a run ends
             self.lost = True
             warnings.warn(f"W&B stopped logging ({type(e).__name__}: {str(e)[:200]}); "
-                          "metrics.csv and summary.json are complete", stacklevel=2)
+                          "metrics.csv and summary.json are complete", Warned, stacklevel=2)
 
     def after_save_checkpoint(self, checkpoint_callback) -> None:
         if log_model(self.cfg) != "all" or \
@@ -123,7 +123,7 @@ def wandb_logger(cfg: Config, run: RunDir) -> ReslabWandb | None:
         return logger
     except Exception as e:  # noqa: BLE001 - any W&B failure must not stop training
         warnings.warn(f"W&B could not start ({type(e).__name__}: {str(e)[:200]}); "
-                      "continuing with metrics.csv only", stacklevel=2)
+                      "continuing with metrics.csv only", Warned, stacklevel=2)
         finish_wandb()
         return None
 
@@ -188,7 +188,7 @@ def test_to_wandb(cfg: Config, run: RunDir, summary: dict) -> None:
         experiment.summary.update(wandb_summary(summary, cfg))
     except Exception as e:  # noqa: BLE001 - the test result is in summary.json regardless
         warnings.warn(f"W&B could not record the test ({type(e).__name__}: {str(e)[:200]}); "
-                      "summary.json holds it", stacklevel=2)
+                      "summary.json holds it", Warned, stacklevel=2)
     finish_wandb()
 
 
@@ -198,7 +198,7 @@ def guarded(fn, *args) -> Any:
         return fn(*args)
     except Exception as e:  # noqa: BLE001
         warnings.warn(f"W&B: {getattr(fn, '__name__', fn)} failed ({type(e).__name__}: "
-                      f"{str(e)[:200]}); metrics.csv and summary.json are complete", stacklevel=2)
+                      f"{str(e)[:200]}); metrics.csv and summary.json are complete", Warned, stacklevel=2)
         return None
 
 
