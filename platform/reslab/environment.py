@@ -110,9 +110,11 @@ def check_slurm_step(devices: int, num_nodes: int) -> None:
         raise UserError(f"SLURM_PROCID={task} is not a task of this SLURM step (SLURM_NTASKS="
                         f"{tasks}), so this process's SLURM environment is damaged" + where)
     per_node, nodes = env.get("SLURM_NTASKS_PER_NODE"), env.get("SLURM_NNODES")
-    if tasks != devices * num_nodes or tasks > 1 and per_node is None or \
-            per_node is not None and int(per_node) != devices or \
-            nodes is not None and int(nodes) != num_nodes:
+    fits = (tasks == devices * num_nodes,
+            tasks == 1 or per_node is not None,  # Lightning takes --ntasks only with per node
+            per_node is None or int(per_node) == devices,
+            nodes is None or int(nodes) == num_nodes)
+    if not all(fits):
         step = ", ".join(f"{k}={env[k]}" for k in ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE",
                                                   "SLURM_NNODES") if k in env)
         raise UserError(f"this SLURM step ({step}) does not start one task per process of "

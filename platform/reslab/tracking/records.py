@@ -94,8 +94,7 @@ def locked(run: RunDir | SweepDir, wait: float = 0.0):
     try:
         f.seek(0)
         previous = f.read()
-        f.seek(0)
-        f.truncate()
+        f.truncate(0)  # append mode: the write goes to the end, now the start
         with naming(run.lock_file):
             f.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         try:
