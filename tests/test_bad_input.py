@@ -348,11 +348,21 @@ CRAFTED = {
     "metrics_out": lambda run, t: link(run / "metrics.csv", "/etc/passwd"),
     "summary_folder": lambda run, t: folder(run / "summary.json"),
     "best_fifo": lambda run, t: fifo(run / "checkpoints" / "best.ckpt"),
+    # a resume read these after it had begun the attempt: a traceback, the run left `running`
+    "metrics_row": lambda run, t: append(run / "metrics.csv", "oops,1\n"),
+    "metrics_wide": lambda run, t: append(run / "metrics.csv", "5,1" + ",0" * 40 + "\n"),
 }
-# (A resume starts from last.ckpt, so a damaged best.ckpt does not stop it.)
+# Which commands read what each damages (a resume starts from last.ckpt, so a damaged best.ckpt
+# does not stop it; test and export do not read metrics.csv).
+READ_BY = {"best_fifo": ("test", "export"), "metrics_row": ("train",), "metrics_wide": ("train",)}
 CRAFTED_CASES = [[*cmd, f"{{T}}/crafted/{name}"] for name in CRAFTED for cmd in (
     ["test"], ["export", "--format", "state_dict", "--out", "{T}/m.pt"], ["train", "--resume"])
-    if not (name == "best_fifo" and cmd[0] == "train")]
+    if cmd[0] in READ_BY.get(name, (cmd[0],))]
+
+
+def append(path: Path, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text)
 
 
 def fifo(path: Path) -> None:
@@ -398,6 +408,7 @@ ENV_CASES = [
     ({"SLURM_PROCID": "1"}, ["sweep", "sweeps/degradation_digits.yaml", "{ROOT}", "--dry-run"]),
     ({"RANK": "2"}, ["bench", *TINY, "--steps", "1", "--rounds", "1", "--no-pipelines"]),
     ({"RANK": "abc"}, ["train", *TINY, "{ROOT}"]),
+    ({"SLURM_JOB_ID": "abc"}, ["train", *TINY, "{ROOT}"]),  # was recorded in summary.json
 ]
 
 

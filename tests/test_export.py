@@ -150,6 +150,7 @@ def test_outputs_that_differ_put_nothing_in_place(runs, tmp_path, monkeypatch):
     ("not_a_run", ["is not a run directory"]),
     ("format", ["invalid choice: 'tflite'"]),
     ("json_out", ["ends in .json"]),
+    ("onnx_name", ["ends in .onnx, not the name of a file in the torchscript"]),  # was TorchScript
 ])
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(runs, cli, tmp_path, case, words):
     empty = tmp_path / "run"
@@ -157,7 +158,8 @@ def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(runs, cli, tmp_p
     shutil.copy(runs["resnet20"] / "config.yaml", empty / "config.yaml")
     args = {"missing": [tmp_path / "nope"], "no_checkpoint": [empty], "not_a_run": [tmp_path],
             "format": [runs["resnet20"], "--format", "tflite"],
-            "json_out": [runs["resnet20"], "--out", tmp_path / "m.json"]}[case]
+            "json_out": [runs["resnet20"], "--out", tmp_path / "m.json"],
+            "onnx_name": [runs["resnet20"], "--out", tmp_path / "m.onnx"]}[case]
     before = sorted(p for p in tmp_path.rglob("*"))
     r = cli("export", *args)
     assert r.returncode == 2, (r.returncode, r.stderr)

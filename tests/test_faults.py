@@ -349,3 +349,24 @@ def test_a_scheduler_s_early_stop_is_recorded_as_stopped_not_failed(tmp_path, mo
     with pytest.raises(SystemExit):
         train.fit(cfg)
     assert json.loads((_run_dir(tmp_path) / "summary.json").read_text())["status"] == "stopped"
+
+
+@pytest.mark.parametrize("where", ["run_trainer", "test_at_the_end"])
+def test_an_interrupt_outside_a_step_boundary_is_recorded_and_says_how_to_resume(
+        cli, tmp_path, monkeypatch, where):
+    """Ctrl-C just after the run directory was made left summary.json `running` for good; one
+    during the test at the end exited 130 with no resume sentence."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    original = getattr(train, where)
+    monkeypatch.setattr(train, where, interrupted)
+    r = cli("train", *TINY, "trainer.max_epochs=1", f"run.root={tmp_path}")
+    run = _run_dir(tmp_path)
+    assert r.returncode == 130, r.stderr
+    assert r.stderr.strip().endswith(f"interrupted; resume with `reslab train --resume {run}`")
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(train, where, original)
+    r = cli("train", "--resume", run)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"

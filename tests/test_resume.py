@@ -179,3 +179,19 @@ def test_what_is_not_a_run_is_said_as_what_it_is(cli, run, tmp_path, what, said)
     for command in (["train", "--resume"], ["test"]):
         r = cli(*command, tmp_path / what)
         assert r.returncode == 2 and f"{tmp_path / what} {said}" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("line,edited", [("seed: 0", "seed: 7"), ("  momentum: 0.9", "  momentum: 0.5")])
+def test_a_config_yaml_edited_by_hand_is_refused_against_the_checkpoint(cli, run, line, edited):
+    """An edit of config.yaml changed the experiment behind the resume's check of overrides: it
+    trained on with it and recorded the attempt with `overrides: []`."""
+    config = run / "config.yaml"
+    assert line in config.read_text().splitlines()
+    config.write_text(config.read_text().replace(line + "\n", edited + "\n", 1))
+    before = digests(run)
+    r = cli("train", "--resume", run, "trainer.max_epochs=3")
+    key = line.split(":")[0].strip()
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"says {'optim.' if key == 'momentum' else ''}{key}=" in r.stderr
+    assert "last.ckpt was trained with" in r.stderr and "model.weights=" in r.stderr
+    assert digests(run) == before

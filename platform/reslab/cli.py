@@ -14,13 +14,12 @@ import os
 import signal
 import sys
 import threading
-import warnings
 from collections.abc import Callable
 
 from reslab import __version__, environment
 from reslab.compat import ParagraphFormatter, parser_actions
 from reslab.config import recipes as shipped
-from reslab.errors import Interrupted, Terminated, TrainingError, UserError, Warned, machine_fault
+from reslab.errors import Interrupted, Terminated, TrainingError, UserError, machine_fault, one_line_warnings
 
 EPILOG = """\
 examples:
@@ -271,28 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as e:
         term = isinstance(e, Terminated) or bool(terms)  # Ray's core re-raises it as Ctrl-C
-        print(f"reslab {args.command}: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+        resume = f"; resume with `reslab train --resume {e.run}`" if hasattr(e, "run") else ""
+        print(f"reslab {args.command}: {'terminated' if term else 'interrupted'}{resume}",
+              file=sys.stderr)
         return 143 if term else 130
-
-
-@contextlib.contextmanager
-def one_line_warnings(prog: str):
-    """reslab's own warnings (errors.Warned) as one line, `PROG: warning: ...`, without the
-    source line that raised them (which read like a crash); other libraries' as Python shows
-    them."""
-    shown = warnings.showwarning
-
-    def show(message, category, *args, **kwargs):
-        if issubclass(category, Warned):
-            print(f"{prog}: warning: {message}", file=sys.stderr)
-        else:
-            shown(message, category, *args, **kwargs)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = shown
 
 
 @contextlib.contextmanager
@@ -314,7 +295,3 @@ def sigterm_unwinds(received: list[int]):
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

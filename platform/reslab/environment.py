@@ -73,6 +73,7 @@ def check_launch(devices: int, num_nodes: int) -> None:
     processes: no stray rank (below); more than one node only under a launcher; in a SLURM step,
     the step's tasks are the run's processes (Lightning's own check of them was a traceback)."""
     check_stray_ranks()
+    job_id()  # recorded in summary.json: a job id, or refused
     if node_launcher() is None:
         check_nodes(num_nodes)
     elif in_slurm_step() and not slurm_interactive():

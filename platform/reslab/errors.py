@@ -2,7 +2,10 @@
 The machine's own faults (a full disk, a read-only or failing file system) are one sentence and
 exit 1: `machine_fault`."""
 
+import contextlib
 import errno
+import sys
+import warnings
 
 
 class UserError(Exception):
@@ -72,3 +75,23 @@ class Interrupted(Exception):
 class Terminated(KeyboardInterrupt):
     """SIGTERM where no training loop handles it (test, export, compare, a sweep's driver): it
     unwinds like Ctrl-C, which no `except Exception` swallows, and the command exits 143."""
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str):
+    """reslab's own warnings (errors.Warned) as one line, `PROG: warning: ...`, without the
+    source line that raised them (which read like a crash); other libraries' as Python shows
+    them."""
+    shown = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if issubclass(category, Warned):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown

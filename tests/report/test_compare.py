@@ -166,6 +166,20 @@ def test_a_damaged_run_is_skipped_with_a_warning_and_status_is_shown(sweep_dir, 
     assert "2 completed, 1 failed" in result["table"] or "1 completed, 1 failed" in result["table"]
 
 
+@pytest.mark.parametrize("row", ["1,abc", "x,1", "5,1" + ",0" * 30])
+def test_a_run_with_a_damaged_metrics_row_is_skipped_with_a_warning(sweep_dir, tmp_path, capsys,
+                                                                    row):
+    """A metrics.csv row with `abc` for a value (or `x` for a step) was a ValueError traceback
+    when the curves were drawn."""
+    broken = sorted(sweep_dir.iterdir())[0]
+    with open(broken / "metrics.csv", "a") as f:
+        f.write(row + "\n")
+    compare.compare([sweep_dir], out=tmp_path / "out")
+    err = capsys.readouterr().err
+    assert f"warning: skipping {broken}: UserError: {broken / 'metrics.csv'} row" in err, err
+    assert (tmp_path / "out" / "curves.png").is_file()
+
+
 def test_numbers_no_mean_can_take_are_left_out_not_a_traceback(sweep_dir, tmp_path):
     """summary.json may hold any JSON number: `"params": 10**400` was an OverflowError."""
     run = sorted(sweep_dir.iterdir())[0]

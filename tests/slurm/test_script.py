@@ -173,6 +173,14 @@ def test_extra_lines_add_other_options(tmp_path):
     assert all(f"#SBATCH {line}" in script for line in extra)
 
 
+def test_an_extra_value_with_a_space_is_quoted(tmp_path):
+    """`--comment=a b` passed the dry run; sbatch then refused the bare `b` as a directive."""
+    extra = ["--comment=a b", '--comment="c d"', "--mail-user  x y"]
+    script = dry(f"run.root={tmp_path}", f"slurm.extra={extra}")["script"]
+    for line in ('--comment="a b"', '--comment="c d"', '--mail-user "x y"'):
+        assert f"#SBATCH {line}\n" in script, script
+
+
 def test_a_percent_in_the_run_s_path_is_not_a_slurm_pattern(tmp_path):
     out = dry(f"run.root={tmp_path}/100%", "run.name=a%jb")
     output, = [line for line in out["script"].splitlines() if line.startswith("#SBATCH --output")]

@@ -82,7 +82,7 @@ def load_run(path: Path) -> Run | None:
         if not isinstance(summary, dict):
             raise ValueError("summary.json is not a mapping")
         return Run(path, read_flat_config(run), summary, read_metrics(run))
-    except (OSError, ValueError, KeyError, yaml.YAMLError, csv.Error) as e:
+    except (OSError, ValueError, KeyError, yaml.YAMLError, csv.Error, UserError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
         print(f"warning: skipping {path}: {type(e).__name__}: {why}", file=sys.stderr)
         return None

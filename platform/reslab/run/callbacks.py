@@ -12,6 +12,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from reslab.config.load import flatten, to_dict
+
 
 class RNGState(Callback):
     """Puts every RNG state into the checkpoint (Lightning does not), as plain values, so a
@@ -33,6 +35,17 @@ class RNGState(Callback):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainedWith(Callback):
+    """Puts the config a checkpoint was trained with into it (`config`, flat keys): a resume
+    compares it with config.yaml, which a hand edit could have changed (resuming.py)."""
+
+    def __init__(self, cfg):
+        self.flat = flatten(to_dict(cfg))
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["config"] = self.flat
 
 
 class EpochLine(Callback):

@@ -134,6 +134,11 @@ def output_path(run: RunDir, fmt: str, out: str | Path | None, force: bool) -> P
     if p.suffix == ".json":
         raise UserError(f"--out {out} ends in .json, the name of the metadata file written beside "
                         "the model; name the model file (e.g. model.onnx) or a folder")
+    kind = {".onnx": "onnx", ".pt": "torch", ".pth": "torch"}.get(p.suffix.lower())
+    if kind and kind != ("onnx" if fmt == "onnx" else "torch"):  # an .onnx file of TorchScript
+        raise UserError(f"--out {out} ends in {p.suffix}, not the name of a file in the {fmt} "
+                        f"format; give the --format it names, or a name ending in "
+                        f"{Path(FILES[fmt]).suffix}")
     outputs.output_path(target.with_suffix(".json"), "--out", folder=False, force=force, **own)
     return target
 

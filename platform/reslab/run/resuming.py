@@ -14,11 +14,12 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from reslab.config.load import flatten, to_dict
 from reslab.config.schema import Config, OptimConfig
 from reslab.errors import UserError
 from reslab.tasks.optim import param_groups
 from reslab.tracking import checkpoint
-from reslab.tracking.records import checked_summary, config_changes
+from reslab.tracking.records import checked_summary, config_changes, covered, read_metrics
 from reslab.tracking.rundir import RunDir
 
 # The keys a resume may change (a prefix ending in "." covers a section): how long it trains,
@@ -45,6 +46,7 @@ def resume_point(run: RunDir, task: nn.Module, cfg: Config) -> tuple[Path | None
     more training."""
     ckpt, step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt])
     record = checked_summary(run)
+    read_metrics(run)  # a damaged metrics.csv, refused before the attempt begins
     if ckpt is None:
         trained = record.get("global_step")
         if record.get("status") == "completed" or isinstance(trained, int) and trained > 0:
@@ -53,11 +55,28 @@ def resume_point(run: RunDir, task: nn.Module, cfg: Config) -> tuple[Path | None
                             "run instead")
         return None, None
     checkpoint.check_fits(ckpt, task)
+    check_trained_with(run, ckpt, cfg)
     done = progress(ckpt)
     check_length(run, cfg, done)
     if record.get("status") == "completed" and nothing_left(cfg, done):
         return COMPLETE
     return ckpt, step
+
+
+def check_trained_with(run: RunDir, ckpt: Path, cfg: Config) -> None:
+    """config.yaml, edited by hand, is not the config the checkpoint was trained with (what it
+    records: callbacks.TrainedWith; a checkpoint of an older reslab records none): the resume
+    would train on with the edit and record it as the run's (overrides of the same keys are
+    refused by check_config)."""
+    trained = checkpoint.load(ckpt, mmap=True).get("config")
+    if not isinstance(trained, dict):
+        return
+    for key, value in flatten(to_dict(cfg)).items():
+        if key in trained and trained[key] != value and not covered(key, RESUMABLE):
+            raise UserError(f"{run.config} says {key}={value}, but {ckpt.name} was trained with "
+                            f"{key}={trained[key]}: a resume continues the experiment as it was "
+                            "trained; put the value back, or start a new run with "
+                            f"model.weights={run.path}")
 
 
 def check_config(run: RunDir, cfg: Config) -> None:

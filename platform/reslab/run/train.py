@@ -48,7 +48,7 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
     built = build_net_and_data(cfg)
     task = tasks.build_task(cfg, built.net, built.datamodule)
     run = resume or new_run(cfg)
-    with records.locked(run) if is_rank_zero() else contextlib.nullcontext():
+    with records.locked(run) if is_rank_zero() else contextlib.nullcontext(), interrupts_of(run):
         start = resuming.resume_point(run, task, cfg) if resume else (None, None)
         if start is resuming.COMPLETE:
             return said_complete(run)
@@ -57,6 +57,20 @@ def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),
         if start[0] is not None:
             callbacks = [*resuming.callbacks(cfg, run), *callbacks]
         return train_in(run, cfg, built, task, start, callbacks, record)
+
+
+@contextlib.contextmanager
+def interrupts_of(run: RunDir):
+    """Ctrl-C or SIGTERM outside a step boundary (building the Trainer, the test at the end):
+    the run is recorded `interrupted`, not left `running`, and the interrupt names the run, so
+    the CLI can say how to resume it (a sweep's trial re-raises it as it was)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        e.run = str(run.path)
+        if is_rank_zero() and (summary := records.read_summary(run)).get("status") == "running":
+            records.write_summary(run, {**summary, "status": "interrupted"})
+        raise
 
 
 def prepare(cfg: Config, resume: RunDir | None) -> None:

@@ -15,7 +15,7 @@ from reslab import tasks
 from reslab.config.schema import Config
 from reslab.environment import in_slurm_step
 from reslab.run import progress
-from reslab.run.callbacks import RNGState, SignalPropagation
+from reslab.run.callbacks import RNGState, SignalPropagation, TrainedWith
 from reslab.tracking import checkpoint
 from reslab.tracking.loggers import CSVMetrics
 from reslab.tracking.rundir import RunDir
@@ -36,7 +36,7 @@ def build_trainer(cfg: Config, run: RunDir, task: tasks.Task, loggers: list,
     # best.ckpt follows the monitored metric; last.ckpt is LastCheckpoint's, the last state.
     best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=metric, mode=mode,
                            save_last=False, enable_version_counter=False)
-    callbacks = [best, RNGState(), *extra_callbacks]
+    callbacks = [best, RNGState(), TrainedWith(cfg), *extra_callbacks]
     if cfg.diagnostics.every_n_steps > 0:
         callbacks.append(SignalPropagation(cfg.diagnostics.every_n_steps))
     if shown := progress.progress_callback(t.progress_bar):  # the run's bar, or epoch lines

@@ -82,7 +82,8 @@ SHORT_OPTIONS = {"J": "job-name", "N": "nodes", "n": "ntasks", "G": "gpus", "c":
 
 def check_extra(line: str) -> str:
     """A slurm.extra line: one sbatch option (`--mail-type=END`, `-x node3`) that reslab does
-    not write itself."""
+    not write itself, its value quoted where it holds a space (`--comment=a b`: sbatch refused
+    the bare `b` as a directive)."""
     text = check_value("slurm.extra", line).strip()
     m = re.match(r"(--([A-Za-z][\w-]*)|-([A-Za-z]))(?=[=\s]|$)", text)
     if m is None:
@@ -94,7 +95,11 @@ def check_extra(line: str) -> str:
         key = OWN_OPTIONS[name]
         how = f"set {key} instead" if key else "reslab always sets it (preemption requeues the job)"
         raise ConfigError(f"slurm.extra {text!r} sets --{name}, which reslab decides itself; {how}")
-    return text
+    value = text[m.end():].lstrip("=").strip()
+    if len(value) > 1 and value[0] == value[-1] == '"':  # quoted already
+        value = value[1:-1]
+    sep = text[m.end():m.end() + 1] if text[m.end():].startswith("=") else " "
+    return m.group(1) + (sep + _sbatch_quote(value) if value else "")
 
 
 def _sbatch_quote(value: str) -> str:

@@ -54,7 +54,7 @@ def last_validation(run: RunDir) -> dict:
     the file cannot be read): summary.json has them only when an attempt ends."""
     try:
         rows = read_metrics(run)
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, UnicodeDecodeError, csv.Error, UserError):
         return {}
     for row in reversed(rows):
         for key in (m.monitor[0] for m in BY_TASK.values()):

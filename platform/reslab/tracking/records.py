@@ -22,7 +22,7 @@ import yaml
 
 from reslab.config.load import dump, flatten, load, to_dict
 from reslab.config.schema import Config
-from reslab.errors import UserError, reason
+from reslab.errors import UserError, escaped, reason
 from reslab.fileio import naming, read_regular, write_atomic
 from reslab.tracking.redaction import redact, redact_overrides
 from reslab.tracking.rundir import RunDir, SweepDir, is_run_dir, new_run_id, run_path, runs_in
@@ -206,11 +206,34 @@ def read_flat_config(run: RunDir) -> dict[str, Any]:
 
 
 def read_metrics(run: RunDir, up_to_step: int | None = None) -> list[dict]:
-    """metrics.csv rows (strings, as written), optionally only those up to a step."""
+    """metrics.csv rows (strings, as written), optionally only those up to a step. A row reslab
+    does not write (a step or epoch that is not a whole number, a value that is not a number,
+    more fields than the header) is refused, naming it: a resume read it after it had begun
+    the attempt (a traceback, and the run left `running`)."""
     if not run.metrics.is_file():
         return []
     rows = list(csv.DictReader(io.StringIO(own_file(run, run.metrics).decode(), newline="")))
+    for i, row in enumerate(rows, start=1):
+        if fault := row_fault(row):
+            raise UserError(f"{run.metrics} row {i} is not one reslab writes ({fault}); restore "
+                            "the file, or move it aside to read the run without its curves")
     return rows if up_to_step is None else [r for r in rows if int(r["step"]) <= up_to_step]
+
+
+def row_fault(row: dict) -> str | None:
+    """What is wrong with a metrics.csv row: a step and an epoch are whole numbers, the other
+    fields numbers or empty (not logged at that step)."""
+    if None in row:
+        return f"{len(row[None])} more fields than its header"
+    for key, value in (("step", row.get("step")), ("epoch", row.get("epoch") or "0")):
+        if not str(value).isdigit():
+            return f"{key} {escaped(str(value), 40)!r} is not a whole number"
+    for key, value in row.items():
+        try:
+            float(value or 0)
+        except ValueError:
+            return f"{escaped(key, 40)} {escaped(value, 40)!r} is not a number"
+    return None
 
 
 
