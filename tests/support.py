@@ -7,6 +7,7 @@ import contextlib
 import io
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -98,3 +99,10 @@ def file_size_limit(limit: int):
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def default_sigint() -> None:
+    """A Popen preexec_fn. A job started in the background by a non-interactive shell (CI,
+    `make test &`) ignores Ctrl-C, and so would the command under test: give it the default,
+    as a terminal's foreground job has (a sweep driver then ran to its end, exit 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from support import ROOT, TINY, run_dir, wait_for
+from support import ROOT, TINY, default_sigint, run_dir, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +68,6 @@ def handles(pid: int, signum: int) -> bool:
     status = open(f"/proc/{pid}/status").read()
     caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt")), 16)
     return bool(caught >> (signum - 1) & 1)
-
-
-def default_sigint() -> None:
-    """A job started in the background by a non-interactive shell (CI) ignores Ctrl-C, and so
-    would the command under test: give it the default, as a terminal's foreground job has."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cpu_seconds(pid: int) -> float:

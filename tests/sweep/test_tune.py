@@ -27,7 +27,7 @@ from reslab.sweep import spec as S
 from reslab.sweep import trials, tune
 from reslab.tracking.records import locked, open_run, write_summary
 from reslab.tracking.rundir import SweepDir
-from support import RESLAB, ROOT, reslab, wait_for
+from support import RESLAB, ROOT, default_sigint, reslab, wait_for
 from wandb_files import run_info
 
 
@@ -104,7 +104,7 @@ def start_sweep():
     def start(spec: Path, *args: str) -> subprocess.Popen:
         proc = subprocess.Popen([*RESLAB, "sweep", str(spec), "--cpus", "2", *args], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=default_sigint)
         started.append(proc)
         return proc
 
