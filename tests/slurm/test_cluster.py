@@ -75,9 +75,15 @@ def test_an_array_runs_one_task_per_value_and_status_reports_them(tmp_path):
 
 
 def wait_done(jid: str, timeout: float = 240) -> dict:
-    return wait_for(lambda: (s := job_state(jid)).get("JobState") in
-                    ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") and s, timeout,
-                    f"job {jid} to finish")
+    """The job's final state; a job that outlives `timeout` is cancelled (it held the cluster's
+    nodes through the tests after it)."""
+    try:
+        return wait_for(lambda: (s := job_state(jid)).get("JobState") in
+                        ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") and s, timeout,
+                        f"job {jid} to finish")
+    except AssertionError:
+        subprocess.run(["scancel", jid], check=False)
+        raise
 
 
 def requeue_now(jid: str, attempt: int = 2) -> None:
@@ -200,7 +206,11 @@ def test_kill_9_then_requeue_resumes_from_the_periodic_checkpoint(tmp_path):
 def test_a_sweep_job_runs_trials_on_both_nodes(tmp_path):
     """Tune reuses a worker whose trial ended for the next trial: trials shorter than the
     second node's worker takes to start (it imports torch and Lightning: ~11 s here under the
-    test suite's load) all ran on the first node. Each of these trains 20 epochs."""
+    test suite's load) all ran on the first node. Each of these trains 20 epochs.
+    The job runs in a home with no Ray token yet (a fresh account: `ray start --head` refused
+    to start and the job waited 7 minutes for a cluster that had died)."""
+    home = tmp_path / "home"
+    home.mkdir()
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"""
 name: slurm_sweep
@@ -211,7 +221,8 @@ space:
   model.depth: [8, 14]
   model.shortcut: [none, A]
 """)
-    r = run_main("submit", "--sweep", spec, "configs/slurm/local.yaml")
+    with mock.patch.dict(os.environ, {"HOME": str(home)}):  # sbatch exports it to the job
+        r = run_main("submit", "--sweep", spec, "configs/slurm/local.yaml")
     assert r.returncode == 0, r.stderr
     jid = re.search(r"submitted job (\d+)", r.stdout).group(1)
     state = wait_done(jid, timeout=420)
@@ -226,6 +237,7 @@ space:
     joined = [line for line in log.splitlines() if "joined" in line]
     assert len(nodes) == 2, f"the trials ran on {len(nodes)} node(s), not both ({joined}):\n" \
                             f"{log[-3000:]}"
+    assert (home / ".ray/auth_token").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("extra", [[], ["--array", "seed=0,1"]])
