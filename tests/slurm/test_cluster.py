@@ -22,7 +22,7 @@ from support import run_main, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
-# A path with a space and a quote: everything must be quoted end to end.
+# A path with a space: everything must be quoted end to end.
 JOB = ["configs/quickstart.yaml", "configs/slurm/local.yaml", "model.depth=8",
        "data.batch_size=128", "trainer.max_epochs=6", "optim.schedule=onecycle",
        "run.test=false", "trainer.checkpoint_every_n_steps=4"]
@@ -118,7 +118,7 @@ def final_weights(run: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ref") / "with space 'and quote'"
+    root = tmp_path_factory.mktemp("ref") / "with space"
     jid, run, log = submit(root)
     state = wait_done(jid)
     return jid, run, log, state

@@ -71,12 +71,23 @@ def test_a_newline_in_a_recipe_value_is_refused(tmp_path):
         submit([*LOCAL, str(bad)], [f"run.root={tmp_path}"], dry_run=True)
 
 
-def test_paths_with_spaces_and_quotes_are_quoted(tmp_path):
-    root = tmp_path / "a b'c"
+def test_paths_with_spaces_are_quoted(tmp_path):
+    root = tmp_path / "a b"
     script = dry(f"run.root={root}")["script"]
     srun = [line for line in script.splitlines() if line.startswith("srun ")][0]
     assert str(root) in shlex.split(srun)[-2]
     assert f'#SBATCH --output="{root}' in script
+
+
+@pytest.mark.parametrize("key,value", [("run.root", "{tmp}/sr\\uns"), ("run.root", "{tmp}/a'b"),
+                                       ("run.name", "a'b"), ("run.name", 'a"b'),
+                                       ("slurm.extra", "[--comment=a\\b]")])
+def test_a_quote_or_backslash_on_an_sbatch_line_is_refused_naming_its_key(tmp_path, key, value):
+    """sbatch reads quotes and backslashes on #SBATCH lines itself: `run.root=/x/sr\\uns` lost
+    its backslash, so the job's log went nowhere reslab said and the job failed with no log; a
+    lone ' passed the dry run and sbatch then refused the job."""
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)} puts .* on an #SBATCH line"):
+        dry(f"run.root={tmp_path}", f"{key}={value.format(tmp=tmp_path)}")
 
 
 def test_no_secret_reaches_the_script(tmp_path, monkeypatch):

@@ -48,7 +48,7 @@ def header(cfg: Config, log: Path, array: int = 0, signal: str = "USR1",
     lines = ["#!/bin/bash"]
     for opt, key, value in opts:
         if value is not None:
-            lines.append(f"#SBATCH --{opt}={_sbatch_quote(check_value(key, value))}")
+            lines.append(f"#SBATCH --{opt}={_sbatch_quote(key, check_value(key, value))}")
     lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
     lines += [f"#SBATCH {check_extra(e)}" for e in s.extra]
     lines += ["", "set -euo pipefail", 'echo "reslab: job $SLURM_JOB_ID attempt '
@@ -99,13 +99,17 @@ def check_extra(line: str) -> str:
     if len(value) > 1 and value[0] == value[-1] == '"':  # quoted already
         value = value[1:-1]
     sep = text[m.end():m.end() + 1] if text[m.end():].startswith("=") else " "
-    return m.group(1) + (sep + _sbatch_quote(value) if value else "")
+    return m.group(1) + (sep + _sbatch_quote("slurm.extra", value) if value else "")
 
 
-def _sbatch_quote(value: str) -> str:
-    # sbatch reads #SBATCH lines itself (no shell): double quotes keep spaces in one value.
-    if '"' in value:
-        raise ConfigError(f"a job option cannot contain a double quote, got {value!r}")
+def _sbatch_quote(key: str, value: str) -> str:
+    # sbatch reads #SBATCH lines itself (no shell): double quotes keep spaces in one value; it
+    # takes quotes and backslashes as its own syntax (a backslash vanished, so the job's log went
+    # to another path and the job failed with no log; a lone ' passed the dry run, then sbatch
+    # refused it).
+    if bad := next((c for c in "\"'\\" if c in value), None):
+        raise ConfigError(f"{key} puts {value!r} on an #SBATCH line, where sbatch reads {bad!r} "
+                          "itself: choose a value without quotes or backslashes")
     return f'"{value}"' if re.search(r"\s", value) else value
 
 
