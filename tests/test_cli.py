@@ -149,7 +149,7 @@ def test_a_corrupted_checkpoint_is_refused_naming_the_file(cli, tmp_path, damage
         p.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 64)
     before = (run / "summary.json").read_text()
     _refused(cli("test", run), "best.ckpt", "cannot load checkpoint")
-    _refused(cli("train", "--resume", run), "last.ckpt", "cannot load checkpoint")
+    _refused(cli("train", "--resume", run), "best.ckpt", "cannot load checkpoint", "move it aside")
     assert (run / "summary.json").read_text() == before
 
 

@@ -167,6 +167,46 @@ def test_resuming_a_run_whose_only_checkpoint_is_damaged_changes_nothing(source,
     assert _tree_hashes(run) == before
 
 
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def _link_out(path):
+    path.unlink()
+    path.symlink_to("/etc/passwd")
+
+
+def _folder(path):
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize("name, damage, said", [
+    ("best.ckpt", _truncate, "it is truncated or corrupted (PytorchStreamReader failed reading zip "
+                             "archive: failed finding central directory); move it aside"),
+    ("best.ckpt", _link_out, "; move it aside"),
+    ("best.ckpt", _folder, "is not a regular file; move it aside"),
+    ("last.ckpt", _folder, "is not a regular file; move it aside"),
+    ("last.ckpt", _link_out, "is not a regular file; move it aside"),
+])
+def test_a_checkpoint_the_attempt_would_fail_on_is_refused_before_it_begins(source, tmp_path, cli,
+                                                                           name, damage, said):
+    """A truncated best.ckpt (or one linked to /etc/passwd) passed the resume, which trained the
+    whole attempt, failed its test at the end and recorded the run failed, every later resume the
+    same; a last.ckpt that is a folder failed the first save with a traceback."""
+    run = tmp_path / "run"
+    shutil.copytree(source[0], run)
+    damage(run / "checkpoints" / name)
+    before = _tree_hashes(run)
+    r = cli("train", "--resume", run, "trainer.max_epochs=2")
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert str(run / "checkpoints" / name) in r.stderr and said in r.stderr, r.stderr
+    assert _tree_hashes(run) == before
+    shutil.move(run / "checkpoints" / name, tmp_path / "aside")  # what the sentence says to do
+    assert cli("train", "--resume", run, "trainer.max_epochs=2").returncode == 0
+
+
 def _weights(spec, *overrides):
     return build_net_and_data(load([], [*TINY, f"model.weights={spec}", *overrides]))
 

@@ -44,6 +44,7 @@ def resume_point(run: RunDir, task: nn.Module, cfg: Config) -> tuple[Path | None
     run's progress before anything is written; (None, None) for a run that has not trained yet
     (a submitted job's first attempt); COMPLETE when the run completed and `cfg` asks for no
     more training."""
+    check_written_over(run)
     ckpt, step = checkpoint.newest_valid([run.last_ckpt, run.best_ckpt])
     record = checked_summary(run)
     read_metrics(run)  # a damaged metrics.csv, refused before the attempt begins
@@ -61,6 +62,23 @@ def resume_point(run: RunDir, task: nn.Module, cfg: Config) -> tuple[Path | None
     if record.get("status") == "completed" and nothing_left(cfg, done):
         return COMPLETE
     return ckpt, step
+
+
+def check_written_over(run: RunDir) -> None:
+    """The checkpoints an attempt writes over or tests with, refused before it begins where it
+    could not: a last.ckpt that is not a regular file (a folder: the first save failed after
+    training had begun) and a damaged best.ckpt (the test at the end failed after the whole
+    attempt, and every later resume the same). A damaged regular last.ckpt is newest_valid's
+    to pass over: the next save replaces it."""
+    last, best = run.last_ckpt, run.best_ckpt
+    if (last.exists() or last.is_symlink()) and (last.is_symlink() or not last.is_file()):
+        raise UserError(f"{last} is not a regular file; move it aside and resume again")
+    if best.exists() or best.is_symlink():
+        try:
+            checkpoint.state_dict(checkpoint.load(best, mmap=True), best)
+        except UserError as e:
+            raise UserError(f"{e}; move it aside and resume again (the attempt writes a new "
+                            "best.ckpt), or restore it") from None
 
 
 def check_trained_with(run: RunDir, ckpt: Path, cfg: Config) -> None:

@@ -48,7 +48,7 @@ def load(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> dic
         raise CheckpointError(f"cannot read checkpoint {path} ({e.strerror or reason(e)})") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not one
         raise CheckpointError(f"cannot load checkpoint {path}: it is truncated or corrupted "
-                              f"({reason(e)[:120]})") from None
+                              f"({reason(e).split('. ')[0][:160]})") from None
     if not isinstance(loaded, dict):
         raise CheckpointError(f"checkpoint {path} holds {_kind(loaded)}, not a checkpoint or "
                               "state dict")
