@@ -11,7 +11,7 @@ import pytest
 from reslab.config.load import load
 from reslab.run import evaluation, train
 from reslab.tracking.rundir import RunDir
-from reslab.tracking.wandb_run import columns, identity
+from reslab.tracking.wandb_identity import columns, identity
 from support import TINY
 from wandb_files import offline_runs, replay
 

@@ -19,7 +19,7 @@ from reslab.run.stopping import lightning_interrupts
 from reslab.run.trainer import prepare_process, test_trainer
 from reslab.tracking import checkpoint, records
 from reslab.tracking.rundir import RunDir
-from reslab.tracking.wandb_run import mode as wandb_mode
+from reslab.tracking.wandb_identity import mode as wandb_mode
 from reslab.tracking.wandb_run import test_to_wandb
 
 # The keys a test may change (a prefix ending in "." covers a section); any other, and any key

@@ -28,8 +28,8 @@ from reslab.run.stopping import (
 from reslab.run.trainer import build_trainer, loggers, prepare_process
 from reslab.tracking import checkpoint, records, rundir
 from reslab.tracking.rundir import RunDir
+from reslab.tracking.wandb_identity import mode as wandb_mode
 from reslab.tracking.wandb_run import finish_wandb
-from reslab.tracking.wandb_run import mode as wandb_mode
 
 
 def fit(cfg: Config, resume: RunDir | None = None, callbacks: list = (),

@@ -1,5 +1,5 @@
 """The metrics.csv logger every run has (CSVMetrics), in the run directory. W&B, the other
-logger, is tracking/wandb_run.py."""
+logger, is tracking/wandb_run.py (what it is called there: wandb_identity.py)."""
 
 from __future__ import annotations
 
