@@ -71,7 +71,7 @@ def check_written_over(run: RunDir) -> None:
     attempt, and every later resume the same). A damaged regular last.ckpt is newest_valid's
     to pass over: the next save replaces it."""
     last, best = run.last_ckpt, run.best_ckpt
-    if (last.exists() or last.is_symlink()) and (last.is_symlink() or not last.is_file()):
+    if last.is_symlink() or last.exists() and not last.is_file():
         raise UserError(f"{last} is not a regular file; move it aside and resume again")
     if best.exists() or best.is_symlink():
         try:
