@@ -4,12 +4,17 @@ data: the run-directory contract, exact resume, super-resolution, listings and r
 from __future__ import annotations
 
 import csv
+import importlib
 import json
+import os
+import signal
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from reslab import cli as reslab_cli
 from support import TINY
 from support import run_dir as _run_dir
 
@@ -199,3 +204,23 @@ def test_deterministic_turns_cudnn_benchmark_off(cli, tmp_path):
                 "logger.wandb.mode=disabled", f"run.root={tmp_path}")
     assert r.returncode == 0, r.stderr
     assert not [w for w in caught if "benchmark" in str(w.message)], [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_during_the_command_s_import_waits_for_the_import(cli, monkeypatch, signum, code,
+                                                                   said):
+    """Ctrl-C or SIGTERM inside numpy's import (the first half second of `reslab train`) left
+    numpy half-initialised: a RecursionError traceback and exit 1. The import now ends first, and
+    then the signal ends the command: 130 / 143, one line."""
+    imported = []
+
+    def import_module(name):
+        os.kill(os.getpid(), signum)  # lands mid-import
+        imported.append(name)
+        return importlib.import_module(name)
+
+    monkeypatch.setattr(reslab_cli, "importlib", SimpleNamespace(import_module=import_module))
+    r = cli("config", "configs/quickstart.yaml")
+    assert (r.returncode, imported) == (code, ["reslab.commands.config"]), r.stderr
+    assert r.stderr == f"reslab config: {said}\n"

@@ -6,20 +6,26 @@ command."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import glob
 import importlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 
 from reslab import __version__, environment
 from reslab.compat import ParagraphFormatter, parser_actions
 from reslab.config import recipes as shipped
-from reslab.errors import Interrupted, Terminated, TrainingError, UserError, machine_fault, one_line_warnings
+from reslab.errors import (
+    Interrupted,
+    Terminated,
+    TrainingError,
+    UserError,
+    machine_fault,
+    one_line_warnings,
+    signals_held,
+    sigterm_unwinds,
+)
 
 EPILOG = """\
 examples:
@@ -230,9 +236,11 @@ def complete_recipe(prefix: str, kind: str, **_) -> list[str]:
 
 
 def command(name: str):
-    """The module of one subcommand (reslab.commands.<name>), imported when that command runs:
-    `reslab config` does not pay for Lightning, `reslab train` does."""
-    return importlib.import_module(f"reslab.commands.{name}")
+    """The module of one subcommand (reslab.commands.<name>), imported when that command runs
+    (`reslab config` does not pay for Lightning), with Ctrl-C and SIGTERM held until the import
+    ends: one that landed inside numpy's import left it broken (a traceback, exit 1)."""
+    with signals_held():
+        return importlib.import_module(f"reslab.commands.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,24 +282,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reslab {args.command}: {'terminated' if term else 'interrupted'}{resume}",
               file=sys.stderr)
         return 143 if term else 130
-
-
-@contextlib.contextmanager
-def sigterm_unwinds(received: list[int]):
-    """SIGTERM (`kill`, `timeout`, a container stop) unwinds the command as Ctrl-C does: its
-    writes are atomic and its lock goes with the process, so nothing is left half-written; exit
-    143. Each SIGTERM is appended to `received`. Training installs its own handlers over this
-    one (stop at a step boundary, save)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum, frame):
-        received.append(signum)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -4,7 +4,9 @@ exit 1: `machine_fault`."""
 
 import contextlib
 import errno
+import signal
 import sys
+import threading
 import warnings
 
 
@@ -78,6 +80,27 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
+def sigterm_unwinds(received: list[int]):
+    """SIGTERM (`kill`, `timeout`, a container stop) unwinds the command as Ctrl-C does: its
+    writes are atomic and its lock goes with the process, so nothing is left half-written; exit
+    143. Each SIGTERM is appended to `received`. Training installs its own handlers over this
+    one (stop at a step boundary, save)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        received.append(signum)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def one_line_warnings(prog: str):
     """reslab's own warnings (errors.Warned) as one line, `PROG: warning: ...`, without the
     source line that raised them (which read like a crash); other libraries' as Python shows
@@ -95,3 +118,23 @@ def one_line_warnings(prog: str):
         yield
     finally:
         warnings.showwarning = shown
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C and SIGTERM wait for the block to end, then act as they would have (the first one
+    is raised again, to the handlers in place before). Blocking the signals instead did not hold
+    them: another thread of the process took them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, lambda signum, frame: got.append(signum)) for s in held]
+    try:
+        yield
+    finally:
+        for s, handler in zip(held, previous):
+            signal.signal(s, handler)
+    for s in got[:1]:
+        signal.raise_signal(s)
