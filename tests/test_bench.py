@@ -47,6 +47,34 @@ def test_bench_reports_every_loop_per_round_and_the_ratios_spread(cli):
     assert "refused" not in result
 
 
+def test_on_the_cpu_the_loops_take_turns_every_step(cli, monkeypatch):
+    # Who ran when: reslab's optimizer steps (its task's) and each plain loop's turns.
+    turns, run, start = [], loops.Yardstick.run, loops.Interleaved.on_train_start
+
+    def logged_run(stick, steps):
+        turns.append((id(stick), steps))
+        run(stick, steps)
+
+    def logged_start(timer, trainer, task):
+        start(timer, trainer, task)
+        trainer.optimizers[0].register_step_post_hook(lambda *_: turns.append(("reslab", 1)))
+
+    monkeypatch.setattr(loops.Yardstick, "run", logged_run)
+    monkeypatch.setattr(loops.Interleaved, "on_train_start", logged_start)
+    r = cli("bench", "configs/quickstart.yaml", "trainer.channels_last=true",
+            "trainer.precision=32-true", *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert turns[:2] == [("reslab", 1)] * 2  # its warm-up (the plain loops warm up untimed)
+    timed = turns[2:]
+    sticks = [t[0] for t in timed if t[0] != "reslab"]
+    assert len(set(sticks)) == 2 and all(n == 1 for _, n in timed)
+    # 2 rounds x 3 steps: each step both plain loops, in turn reversed, then reslab's step
+    # (and the one step past the last round, untimed).
+    a, b = sorted(set(sticks), key=sticks.index)
+    assert [t[0] for t in timed] == [a, b, "reslab", b, a, "reslab"] * 3 + ["reslab"]
+    assert json.loads(r.stdout)["turn"] == 1
+
+
 def test_an_eager_nchw_path_is_its_own_naive_loop(cli):
     r = cli("bench", "configs/quickstart.yaml", "trainer.channels_last=false",
             "trainer.compile=false", "trainer.precision=32-true", *SMALL)
@@ -139,14 +167,19 @@ def test_each_difference_in_work_refuses_the_ratio_and_is_named():
         assert "not eager fp32" in q["refused"] and next(iter(change)) in q["refused"], change
 
 
-def test_the_window_records_the_autocast_dtype_in_force():
+def test_the_window_records_the_autocast_dtype_in_force_across_its_openings():
     window = loops.Window(torch.device("cpu"))
     forward = window.wrap(torch.nn.Linear(2, 2))
     window.start()
     forward(torch.ones(1, 2))
+    window.stop()
+    forward(torch.ones(3, 2))  # closed: another loop's turn, not counted
+    window.start()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         forward(torch.ones(1, 2))
     window.stop()
-    record = window.record(torch.nn.Linear(2, 2), None, False)
+    record = window.take(torch.nn.Linear(2, 2), None, False)
     assert record["autocast"] == "bfloat16+off" and record["dtype"] == "bfloat16+float32"
-    assert record["forward_calls"] == 2 and record["page_faults"] >= 0
+    assert record["forward_calls"] == 2 and record["batch_size"] == [1]
+    assert record["page_faults"] >= 0 and record["seconds"] > 0
+    assert window.take(torch.nn.Linear(2, 2), None, False)["forward_calls"] == 0  # next round

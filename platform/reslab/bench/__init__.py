@@ -4,15 +4,14 @@ Three loops train the same model on the same in-memory pipeline with the same op
 schedule and batch size: reslab's path (its Trainer, task, callbacks and loggers, with the fast
 path the config resolves to: layout, compilation, precision), a plain loop with the same memory
 format, compilation and precision ("equally optimised"), and the naive eager NCHW fp32 loop a
-user would write. They
-alternate in rounds (the order reversed every other round) so machine drift cancels; only
-steady-state steps after `warmup` are timed. Each round's window records what the loop really
-did, and a ratio is printed only between loops that did the same work (spread.py). The plain
-loops exist only as this yardstick."""
+user would write. The plain loops step inside reslab's fit, between its steps (every step on a
+CPU, every round's `steps` on a GPU: loops.Interleaved), so the machine's drift reaches all of
+them alike; only steady-state steps after `warmup` are timed. Each round's windows record what
+each loop really did, and a ratio is printed only between loops that did the same work
+(spread.py). The plain loops exist only as this yardstick."""
 
 from __future__ import annotations
 
-import copy
 import os
 import resource
 import tempfile
@@ -43,59 +42,33 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
     trainer.prepare_process()
     environment.check_launch(1, 1)  # one process: a stray rank would time without printing
     torch.manual_seed(cfg.seed)
-    # Every schedule spans the window, and no epoch limit ends reslab's path before it (an
-    # epoch has at least one step).
-    cfg = derive(cfg, {"trainer.max_steps": warmup + steps, "trainer.max_epochs": warmup + steps})
+    # Every schedule spans the rounds, and no epoch limit ends reslab's path before them (an
+    # epoch has at least one step); the one step past them closes the last round.
+    last = warmup + steps * rounds + 1
+    cfg = derive(cfg, {"trainer.max_steps": last, "trainer.max_epochs": last})
     built = build_net_and_data(cfg)
     dm, net = built.datamodule, built.net
     dm.setup()
     device = torch.device("cuda" if trainer.uses_cuda(cfg) else "cpu")
     load_before = os.getloadavg()[0]
-    records = {"reslab": [], "plain": [], "naive": []}
-    fast = None
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(rounds):
-            order = ["reslab", "plain", "naive"]
-            for name in order if r % 2 == 0 else order[::-1]:
-                if name == "naive" and fast is not None and is_naive(fast):
-                    continue  # reslab's path is the naive loop's setup: nothing else to time
-                rec = run_side(name, cfg, dm, copy.deepcopy(net), warmup, steps, device,
-                               f"{tmp}/r{r}", fast)
-                fast = rec.pop("fast_path", fast)
-                records[name].append(rec)
-    bs = cfg.data.batch_size
-    sides = {k: spread.side(v) for k, v in records.items() if len(v) == rounds}
+        timed = loops.interleaved(cfg, dm, net, warmup, steps, rounds, f"{tmp}/reslab", device)
+    bs, fast = cfg.data.batch_size, timed.task.fast_path
+    sides = {k: spread.side(v) for k, v in timed.records.items() if v}
     out = {"model": cfg.model.name, "depth": cfg.model.depth, "batch_size": bs,
            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "precision": fast["precision"], "threads": torch.get_num_threads(),
-           "steps": steps, "warmup": warmup, "rounds": rounds,
+           "steps": steps, "warmup": warmup, "rounds": rounds, "turn": timed.turn,
            "load_before": load_before, "load_after": os.getloadavg()[0],
-           "fast_path": fast, "sides": sides, "ratios": spread.ratios(sides)}
+           "fast_path": dict(fast), "sides": sides, "ratios": spread.ratios(sides)}
     out.update(summary_keys(out))
-    if fast["compile"] and records["plain"]:
-        out["compile_s"] = records["plain"][0]["first_step_s"]
+    if fast["compile"] and "plain" in timed.yardsticks:
+        out["compile_s"] = timed.yardsticks["plain"].first_step_s
     out.update(memory(device, net, dm, out["reslab_images_per_s"]))
     if pipelines:
         out.update(time_pipelines(bs))
         out["pipeline_speedup"] = out["memory_images_per_s"] / out["dataloader_images_per_s"]
     return out
-
-
-def is_naive(fast: dict) -> bool:
-    """Whether reslab's path ran eager, NCHW and fp32: the naive loop's own setup."""
-    return not (fast["channels_last"] or fast["compile"]) and fast["precision"] in ("32-true", "32")
-
-
-def run_side(name: str, cfg: Config, dm, net, warmup: int, steps: int, device: torch.device,
-             root: str, fast: dict | None) -> dict:
-    """One loop for one round. reslab's path runs first in round 1 (even rounds start with it),
-    so the plain loops know its fast path (and its precision: `auto` resolved once, there)."""
-    if name == "reslab":
-        return loops.time_reslab(cfg, dm, net, warmup, steps, f"{root}-reslab", device)
-    if name == "plain":
-        return loops.time_plain(cfg, dm, net, warmup, steps, device,
-                                fast["channels_last"], fast["compile"], fast["precision"])
-    return loops.time_plain(cfg, dm, net, warmup, steps, device)
 
 
 def summary_keys(r: dict) -> dict:

@@ -3,6 +3,7 @@ each one did inside its timed window, observed while it ran (not read back from 
 
 from __future__ import annotations
 
+import copy
 import resource
 import time
 import warnings
@@ -54,14 +55,18 @@ def autocast_state(device_type: str) -> str:
 
 
 class Window:
-    """What a loop did between `start` and `stop`: the optimizer steps it really took (a hook
-    on the optimizer: a skipped step does not count), the images it fed, and from every forward
-    call the batch size, the input's memory layout, the autocast dtype in force and the
-    output's dtype; wall and process CPU seconds (CPU time moves less when other processes share
-    the machine) and minor page faults (memory the allocator gave back and takes again)."""
+    """What a loop did while its window was open (it opens and closes many times a round: the
+    loops take turns): the optimizer steps it really took (a hook on the optimizer: a skipped
+    step does not count), the images it fed, and from every forward call the batch size, the
+    input's memory layout, the autocast dtype in force and the output's dtype; wall and process
+    CPU seconds (CPU time moves less when other processes share the machine) and minor page
+    faults (memory the allocator gave back and takes again)."""
 
     def __init__(self, device: torch.device):
         self.device, self.open = device, False
+        self._clear()
+
+    def _clear(self) -> None:
         self.steps = self.images = self.forwards = self.faults = 0
         self.batch_sizes, self.inputs, self.dtypes, self.autocast = set(), set(), set(), set()
         self.wall = self.cpu = 0.0
@@ -85,27 +90,35 @@ class Window:
             return out
         return recorded
 
+    @staticmethod
+    def _now() -> tuple[float, float, int]:
+        return (time.perf_counter(), time.process_time(),
+                resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
     def start(self) -> None:
         _sync(self.device)
-        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        self.wall, self.cpu, self.open = time.perf_counter(), time.process_time(), True
+        self._opened, self.open = self._now(), True
 
     def stop(self) -> None:
         _sync(self.device)
-        self.wall = time.perf_counter() - self.wall
-        self.cpu, self.open = time.process_time() - self.cpu, False
-        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults
+        (wall, cpu, faults), (wall0, cpu0, faults0) = self._now(), self._opened
+        self.wall, self.cpu = self.wall + wall - wall0, self.cpu + cpu - cpu0
+        self.faults, self.open = self.faults + faults - faults0, False
 
-    def record(self, net: nn.Module, loader, compiled: bool) -> dict:
-        """The window's work (compared between loops before any ratio) and its times."""
-        return {"optimizer_steps": self.steps, "images": self.images,
-                "forward_calls": self.forwards, "batch_size": sorted(self.batch_sizes),
-                "augmentation": augmentation(loader), "autocast": "+".join(sorted(self.autocast)),
-                "dtype": _dtypes(self.dtypes), "weight_dtype": _dtypes(p.dtype for p in net.parameters()),
-                "memory_format": f"inputs {_formats(self.inputs)}, weights "
-                                 f"{_formats(layout(p) for p in net.parameters() if p.ndim == 4)}",
-                "compiled": compiled, "seconds": self.wall, "cpu_seconds": self.cpu,
-                "page_faults": self.faults}
+    def take(self, net: nn.Module, loader, compiled: bool) -> dict:
+        """The round's work (compared between loops before any ratio) and its times; the
+        next round counts afresh."""
+        record = {
+            "optimizer_steps": self.steps, "images": self.images, "forward_calls": self.forwards,
+            "batch_size": sorted(self.batch_sizes), "augmentation": augmentation(loader),
+            "autocast": "+".join(sorted(self.autocast)), "dtype": _dtypes(self.dtypes),
+            "weight_dtype": _dtypes(p.dtype for p in net.parameters()),
+            "memory_format": f"inputs {_formats(self.inputs)}, weights "
+                             f"{_formats(layout(p) for p in net.parameters() if p.ndim == 4)}",
+            "compiled": compiled, "seconds": self.wall, "cpu_seconds": self.cpu,
+            "page_faults": self.faults}
+        self._clear()
+        return record
 
 
 def augmentation(loader) -> str:
@@ -116,42 +129,150 @@ def augmentation(loader) -> str:
     return repr(getattr(getattr(loader, "dataset", None), "transform", None))
 
 
-class StepTimer(Callback):
-    """Opens the window at the start of step `warmup` and closes it at the end of step
-    `warmup + steps`: whole steps with everything between them (data, hooks, logging)."""
+class Yardstick:
+    """The hand-written loop, stepped from outside: each `run(n)` fetches and trains on n
+    batches with its window open. The task's loss and the config's optimizer and schedule (over
+    `total` steps), nothing else; NCHW, eager and fp32 unless told otherwise (`precision`: a
+    Lightning precision)."""
 
-    def __init__(self, warmup: int, steps: int, device: torch.device):
-        self.warmup, self.steps = warmup, steps
+    def __init__(self, cfg: Config, dm, net: nn.Module, device: torch.device, total: int,
+                 channels_last: bool = False, compile: bool = False, precision: str = "32-true"):
+        self.device, self.compiled, self.first_step_s = device, compile, 0.0
+        self.window, self.loader = Window(device), plain_loader(dm)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = net.to(device, dtype=CAST.get(precision), memory_format=fmt).train()
+        self._steps = self._loop(cfg, dm, fmt, total, precision)
+
+    def _loop(self, cfg: Config, dm, fmt: torch.memory_format, total: int, precision: str):
+        loss_fn = tasks.build_task(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
+        cast, dtype, window = CAST.get(precision), AUTOCAST.get(precision), self.window
+        forward = window.wrap(torch.compile(self.net) if self.compiled else self.net)
+        opt = build_optimizer(cfg.optim, self.net)
+        window.watch(opt)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule(cfg.optim, total))
+        scaler = torch.amp.GradScaler(self.device.type, enabled=dtype is torch.float16)
+        while True:
+            for x, y in self.loader:
+                if window.open:
+                    window.images += len(x)
+                x, y = (t.to(self.device, cast if cast and t.is_floating_point() else None,
+                             non_blocking=True) for t in (x, y))
+                with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                    loss = loss_fn(forward(x.contiguous(memory_format=fmt)), y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                yield
+            self.loader.set_epoch(self.loader.epoch + 1)
+
+    def warm_up(self, steps: int) -> None:
+        """`steps` untimed steps; the first one's seconds are kept (with compile: compiling)."""
+        t0 = time.perf_counter()
+        next(self._steps)
+        _sync(self.device)
+        self.first_step_s = time.perf_counter() - t0
+        for _ in range(steps - 1):
+            next(self._steps)
+
+    def run(self, steps: int) -> None:
+        self.window.start()
+        for _ in range(steps):
+            next(self._steps)
+        self.window.stop()
+
+    def take(self) -> dict:
+        return self.window.take(self.net, self.loader, self.compiled)
+
+
+def is_naive(fast: dict) -> bool:
+    """Whether reslab's path ran eager, NCHW and fp32: the naive loop's own setup."""
+    return not (fast["channels_last"] or fast["compile"]) and fast["precision"] in ("32-true", "32")
+
+
+class Interleaved(Callback):
+    """Times reslab's path inside its own fit, and steps the plain loops (yardsticks) between
+    its steps, so that all of them run at the same moments of the machine's drift. On a CPU they
+    take turns every step (a step is synchronous there anyway; two adjacent steps of the two
+    loops see the same machine, and a 10-step round's ratio moves ~1 % instead of ~10 %); on a
+    GPU every `steps` steps, so that each loop's steps queue behind each other as they would
+    (a sync every step would hide the host running ahead, or a loop that stops it). The
+    yardsticks are built once the warm-up settled reslab's fast path (compile `auto`), and warm
+    up as long. reslab's window runs from the start of a step to the start of the next one that
+    is a turn's end: whole steps with everything between them (data, hooks, logging). The fit
+    runs one step past the last round, whose start closes it."""
+
+    def __init__(self, cfg: Config, dm, net: nn.Module, warmup: int, steps: int, rounds: int,
+                 device: torch.device):
+        self.cfg, self.dm, self.initial = cfg, dm, copy.deepcopy(net)  # the yardsticks' weights
+        self.warmup, self.steps, self.rounds, self.device = warmup, steps, rounds, device
+        self.turn = steps if device.type == "cuda" else 1
         self.window = Window(device)
-        self.loader = None
+        self.yardsticks: dict[str, Yardstick] = {}
+        self.records: dict[str, list[dict]] = {"reslab": []}
+        self.task = self.loader = None
 
     def on_train_start(self, trainer, pl_module):
         for opt in trainer.optimizers:
             self.window.watch(opt)
         pl_module.wrap_forward(self.window.wrap)
-        self.loader = trainer.train_dataloader
+        self.task, self.loader = pl_module, trainer.train_dataloader
+
+    def _build_yardsticks(self) -> None:
+        fast, total = self.task.fast_path, self.warmup + self.steps * self.rounds
+        sticks = {"plain": (fast["channels_last"], fast["compile"], fast["precision"])}
+        if not is_naive(fast):  # else reslab's path is the naive loop's setup: nothing to time
+            sticks["naive"] = ()
+        for name, setup in sticks.items():
+            self.yardsticks[name] = Yardstick(self.cfg, self.dm, copy.deepcopy(self.initial),
+                                              self.device, total, *setup)
+            self.yardsticks[name].warm_up(self.warmup)
+            self.records[name] = []
+
+    def _end_round(self) -> None:
+        self.records["reslab"].append(self.window.take(self.task.net, self.loader,
+                                                       self.task.fast_path["compile"]))
+        for name, stick in self.yardsticks.items():
+            self.records[name].append(stick.take())
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.warmup:
+        done = trainer.global_step - self.warmup  # timed steps of reslab's path so far
+        if done < 0 or done > self.steps * self.rounds:
+            return
+        if done % self.turn == 0:  # the yardsticks' turn
+            if done == 0:
+                self._build_yardsticks()
+            else:
+                self.window.stop()
+            if done and done % self.steps == 0:
+                self._end_round()
+            if done == self.steps * self.rounds:
+                return
+            sticks = list(self.yardsticks.values())
+            for stick in sticks if (done // self.turn) % 2 == 0 else sticks[::-1]:
+                stick.run(self.turn)
             self.window.start()
-        if self.window.open:
-            self.window.images += len(batch[0])
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.warmup + self.steps:
-            self.window.stop()
+        self.window.images += len(batch[0])
 
     def on_train_end(self, trainer, pl_module):
         if self.window.open:  # fit ended early: the record shows the steps it did take
             self.window.stop()
+            self._end_round()
 
 
-def time_reslab(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, root: str,
-                device: torch.device) -> dict:
-    """train.fit's machinery — its Trainer, task, callbacks and loggers — for warmup + steps
-    steps; returns the timed window's record and the fast path the task used."""
+def plain_loader(dm):
+    """The plain loops' batches: the data module's own training loader (the same pipeline and
+    augmentation as reslab's path). A test replaces it to check the bench notices."""
+    return dm.train_dataloader()
+
+
+def interleaved(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, rounds: int,
+                root: str, device: torch.device) -> Interleaved:
+    """train.fit's machinery — its Trainer, task, callbacks and loggers — with the yardsticks
+    interleaved (Interleaved): each loop's record per round, reslab's fast path."""
     task = tasks.build_task(cfg, net, dm)
-    timer = StepTimer(warmup, steps, device)
+    timer = Interleaved(cfg, dm, net, warmup, steps, rounds, device)
     run = RunDir(Path(root))
     run.path.mkdir(parents=True)
     trainer = build_trainer(cfg, run, task, [CSVMetrics(run)], [timer])
@@ -159,55 +280,4 @@ def time_reslab(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, root: 
     with warnings.catch_warnings(), lightning_interrupts():
         warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
         trainer.fit(task, datamodule=dm)
-    return {**timer.window.record(task.net, timer.loader, task.fast_path["compile"]),
-            "fast_path": dict(task.fast_path)}
-
-
-def plain_loader(dm):
-    """The plain loop's batches: the data module's own training loader (the same pipeline and
-    augmentation as reslab's path). A test replaces it to check the bench notices."""
-    return dm.train_dataloader()
-
-
-def time_plain(cfg: Config, dm, net: nn.Module, warmup: int, steps: int, device: torch.device,
-               channels_last: bool = False, compile: bool = False,
-               precision: str = "32-true") -> dict:
-    """The hand-written loop: the task's loss and the config's optimizer and schedule, nothing
-    else; NCHW, eager and fp32 unless told otherwise (`precision`: a Lightning precision)."""
-    loss_fn = tasks.build_task(cfg, nn.Identity(), dm).loss  # cross-entropy, or L1/L2 for SR
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    cast = CAST.get(precision)
-    net = net.to(device, dtype=cast, memory_format=fmt).train()
-    window = Window(device)
-    forward = window.wrap(torch.compile(net) if compile else net)
-    opt = build_optimizer(cfg.optim, net)
-    window.watch(opt)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule(cfg.optim, warmup + steps))
-    dtype = AUTOCAST.get(precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
-    loader, done, t0 = plain_loader(dm), 0, time.perf_counter()
-    first_step_s = 0.0
-    while done < warmup + steps:
-        for x, y in loader:
-            if done == warmup:
-                window.start()
-            if window.open:
-                window.images += len(x)
-            x, y = (t.to(device, cast if cast and t.is_floating_point() else None,
-                         non_blocking=True) for t in (x, y))
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = loss_fn(forward(x.contiguous(memory_format=fmt)), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            done += 1
-            if done == 1:
-                _sync(device)
-                first_step_s = time.perf_counter() - t0  # with compile: compiling
-            if done == warmup + steps:
-                break
-        loader.set_epoch(loader.epoch + 1)
-    window.stop()
-    return {**window.record(net, loader, compile), "first_step_s": first_step_s}
+    return timer

@@ -40,6 +40,9 @@ def ratio(mine: dict, other: dict, keys: tuple[str, ...], expect: dict | None = 
     """`mine` / `other` images/s: the ratio of the medians and the per-round ratios (round r of
     each, run back to back), or `refused`: why there is no ratio, in one sentence. `expect`:
     what `other` must have done (the naive loop's definition)."""
+    if len(mine["work"]) != len(other["work"]):
+        return {"refused": f"no ratio: one loop ran {len(mine['work'])} rounds, the other "
+                           f"{len(other['work'])}"}
     for r, (a, b) in enumerate(zip(mine["work"], other["work"])):
         if diff := differences(a, b, keys):
             return {"refused": f"no ratio: in round {r + 1} the two loops did not do the same "
@@ -56,6 +59,9 @@ def ratios(sides: dict) -> dict:
     """reslab against the equally optimised plain loop (all of WORK and SETUP must match) and
     against the naive loop (WORK must match, and the naive loop must be eager fp32; it is the
     plain loop where reslab's path is eager NCHW fp32 itself)."""
+    if "plain" not in sides:
+        why = {"refused": "no ratio: reslab's path ended before its timed steps began"}
+        return {"plain": why, "naive": why}
     return {"plain": ratio(sides["reslab"], sides["plain"], WORK + SETUP),
             "naive": ratio(sides["reslab"], sides.get("naive", sides["plain"]), WORK, NAIVE)}
 
