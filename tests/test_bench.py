@@ -47,8 +47,12 @@ def test_bench_reports_every_loop_per_round_and_the_ratios_spread(cli):
     assert "refused" not in result
 
 
-def test_on_the_cpu_the_loops_take_turns_every_step(cli, monkeypatch):
-    # Who ran when: reslab's optimizer steps (its task's) and each plain loop's turns.
+@pytest.mark.parametrize("gpu", [False, True])
+def test_the_loops_take_turns_every_step_on_a_cpu_and_every_round_on_a_gpu(cli, monkeypatch, gpu):
+    # Who ran when: reslab's optimizer steps (its task's) and each plain loop's turns. `gpu`:
+    # the GPU's turn length, on this CPU.
+    if gpu:
+        monkeypatch.setattr(loops, "steps_per_turn", lambda device, steps: steps)
     turns, run, start = [], loops.Yardstick.run, loops.Interleaved.on_train_start
 
     def logged_run(stick, steps):
@@ -67,12 +71,17 @@ def test_on_the_cpu_the_loops_take_turns_every_step(cli, monkeypatch):
     assert turns[:2] == [("reslab", 1)] * 2  # its warm-up (the plain loops warm up untimed)
     timed = turns[2:]
     sticks = [t[0] for t in timed if t[0] != "reslab"]
-    assert len(set(sticks)) == 2 and all(n == 1 for _, n in timed)
-    # 2 rounds x 3 steps: each step both plain loops, in turn reversed, then reslab's step
-    # (and the one step past the last round, untimed).
     a, b = sorted(set(sticks), key=sticks.index)
-    assert [t[0] for t in timed] == [a, b, "reslab", b, a, "reslab"] * 3 + ["reslab"]
-    assert json.loads(r.stdout)["turn"] == 1
+    # 2 rounds x 3 steps: both plain loops (their order reversed every turn), then reslab's
+    # steps, a turn at a time; then the one step past the last round, untimed.
+    if gpu:
+        assert timed == [(a, 3), (b, 3), *[("reslab", 1)] * 3, (b, 3), (a, 3),
+                         *[("reslab", 1)] * 4]
+    else:
+        assert timed == [(a, 1), (b, 1), ("reslab", 1), (b, 1), (a, 1), ("reslab", 1)] * 3 + \
+            [("reslab", 1)]
+    result = json.loads(r.stdout)
+    assert result["turn"] == (3 if gpu else 1) and "refused" not in result
 
 
 def test_an_eager_nchw_path_is_its_own_naive_loop(cli):

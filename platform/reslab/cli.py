@@ -180,17 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Time steady-state training steps of reslab's path (Trainer, "
                        "callbacks, logging), of a plain PyTorch loop with the same model, data, "
                        "optimizer, precision and fast path, and of the naive eager NCHW loop, "
-                       "alternating in rounds; each loop's images/s per round (min/median/max) "
-                       "and the ratios, printed only when the loops did the same work (else exit "
-                       "1 with what differed); then the input pipelines.")
+                       "taking turns (every step on a CPU, every round on a GPU); each loop's "
+                       "images/s per round (min/median/max) and the ratios, printed only when "
+                       "the loops did the same work (else exit 1 with what differed); then the "
+                       "input pipelines.")
     b.add_argument("items", nargs="*", metavar="RECIPE.yaml|KEY=VALUE")
     b.add_argument("--steps", type=whole(100_000), default=30,
                    help="timed steps per round (default 30, at most 100000)")
     b.add_argument("--rounds", type=whole(1000), default=3,
-                   help="alternating rounds (default 3, at most 1000)")
+                   help="rounds, each one images/s per loop (default 3, at most 1000)")
     b.add_argument("--warmup", type=whole(10_000), default=12,  # reslab.bench.WARMUP
-                   help="untimed steps before each round's window, from 1 to 10000 (default 12): "
-                        "the first steps allocate memory and pick kernels")
+                   help="untimed steps of each loop before the first round, from 1 to 10000 "
+                        "(default 12): the first steps allocate memory and pick kernels")
     b.add_argument("--threads", type=whole(os.cpu_count() or 1),
                    help="torch CPU threads, at most this machine's CPUs (default: torch's; 1 is "
                         "steadier on a shared machine)")

@@ -191,6 +191,11 @@ def is_naive(fast: dict) -> bool:
     return not (fast["channels_last"] or fast["compile"]) and fast["precision"] in ("32-true", "32")
 
 
+def steps_per_turn(device: torch.device, steps: int) -> int:
+    """How many steps a loop runs before the next one's turn: 1 on a CPU, a round on a GPU."""
+    return steps if device.type == "cuda" else 1
+
+
 class Interleaved(Callback):
     """Times reslab's path inside its own fit, and steps the plain loops (yardsticks) between
     its steps, so that all of them run at the same moments of the machine's drift. On a CPU they
@@ -207,7 +212,7 @@ class Interleaved(Callback):
                  device: torch.device):
         self.cfg, self.dm, self.initial = cfg, dm, copy.deepcopy(net)  # the yardsticks' weights
         self.warmup, self.steps, self.rounds, self.device = warmup, steps, rounds, device
-        self.turn = steps if device.type == "cuda" else 1
+        self.turn = steps_per_turn(device, steps)
         self.window = Window(device)
         self.yardsticks: dict[str, Yardstick] = {}
         self.records: dict[str, list[dict]] = {"reslab": []}

@@ -70,7 +70,8 @@ def format_result(r: dict) -> str:
     fp = r["fast_path"]
     lines = [f"{r['model']} depth={r['depth']} batch={r['batch_size']} on {r['device']} "
              f"({r['precision']}, {r['threads']} threads), {r['rounds']} rounds x {r['steps']} "
-             f"steps after {r['warmup']} warm-up, load average {r['load_before']:.1f} -> "
+             f"steps after {r['warmup']} warm-up, the loops taking turns every "
+             f"{r['turn']} step{'s' * (r['turn'] > 1)}, load average {r['load_before']:.1f} -> "
              f"{r['load_after']:.1f}",
              f"  reslab's path: channels_last={fp['channels_last']} compile={fp['compile']} "
              f"({fp['compile_why']})",
@@ -92,7 +93,7 @@ def format_result(r: dict) -> str:
                          f"{q['min']:.3f} .. {q['max']:.3f})")
     if "compile_s" in r:
         lines.append(f"  compile: first step {r['compile_s']:.1f} s (compiling)")
-    lines.append(f"  peak memory {r['peak_memory_mb']:.0f} MB" +
+    lines.append(f"  peak memory {r['peak_memory_mb']:.0f} MB (the loops together)" +
                  (f"   MFU {100 * r['mfu']:.1f} %" if "mfu" in r else ""))
     if "memory_images_per_s" in r:
         lines.append(f"  input pipeline: in-memory {r['memory_images_per_s']:,.0f} images/s vs "
