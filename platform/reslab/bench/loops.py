@@ -1,5 +1,6 @@
-"""The loops `reslab bench` times — reslab's training path and the plain PyTorch loop — and what
-each one did inside its timed window, observed while it ran (not read back from the config)."""
+"""The loops `reslab bench` times — reslab's training path and the plain PyTorch loops, which
+step between its steps — and what each one did inside its timed window, observed while it ran
+(not read back from the config)."""
 
 from __future__ import annotations
 
@@ -204,9 +205,9 @@ class Interleaved(Callback):
     GPU every `steps` steps, so that each loop's steps queue behind each other as they would
     (a sync every step would hide the host running ahead, or a loop that stops it). The
     yardsticks are built once the warm-up settled reslab's fast path (compile `auto`), and warm
-    up as long. reslab's window runs from the start of a step to the start of the next one that
-    is a turn's end: whole steps with everything between them (data, hooks, logging). The fit
-    runs one step past the last round, whose start closes it."""
+    up as long. reslab's window opens at the start of its turn's first step and closes at the
+    start of the step after its turn: whole steps with everything between them (data, hooks,
+    logging). The fit runs one step past the last round, whose start closes it."""
 
     def __init__(self, cfg: Config, dm, net: nn.Module, warmup: int, steps: int, rounds: int,
                  device: torch.device):
