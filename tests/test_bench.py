@@ -176,6 +176,17 @@ def test_each_difference_in_work_refuses_the_ratio_and_is_named():
         assert "not eager fp32" in q["refused"] and next(iter(change)) in q["refused"], change
 
 
+def test_the_ratio_pairs_each_round_of_one_loop_with_the_same_round_of_the_other():
+    # reslab ran at 0.9x the plain loop in rounds 1 and 3 and 1.05x in round 2. reslab's median
+    # round is round 2, the plain loop's round 1: their ratio (0.9975) compares two moments.
+    def rounds(*rates):
+        return spread.side([_work(seconds=192 / rate) for rate in rates])
+
+    q = spread.ratio(rounds(90, 99.75, 108), rounds(100, 95, 120), spread.WORK + spread.SETUP)
+    assert [round(x, 3) for x in q["rounds"]] == [0.9, 1.05, 0.9]
+    assert round(q["ratio"], 3) == 0.9 and (q["min"], q["max"]) == (min(q["rounds"]), max(q["rounds"]))
+
+
 def test_the_window_records_the_autocast_dtype_in_force_across_its_openings():
     window = loops.Window(torch.device("cpu"))
     forward = window.wrap(torch.nn.Linear(2, 2))

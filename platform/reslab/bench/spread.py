@@ -37,9 +37,11 @@ def differences(a: dict, b: dict, keys: tuple[str, ...]) -> list[str]:
 
 
 def ratio(mine: dict, other: dict, keys: tuple[str, ...], expect: dict | None = None) -> dict:
-    """`mine` / `other` images/s: the ratio of the medians and the per-round ratios (round r of
-    each, run back to back), or `refused`: why there is no ratio, in one sentence. `expect`:
-    what `other` must have done (the naive loop's definition)."""
+    """`mine` / `other` images/s: each round's ratio (the two loops took turns within a round,
+    so it compares them at the same moments of the machine) and their median — not the ratio of
+    each loop's median round, which may be two different rounds — or `refused`: why there is no
+    ratio, in one sentence. `expect`: what `other` must have done (the naive loop's
+    definition)."""
     if len(mine["work"]) != len(other["work"]):
         return {"refused": f"no ratio: one loop ran {len(mine['work'])} rounds, the other "
                            f"{len(other['work'])}"}
@@ -51,8 +53,8 @@ def ratio(mine: dict, other: dict, keys: tuple[str, ...], expect: dict | None = 
             return {"refused": f"no ratio: in round {r + 1} the naive loop was not eager fp32 "
                                f"({'; '.join(diff)})"}
     rounds = [a / b if b else 0.0 for a, b in zip(mine["images_per_s"], other["images_per_s"])]
-    return {"ratio": mine["median"] / other["median"] if other["median"] else 0.0,
-            "rounds": rounds, "min": min(rounds), "max": max(rounds)}
+    return {"ratio": statistics.median(rounds), "rounds": rounds, "min": min(rounds),
+            "max": max(rounds)}
 
 
 def ratios(sides: dict) -> dict:
@@ -89,7 +91,7 @@ def format_result(r: dict) -> str:
         if "refused" in q:
             lines.append(f"  {label:<33} REFUSED — {q['refused']}")
         else:
-            lines.append(f"  {label:<33} {q['ratio']:.3f} (ratio of medians; per round "
+            lines.append(f"  {label:<33} {q['ratio']:.3f} (the rounds' median; rounds "
                          f"{q['min']:.3f} .. {q['max']:.3f})")
     if "compile_s" in r:
         lines.append(f"  compile: first step {r['compile_s']:.1f} s (compiling)")
