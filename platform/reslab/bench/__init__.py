@@ -24,6 +24,7 @@ from reslab.bench.pipeline import time_pipelines
 from reslab.bench.spread import format_result
 from reslab.config.load import derive
 from reslab.config.schema import Config
+from reslab.errors import UserError
 from reslab.models.profile import count_macs
 from reslab.run import trainer
 from reslab.run.build import build_net_and_data
@@ -39,6 +40,10 @@ def bench(cfg: Config, steps: int = 30, rounds: int = 3, warmup: int = WARMUP,
           pipelines: bool = True) -> dict:
     """Images/s of each loop per round (min/median/max), the ratios with their spread or the
     reason for refusing one, peak memory and (on GPU) MFU; then the input pipelines alone."""
+    for key in ("devices", "num_nodes"):  # DDP against single-device loops compares nothing
+        if (n := getattr(cfg.trainer, key)) != 1:
+            raise UserError(f"reslab bench times one device in one process, as its plain loops "
+                            f"run: trainer.{key} must be 1, got {n}")
     trainer.prepare_process()
     environment.check_launch(1, 1)  # one process: a stray rank would time without printing
     torch.manual_seed(cfg.seed)
